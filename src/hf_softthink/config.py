@@ -1,0 +1,205 @@
+"""`SoftThinkingConfig`: every knob of soft-thinking decoding, validated, JSON round-trip.
+
+The config lives in `model.generation_config.soft_thinking` (as a plain dict), so `save_pretrained`,
+`push_to_hub` and `from_pretrained` carry it with the model or adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+NOISE_KINDS = ("none", "dirichlet", "gumbel", "gaussian")
+MODES = ("soft", "switch")
+
+#: name of the attribute of `GenerationConfig` that holds the soft-thinking config
+GENERATION_CONFIG_ATTRIBUTE = "soft_thinking"
+
+
+def _check(condition: bool, name: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ValueError(f"SoftThinkingConfig.{name}={value!r} is invalid: {name} must be {allowed}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class SoftThinkingConfig:
+    r"""Settings of soft-thinking decoding (Soft Thinking, arXiv:2505.15778, and its variants).
+
+    While a row is *thinking*, each decoding step feeds back a **concept token**: the mixture
+    $e = \sum_j w_j\,E_{id_j}$ of the input embeddings of the `max_topk` most probable tokens, weighted by
+    their renormalised probabilities after the thinking-phase filters (temperature, top-k, top-p, min-p).
+    When the row emits `think_end` (or Cold Stop / the thinking budget forces it) it switches to ordinary
+    decoding with the caller's own generation settings.
+
+    Defaults follow the Soft Thinking release. Every value is validated on construction; a bad value
+    raises `ValueError` naming the field and its allowed range.
+
+    Example:
+
+    ```python
+    >>> from hf_softthink import SoftThinkingConfig
+    >>> cfg = SoftThinkingConfig(max_topk=5, noise="gumbel", gumbel_tau=0.5)
+    >>> SoftThinkingConfig.from_json(cfg.to_json()) == cfg
+    True
+    ```
+    """
+
+    max_topk: int | None = field(
+        default=10,
+        metadata={"help": "Number of most probable tokens mixed into a concept token (None: every token left by the filters)."},
+    )
+    temperature: float = field(default=0.6, metadata={"help": "Thinking-phase temperature T (> 0)."})
+    top_k: int | None = field(
+        default=30, metadata={"help": "Thinking-phase top-k filter (None or 0: off; the full vocabulary is sorted)."}
+    )
+    top_p: float = field(default=0.95, metadata={"help": "Thinking-phase nucleus filter, in (0, 1] (1: off)."})
+    min_p: float = field(
+        default=0.001,
+        metadata={"help": "Thinking-phase min-p filter, in [0, 1): drops tokens with p < min_p * p_max (0: off)."},
+    )
+    noise: Literal["none", "dirichlet", "gumbel", "gaussian"] = field(
+        default="none",
+        metadata={
+            "help": "Randomisation of the concept token: 'dirichlet' (w ~ Dir(alpha w)), 'gumbel' "
+            "(w = softmax((log w + g) / tau)), 'gaussian' (e + sigma * rms(E) * eps), or 'none'."
+        },
+    )
+    dirichlet_alpha: float = field(default=1.0, metadata={"help": "Dirichlet concentration scale alpha (> 0)."})
+    gumbel_tau: float = field(default=0.5, metadata={"help": "Gumbel-Softmax temperature tau (> 0)."})
+    gaussian_sigma: float = field(
+        default=0.33, metadata={"help": "Gaussian embedding noise scale, as a fraction of the embedding rms (>= 0)."}
+    )
+    cold_stop_entropy: float | None = field(
+        default=None,
+        metadata={"help": "Cold Stop entropy threshold in nats (None: Cold Stop off)."},
+    )
+    cold_stop_patience: int = field(
+        default=256,
+        metadata={"help": "Consecutive low-entropy thinking steps after which Cold Stop forces think_end (>= 1)."},
+    )
+    think_end: str | int | None = field(
+        default="</think>",
+        metadata={
+            "help": "End of the thinking phase: a string (resolved with the tokenizer), a token id, or None "
+            "(no answer phase: every generated step is a soft step)."
+        },
+    )
+    max_thinking_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Thinking budget: think_end is forced after this many thinking steps (None: no budget)."},
+    )
+    mode: Literal["soft", "switch"] = field(
+        default="soft",
+        metadata={"help": "'soft': every thinking step is soft; 'switch': SwiReasoning entropy-driven soft/explicit switching."},
+    )
+    switch_window: int = field(
+        default=512, metadata={"help": "Switch mode: minimum explicit steps before switching back to soft (>= 1)."}
+    )
+    max_switches: int | None = field(
+        default=None, metadata={"help": "Switch mode: think_end is forced after this many switches (None: unlimited)."}
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.max_topk is None or (_is_int(self.max_topk) and self.max_topk >= 1), "max_topk", self.max_topk,
+               "None or an integer >= 1")
+        _check(_is_number(self.temperature) and self.temperature > 0, "temperature", self.temperature,
+               "a finite number > 0 (use a tiny value such as 1e-4 for near-greedy mixtures)")
+        _check(self.top_k is None or (_is_int(self.top_k) and self.top_k >= 0), "top_k", self.top_k,
+               "None, 0 (off) or an integer >= 1")
+        _check(_is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]")
+        _check(_is_number(self.min_p) and 0 <= self.min_p < 1, "min_p", self.min_p, "in [0, 1)")
+        _check(self.noise in NOISE_KINDS, "noise", self.noise, f"one of {NOISE_KINDS}")
+        _check(_is_number(self.dirichlet_alpha) and self.dirichlet_alpha > 0, "dirichlet_alpha",
+               self.dirichlet_alpha, "a finite number > 0")
+        _check(_is_number(self.gumbel_tau) and self.gumbel_tau > 0, "gumbel_tau", self.gumbel_tau,
+               "a finite number > 0")
+        _check(_is_number(self.gaussian_sigma) and self.gaussian_sigma >= 0, "gaussian_sigma",
+               self.gaussian_sigma, "a finite number >= 0")
+        _check(self.cold_stop_entropy is None or (_is_number(self.cold_stop_entropy) and self.cold_stop_entropy > 0),
+               "cold_stop_entropy", self.cold_stop_entropy, "None (off) or a finite number > 0 (nats)")
+        _check(_is_int(self.cold_stop_patience) and self.cold_stop_patience >= 1, "cold_stop_patience",
+               self.cold_stop_patience, "an integer >= 1")
+        _check(self.think_end is None or (isinstance(self.think_end, str) and self.think_end != "")
+               or (_is_int(self.think_end) and self.think_end >= 0), "think_end", self.think_end,
+               "a non-empty string, a token id >= 0, or None")
+        _check(self.max_thinking_tokens is None or (_is_int(self.max_thinking_tokens) and self.max_thinking_tokens >= 0),
+               "max_thinking_tokens", self.max_thinking_tokens, "None or an integer >= 0")
+        _check(self.mode in MODES, "mode", self.mode, f"one of {MODES}")
+        _check(_is_int(self.switch_window) and self.switch_window >= 1, "switch_window", self.switch_window,
+               "an integer >= 1")
+        _check(self.max_switches is None or (_is_int(self.max_switches) and self.max_switches >= 1), "max_switches",
+               self.max_switches, "None or an integer >= 1")
+        needs_think_end = self.cold_stop_entropy is not None or self.max_thinking_tokens is not None or (
+            self.mode == "switch" and self.max_switches is not None)
+        if needs_think_end and self.think_end is None:
+            raise ValueError(
+                "SoftThinkingConfig.think_end=None is invalid with Cold Stop, a thinking budget or max_switches: "
+                "they force the think-end token, so set think_end to a string or token id."
+            )
+
+    # ----------------------------------------------------------------------------------------- helpers
+    @property
+    def candidate_count(self) -> int | None:
+        """Size of the candidate set the thinking filters work on (None: the whole vocabulary)."""
+        return self.top_k or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SoftThinkingConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown SoftThinkingConfig field(s) {unknown}; the fields are {sorted(known)}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> SoftThinkingConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def coerce(cls, value: Any, saved: Any = None) -> SoftThinkingConfig | None:
+        """Turn a `soft_thinking=` argument into a config, or None for plain decoding.
+
+        `True` means the config saved with the model (`saved`, a dict or config) or the defaults;
+        `False`/`None` mean plain decoding; a dict or a `SoftThinkingConfig` is used as given.
+        """
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls.coerce(saved) if saved not in (None, False, True) else cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        raise TypeError(
+            f"soft_thinking must be True/False, a SoftThinkingConfig or a dict of its fields, "
+            f"got {type(value).__name__}: {value!r}."
+        )
+
+    def save_to_generation_config(self, generation_config: Any) -> None:
+        """Store this config in `generation_config.soft_thinking` (a JSON-safe dict)."""
+        setattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, self.to_dict())
+
+    @classmethod
+    def from_generation_config(cls, generation_config: Any) -> SoftThinkingConfig | None:
+        """The config saved in `generation_config.soft_thinking`, or None if there is none."""
+        saved = getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
+        return None if saved in (None, False, True) else cls.coerce(saved)

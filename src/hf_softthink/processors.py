@@ -1,0 +1,306 @@
+"""The logits-processor family of soft thinking.
+
+Each class is a `transformers.LogitsProcessor`: it takes `(input_ids, scores)` and returns new scores, so
+it composes in a `LogitsProcessorList`. The thinking-phase filters themselves are transformers' own
+warpers (temperature, top-p, min-p); top-k is a *candidate reduction* (`top_k_candidates`) after which
+every later filter and noise works on the `(batch, top_k)` candidate scores instead of the whole
+vocabulary — top-p and min-p give the same kept set either way, at a fraction of the cost.
+
+Processors that force the think-end token (Cold Stop, the thinking budget, SwiReasoning's switch limit)
+take three extra keyword arguments, passed by `LogitsProcessorList(..., thinking=, entropy=, forced=)`:
+`thinking` (B,) bool marks the rows that are thinking, `entropy` (B,) the full-distribution entropy of
+the step, and `forced` (B,) bool is *written*: a processor sets it for every row it forces.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .config import SoftThinkingConfig
+
+
+def full_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    r"""Entropy (nats) of softmax(logits / T) over the **whole** vocabulary, per row.
+
+    $H = -\sum_v p_v \log p_v$. It is taken before any filtering: after top-p, a confident model's
+    distribution collapses to one token and H to exactly 0, which would make Cold Stop fire on anything.
+    """
+    log_p = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return -(log_p.exp() * log_p).nan_to_num(0.0).sum(-1)
+
+
+def top_k_candidates(scores: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` highest scores of each row, sorted descending, and their token ids.
+
+    `k=None` (or `k >= vocab`) keeps the whole vocabulary, in vocabulary order.
+    """
+    vocab = scores.shape[-1]
+    if k is None or k >= vocab:
+        ids = torch.arange(vocab, device=scores.device).expand_as(scores)
+        return scores, ids
+    return torch.topk(scores, k, dim=-1)
+
+
+def force_tokens(scores: torch.Tensor, rows: torch.Tensor, token_ids: torch.Tensor | int) -> torch.Tensor:
+    """Scores in which each row of `rows` (bool (B,)) can only emit its token of `token_ids` (int or (B,))."""
+    token_ids = torch.as_tensor(token_ids, device=scores.device).expand(scores.shape[0])
+    forced = torch.full_like(scores, -math.inf).scatter_(-1, token_ids[:, None], 0.0)
+    return torch.where(rows[:, None], forced, scores)
+
+
+class DirichletNoiseLogitsProcessor(LogitsProcessor):
+    r"""Replaces the scores by the log of a Dirichlet sample around their softmax (arXiv:2508.03440).
+
+    With $w = \mathrm{softmax}(s)$ over the finite entries, returns $\log y$, $y \sim \mathrm{Dir}(\alpha w)$,
+    so `softmax` of the output is the randomised concept-token weights. Entries at `-inf` stay `-inf`. The
+    sample is drawn as normalised Gamma variates (`torch._standard_gamma`, i.e. `torch.distributions`);
+    a row with a single finite entry (a forced token) stays one-hot.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> torch.manual_seed(0)
+    >>> scores = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    >>> DirichletNoiseLogitsProcessor(alpha=1.0)(None, scores).softmax(-1).sum().item()
+    1.0
+    ```
+    """
+
+    def __init__(self, alpha: float = 1.0):
+        if not alpha > 0:
+            raise ValueError(f"`alpha` must be > 0, got {alpha}.")
+        self.alpha = alpha
+
+    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(scores.float(), dim=-1)
+        support = weights > 0
+        concentration = (self.alpha * weights).clamp_min(torch.finfo(torch.float32).tiny)
+        gamma = torch._standard_gamma(concentration).where(support, 0.0)
+        total = gamma.sum(-1, keepdim=True)
+        # all Gamma draws of a row underflowed (tiny concentrations): keep the row's weights
+        sample = torch.where(total > 0, gamma / total.clamp_min(torch.finfo(torch.float32).tiny), weights)
+        return sample.log()
+
+
+class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
+    r"""Gumbel-Softmax (Concrete) perturbation of the scores (arXiv:2508.03440, SofT-GRPO arXiv:2511.06411).
+
+    Returns $(\log w + g) / \tau$ with $w = \mathrm{softmax}(s)$ and $g \sim \mathrm{Gumbel}(0, 1)$ i.i.d.,
+    so `softmax` of the output is a Gumbel-Softmax sample and its argmax a Gumbel-max sample of $w$.
+    Entries at `-inf` stay `-inf`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> torch.manual_seed(0)
+    >>> out = GumbelSoftmaxNoiseLogitsProcessor(tau=0.5)(None, torch.tensor([[0.0, -1.0, -math.inf]]))
+    >>> bool(out[0, 2] == -math.inf)
+    True
+    ```
+    """
+
+    def __init__(self, tau: float = 0.5):
+        if not tau > 0:
+            raise ValueError(f"`tau` must be > 0, got {tau}.")
+        self.tau = tau
+
+    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor) -> torch.Tensor:
+        log_w = torch.log_softmax(scores.float(), dim=-1)
+        uniform = torch.rand_like(log_w).clamp_(torch.finfo(torch.float32).tiny, 1.0)
+        gumbel = -torch.log(-torch.log(uniform))
+        return (log_w + gumbel) / self.tau
+
+
+class ColdStopLogitsProcessor(LogitsProcessor):
+    r"""Cold Stop: forces the think-end token after `patience` consecutive confident thinking steps.
+
+    Keeps a per-row count of consecutive thinking steps with full-distribution entropy $H < $
+    `entropy_threshold` (any step with $H \ge$ threshold resets it). On the step where the count reaches
+    `patience`, the row's scores are replaced so that only `think_end_token_id` can be emitted, and the row
+    is marked in `forced`. Rows that are not thinking are untouched and their count is reset.
+
+    The count is state across the steps of **one** `generate` call: build a new instance per call.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> stop = ColdStopLogitsProcessor(think_end_token_id=2, entropy_threshold=0.1, patience=2)
+    >>> thinking, low = torch.tensor([True]), torch.tensor([0.01])
+    >>> forced = torch.zeros(1, dtype=torch.bool)
+    >>> _ = stop(None, torch.zeros(1, 4), thinking=thinking, entropy=low, forced=forced)
+    >>> out = stop(None, torch.zeros(1, 4), thinking=thinking, entropy=low, forced=forced)
+    >>> out.argmax(-1).item(), forced.item()
+    (2, True)
+    ```
+    """
+
+    def __init__(self, think_end_token_id: int, entropy_threshold: float, patience: int):
+        if patience < 1:
+            raise ValueError(f"`patience` must be >= 1, got {patience}.")
+        self.think_end_token_id = think_end_token_id
+        self.entropy_threshold = entropy_threshold
+        self.patience = patience
+        self.low_entropy_steps: torch.Tensor | None = None
+
+    def __call__(
+        self,
+        input_ids: torch.LongTensor | None,
+        scores: torch.Tensor,
+        thinking: torch.Tensor,
+        entropy: torch.Tensor,
+        forced: torch.Tensor,
+    ) -> torch.Tensor:
+        if self.low_entropy_steps is None:
+            self.low_entropy_steps = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+        low = thinking & (entropy < self.entropy_threshold)
+        self.low_entropy_steps = torch.where(low, self.low_entropy_steps + 1, 0)
+        fire = thinking & (self.low_entropy_steps >= self.patience)
+        forced |= fire
+        return force_tokens(scores, fire, self.think_end_token_id)
+
+
+class ThinkingBudgetLogitsProcessor(LogitsProcessor):
+    r"""Forces the think-end token once a thinking row has generated `max_thinking_tokens` tokens.
+
+    The thinking phase is the start of the generation, so the thinking length of a row that is still
+    thinking is `input_ids.shape[1] - prompt_length`. When it reaches the budget the row can only emit
+    `think_end_token_id` (and is marked in `forced`): at most `max_thinking_tokens` thinking tokens precede
+    the think-end. Stateless (`entropy` is accepted for a uniform forcer signature and unused).
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> budget = ThinkingBudgetLogitsProcessor(think_end_token_id=3, max_thinking_tokens=2, prompt_length=4)
+    >>> forced = torch.zeros(1, dtype=torch.bool)
+    >>> ids = torch.zeros(1, 6, dtype=torch.long)  # 4 prompt + 2 thinking tokens
+    >>> thinking, entropy = torch.tensor([True]), torch.tensor([1.0])
+    >>> budget(ids, torch.zeros(1, 5), thinking=thinking, entropy=entropy, forced=forced).argmax(-1).item()
+    3
+    ```
+    """
+
+    def __init__(self, think_end_token_id: int, max_thinking_tokens: int, prompt_length: int):
+        self.think_end_token_id = think_end_token_id
+        self.max_thinking_tokens = max_thinking_tokens
+        self.prompt_length = prompt_length
+
+    def __call__(
+        self,
+        input_ids: torch.LongTensor,
+        scores: torch.Tensor,
+        thinking: torch.Tensor,
+        entropy: torch.Tensor,
+        forced: torch.Tensor,
+    ) -> torch.Tensor:
+        if input_ids.shape[1] - self.prompt_length < self.max_thinking_tokens:
+            return scores
+        forced |= thinking
+        return force_tokens(scores, thinking, self.think_end_token_id)
+
+
+class EntropySwitchLogitsProcessor(LogitsProcessor):
+    r"""SwiReasoning (arXiv:2510.05069): entropy-driven switching between soft and explicit thinking.
+
+    Per thinking row, a block starts with a reference entropy $H_{ref}$ (the entropy of its first step).
+    A soft row switches to *explicit* (discrete tokens) when $H < H_{ref}$; an explicit row switches back to
+    soft when $H > H_{ref}$ after at least `switch_window` explicit steps. Each switch starts a new block
+    ($H_{ref}$ resets to the current $H$). After `max_switches` switches the think-end token is forced
+    (row marked in `forced`). The scores are otherwise unchanged; the decoder reads `explicit` (B,) bool to
+    know which rows feed a discrete token this step. State across the steps of one `generate` call.
+    """
+
+    def __init__(self, switch_window: int, max_switches: int | None = None, think_end_token_id: int | None = None):
+        if max_switches is not None and think_end_token_id is None:
+            raise ValueError("`max_switches` needs `think_end_token_id`: the switch limit forces think-end.")
+        self.switch_window = switch_window
+        self.max_switches = max_switches
+        self.think_end_token_id = think_end_token_id
+        self.explicit: torch.Tensor | None = None
+        self.reference_entropy: torch.Tensor | None = None
+        self.explicit_steps: torch.Tensor | None = None
+        self.switches: torch.Tensor | None = None
+
+    def __call__(
+        self,
+        input_ids: torch.LongTensor | None,
+        scores: torch.Tensor,
+        thinking: torch.Tensor,
+        entropy: torch.Tensor,
+        forced: torch.Tensor,
+    ) -> torch.Tensor:
+        if self.explicit is None:
+            batch, device = scores.shape[0], scores.device
+            self.explicit = torch.zeros(batch, dtype=torch.bool, device=device)
+            self.reference_entropy = torch.full((batch,), math.nan, device=device)
+            self.explicit_steps = torch.zeros(batch, dtype=torch.long, device=device)
+            self.switches = torch.zeros(batch, dtype=torch.long, device=device)
+        entropy = entropy.to(self.reference_entropy.dtype)
+        block_start = thinking & self.reference_entropy.isnan()
+        self.reference_entropy = torch.where(block_start, entropy, self.reference_entropy)
+        self.explicit_steps = torch.where(thinking & self.explicit, self.explicit_steps + 1, self.explicit_steps)
+        to_explicit = thinking & ~self.explicit & (entropy < self.reference_entropy)
+        to_soft = (
+            thinking & self.explicit & (self.explicit_steps >= self.switch_window)
+            & (entropy > self.reference_entropy)
+        )
+        switched = to_explicit | to_soft
+        self.explicit = self.explicit ^ switched
+        self.switches = self.switches + switched.long()
+        self.reference_entropy = torch.where(switched, entropy, self.reference_entropy)
+        self.explicit_steps = torch.where(switched, 0, self.explicit_steps)
+        if self.max_switches is None:
+            return scores
+        fire = thinking & (self.switches >= self.max_switches)
+        forced |= fire
+        return force_tokens(scores, fire, self.think_end_token_id)
+
+
+def thinking_warpers(config: SoftThinkingConfig) -> LogitsProcessorList:
+    """transformers' warpers for the thinking phase: temperature, then top-p and min-p (when on).
+
+    Apply them to the `top_k_candidates` of the scores (the top-k filter itself is the candidate
+    reduction), or to full-vocabulary scores after a `TopKLogitsWarper`: both keep the same tokens.
+    """
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(config.temperature)])
+    if config.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(config.top_p))
+    if config.min_p > 0.0:
+        warpers.append(MinPLogitsWarper(config.min_p))
+    return warpers
+
+
+def mixture_noise(config: SoftThinkingConfig) -> LogitsProcessorList:
+    """The noise processor on the concept-token weights (empty for 'none' and 'gaussian')."""
+    if config.noise == "dirichlet":
+        return LogitsProcessorList([DirichletNoiseLogitsProcessor(config.dirichlet_alpha)])
+    if config.noise == "gumbel":
+        return LogitsProcessorList([GumbelSoftmaxNoiseLogitsProcessor(config.gumbel_tau)])
+    return LogitsProcessorList()
+
+
+def think_end_forcers(
+    config: SoftThinkingConfig, think_end_token_id: int | None, prompt_length: int
+) -> LogitsProcessorList:
+    """The processors that force think-end, in the order budget, switch limit, Cold Stop."""
+    forcers = LogitsProcessorList()
+    if config.max_thinking_tokens is not None:
+        forcers.append(ThinkingBudgetLogitsProcessor(think_end_token_id, config.max_thinking_tokens, prompt_length))
+    if config.mode == "switch":
+        forcers.append(EntropySwitchLogitsProcessor(config.switch_window, config.max_switches, think_end_token_id))
+    if config.cold_stop_entropy is not None:
+        forcers.append(
+            ColdStopLogitsProcessor(think_end_token_id, config.cold_stop_entropy, config.cold_stop_patience)
+        )
+    return forcers
