@@ -195,8 +195,13 @@ class SoftThinkingConfig:
         )
 
     def save_to_generation_config(self, generation_config: Any) -> None:
-        """Store this config in `generation_config.soft_thinking` (a JSON-safe dict)."""
+        """Store this config in `generation_config.soft_thinking` (a JSON-safe dict).
+
+        The generation config stops being marked `_from_model_config`: transformers drops custom attributes
+        when it reloads a generation config with that mark, and this one now holds a user setting.
+        """
         setattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, self.to_dict())
+        generation_config._from_model_config = False
 
     @classmethod
     def from_generation_config(cls, generation_config: Any) -> SoftThinkingConfig | None:

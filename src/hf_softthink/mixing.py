@@ -22,7 +22,7 @@ def input_embedding_module(model: nn.Module) -> nn.Module:
         ) from error
     if not isinstance(module, nn.Module):
         raise ValueError(
-            f"{type(model).__name__}.get_input_embeddings() returned {module!r}, not an embedding module. "
+            f"{type(model).__name__}.get_input_embeddings() returned {module!r}, not an input-embedding module. "
             "Soft thinking feeds mixtures of input embeddings: use a causal LM with token embeddings."
         )
     return module

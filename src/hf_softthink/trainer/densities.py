@@ -1,0 +1,372 @@
+"""Log-densities of soft-thinking actions (DESIGN.md section 5).
+
+A soft step's *action* is what was fed back to the model; the RL loss needs its log-density
+under the current policy. Three noise families are supported, each exact:
+
+* :func:`gaussian_log_density` -- Gaussian noise on the input embedding ("Soft Tokens, Hard
+  Truths", arXiv 2509.19170): ``h = mu + s * eps``.
+* :func:`concrete_log_density` -- Gumbel-Softmax / Concrete weights over the K stored ids
+  (Maddison, Mnih & Teh 2017, arXiv 1611.00712; Jang, Gu & Poole 2017, arXiv 1611.01144),
+  as used by SofT-GRPO (arXiv 2511.06411) rollouts.
+* :func:`dirichlet_log_density` -- Dirichlet weights ``y ~ Dir(alpha * p)`` (arXiv 2508.03440).
+
+plus :func:`soft_grpo_gumbel_log_density`, the *approximate* score of the SofT-GRPO reference
+implementation, offered only as a labelled compatibility option (it is not a density).
+
+Conventions shared by every function here:
+
+* Batched over arbitrary leading dimensions ``(...)``; the event is the last dimension.
+* Differentiable in the distribution parameters (mean, std, logits, tau, concentration);
+  the actions (``x``, ``log_y``, ``y``) are normally detached rollout data.
+* Computed in float32 at least: bfloat16 / float16 inputs are upcast, float64 stays float64.
+  The result has that compute dtype.
+* Simplex densities (Concrete, Dirichlet) are with respect to Lebesgue measure on the first
+  ``K - 1`` coordinates of the simplex, the convention of ``torch.distributions``.
+
+Where ``torch.distributions`` is exact and stable it is used (``Normal`` / ``Independent``);
+where it is not, the closed form is written out and the docstring says why.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Independent, Normal
+
+__all__ = [
+    "concrete_log_density",
+    "dirichlet_log_density",
+    "gaussian_log_density",
+    "soft_grpo_gumbel_log_density",
+]
+
+
+def _compute_dtype(*values) -> torch.dtype:
+    """At least float32; float64 if any tensor argument is float64."""
+    dtype = torch.float32
+    for v in values:
+        if isinstance(v, Tensor) and v.is_floating_point():
+            dtype = torch.promote_types(dtype, v.dtype)
+    return dtype
+
+
+def _check_event_dims(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    if a.dim() == 0 or b.dim() == 0:
+        raise ValueError(f"`{name_a}` and `{name_b}` must have an event dimension (..., K); got 0-d tensors.")
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must share their last (event) dimension; "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}."
+        )
+
+
+def _positive_param(name: str, value, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A float or tensor parameter as a tensor of ``dtype``; Python numbers are checked to be > 0.
+
+    Tensors are not checked (that would force a device sync inside the training loop).
+    """
+    if isinstance(value, Tensor):
+        return value.to(dtype=dtype, device=device)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a positive float or a tensor, got {type(value).__name__}.")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    return torch.tensor(float(value), dtype=dtype, device=device)
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian
+# --------------------------------------------------------------------------------------------
+
+
+def gaussian_log_density(x: Tensor, mean: Tensor, std: float | Tensor) -> Tensor:
+    r"""Log-density of an isotropic (or diagonal) Gaussian, summed over the last dimension.
+
+    .. math::
+
+        \log \mathcal N(x;\ \mu, s^2 I) = -\frac{\lVert x-\mu\rVert^2}{2 s^2} - \frac d2 \log(2\pi s^2)
+
+    With a per-coordinate ``std`` the per-coordinate terms are summed (diagonal covariance).
+    This is the log-density of the Gaussian soft action ``h = mu_old + s * eps`` of "Soft
+    Tokens, Hard Truths" (arXiv 2509.19170), where ``mu`` is the probability-weighted mixture
+    of token embeddings and ``s = sigma * rms(E)``.
+
+    Args:
+        x: actions, shape ``(..., d)``.
+        mean: means, shape broadcastable with ``x``, last dimension ``d`` (differentiable).
+        std: a positive float, or a tensor. A tensor with **fewer** dimensions than ``x`` is a
+            per-row std, broadcast (right-aligned, numpy style) against ``x.shape[:-1]``. A
+            tensor with the **same** number of dimensions as ``x`` is per-coordinate,
+            broadcast against ``(..., d)`` (so a trailing size-1 dimension is per-row again).
+            A per-coordinate std of shape ``(d,)`` for batched ``x`` must therefore be given
+            with ``x``'s rank, e.g. ``std.view(1, d)``. Tensor values are not checked for
+            positivity (no device sync); Python numbers are.
+
+    Returns:
+        ``(...)`` log-densities in float32 (float64 if an input is float64); bf16/fp16 inputs
+        are upcast before anything is computed.
+
+    Implemented with ``torch.distributions.Independent(Normal(mean, std), 1).log_prob`` (exact
+    and stable; argument validation is off so no sync happens).
+
+    Example:
+        >>> x = torch.zeros(2, 3, 4)
+        >>> gaussian_log_density(x, torch.zeros(4), 1.0).shape
+        torch.Size([2, 3])
+    """
+    if not isinstance(x, Tensor) or not isinstance(mean, Tensor):
+        raise TypeError("`x` and `mean` must be tensors of shape (..., d).")
+    _check_event_dims("x", x, "mean", mean)
+    dtype = _compute_dtype(x, mean, std)
+    x = x.to(dtype)
+    mean = mean.to(dtype)
+    std_t = _positive_param("std", std, dtype, x.device)
+    if std_t.dim() < x.dim():
+        std_t = std_t.unsqueeze(-1)  # per-row -> (..., 1)
+    elif std_t.shape[-1] not in (1, x.shape[-1]):
+        raise ValueError(
+            f"A per-coordinate `std` (same rank as `x`) must have last dimension 1 or d={x.shape[-1]}; "
+            f"got shape {tuple(std_t.shape)}."
+        )
+    mean, std_t = torch.broadcast_tensors(mean, std_t)
+    return Independent(Normal(mean, std_t, validate_args=False), 1, validate_args=False).log_prob(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Concrete / Gumbel-Softmax
+# --------------------------------------------------------------------------------------------
+
+
+def _masked_inputs(logits: Tensor, log_y: Tensor):
+    """Broadcast, find valid categories (logit != -inf) and zero out the invalid entries."""
+    logits, log_y = torch.broadcast_tensors(logits, log_y)
+    valid = logits != float("-inf")
+    k = valid.sum(-1)
+    # Shift-invariance: subtract the (detached) max over valid entries for numerical range.
+    shift = torch.where(valid, logits, float("-inf")).amax(-1, keepdim=True).detach()
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    l_safe = torch.where(valid, logits - shift, torch.zeros_like(logits))
+    ly_safe = torch.where(valid, log_y, torch.zeros_like(log_y))
+    return valid, k, l_safe, ly_safe
+
+
+def concrete_log_density(logits: Tensor, log_y: Tensor, tau: float | Tensor) -> Tensor:
+    r"""Exact log-density of the Concrete (Gumbel-Softmax) distribution, from log-weights.
+
+    For ``y = softmax((l + g) / tau)`` with ``g_i ~ Gumbel(0, 1)`` i.i.d. over K categories,
+    Maddison, Mnih & Teh (2017, arXiv 1611.00712, eq. 3) give
+
+    .. math::
+
+        \log p(y) = \log\Gamma(K) + (K-1)\log\tau + \sum_i l_i - (\tau+1)\sum_i \log y_i
+                    - K\,\operatorname{logsumexp}_i(l_i - \tau \log y_i),
+
+    a density with respect to Lebesgue measure on the first ``K - 1`` coordinates of the
+    simplex (the same convention as ``torch.distributions.RelaxedOneHotCategorical``). It is
+    invariant to adding a constant to ``l``, so ``logits`` may be unnormalised (raw logits,
+    log-probs over the full vocabulary, or log-probs renormalised over the K ids all give the
+    same value).
+
+    Why not ``torch.distributions.RelaxedOneHotCategorical(tau, logits=l).log_prob(y)``? It
+    computes exactly this formula, but from ``y``: it takes ``log(y)`` internally. At small
+    ``tau`` the Gumbel-Softmax weights underflow (``y_i == 0`` in float32 while
+    ``log y_i`` is a perfectly finite number like -3000), and its ``log_prob`` returns
+    ``nan``/``inf``. This function takes ``log_y`` -- keep it from a ``log_softmax`` at sampling
+    time, never ``log(y)``.
+
+    Support masking: categories whose ``logits`` entry is ``-inf`` are *not* part of the
+    distribution (fewer than K candidates survived filtering). They are excluded from every
+    sum and from ``K``: the result is the Concrete density over the valid categories only,
+    with ``K`` = the number of valid entries in that row (their ``log_y`` entries are ignored,
+    whatever they hold). A row with a single valid category is a point mass and gets 0; a row
+    with none gets 0 too. ``log_y`` must be finite on valid categories.
+
+    Args:
+        logits: ``(..., K)`` policy logits / log-probs of the K stored ids (differentiable).
+        log_y: ``(..., K)`` log-weights of the sampled action, e.g.
+            ``torch.log_softmax((l_old + g) / tau, -1)``; broadcastable with ``logits``.
+        tau: Gumbel-Softmax temperature > 0: a float or a tensor broadcastable to ``(...)``.
+
+    Returns:
+        ``(...)`` log-densities (float32 at least; bf16 inputs are upcast).
+
+    Example:
+        >>> l = torch.log_softmax(torch.randn(4, 10), -1)
+        >>> g = -torch.log(-torch.log(torch.rand(4, 10)))
+        >>> log_y = torch.log_softmax((l + g) / 0.05, -1)  # y itself underflows
+        >>> bool(torch.isfinite(concrete_log_density(l, log_y, 0.05)).all())
+        True
+    """
+    if not isinstance(logits, Tensor) or not isinstance(log_y, Tensor):
+        raise TypeError("`logits` and `log_y` must be tensors of shape (..., K).")
+    _check_event_dims("logits", logits, "log_y", log_y)
+    dtype = _compute_dtype(logits, log_y, tau)
+    logits = logits.to(dtype)
+    log_y = log_y.to(dtype)
+    tau_t = _positive_param("tau", tau, dtype, logits.device)
+
+    valid, k, l_safe, ly_safe = _masked_inputs(logits, log_y)
+    tau_e = tau_t.unsqueeze(-1) if tau_t.dim() > 0 else tau_t
+    score = torch.where(valid, l_safe - tau_e * ly_safe, torch.full_like(l_safe, float("-inf")))
+    empty = (k == 0).unsqueeze(-1)
+    score = torch.where(empty, torch.zeros_like(score), score)  # keeps logsumexp (and its grad) finite
+    k_f = k.clamp_min(1).to(dtype)
+
+    out = (
+        torch.lgamma(k_f)
+        + (k_f - 1) * torch.log(tau_t)
+        + l_safe.sum(-1)
+        - (tau_t + 1) * ly_safe.sum(-1)
+        - k_f * torch.logsumexp(score, dim=-1)
+    )
+    return torch.where(k > 1, out, torch.zeros_like(out))
+
+
+def soft_grpo_gumbel_log_density(
+    logits: Tensor,
+    log_y: Tensor,
+    tau: float | Tensor,
+    *,
+    noise_clamp: tuple[float, float] = (-1.5, 3.0),
+    min_log_prob: float | None = -3.0,
+) -> Tensor:
+    r"""COMPATIBILITY OPTION: SofT-GRPO's approximate Gumbel score -- NOT a true log-density.
+
+    Reproduces the score used by the SofT-GRPO reference implementation (arXiv 2511.06411,
+    ``logprobs_from_logits_topk_gumbel`` in its verl fork). Prefer the exact
+    :func:`concrete_log_density`; use this only to compare with / reproduce that paper.
+
+    Recipe:
+
+    1. ``l = log_softmax(logits)`` over the valid (``!= -inf``) ids.
+    2. Recover the Gumbel noise ``g_i = tau * log y_i - l_i + c``. The rollout weights only
+       determine ``g`` up to the shift ``c`` (softmax is shift-invariant; the reference code
+       stores ``l_old + g`` instead). Here ``c`` is fixed by maximum likelihood under i.i.d.
+       Gumbel(0, 1) noise, ``c = logsumexp_i(l_i - tau log y_i) - log K``, and **detached**,
+       so that, as in the reference, gradient reaches the parameters only through ``-l_i``.
+    3. Clamp each ``g_i`` to ``noise_clamp`` (default ``[-1.5, 3]``, as in the reference).
+    4. Score each with the standard Gumbel log-density ``log p(g) = -(g + exp(-g))``.
+    5. Average over the ids with ``l_i > min_log_prob`` (default -3, as in the reference;
+       ``None`` averages over all valid ids). A row with no such id gets 0.
+
+    The result is bounded (in ``[-3.05, -1]`` with the default clamp), ignores the Jacobian
+    of the softmax and the coupling between coordinates, and does not integrate to 1: treat
+    it as a heuristic score with a density-like gradient, not as ``log pi(y)``.
+
+    Args:
+        logits: ``(..., K)`` policy logits (differentiable); ``-inf`` marks absent ids.
+        log_y: ``(..., K)`` log-weights of the sampled action (from a ``log_softmax``).
+        tau: Gumbel-Softmax temperature > 0 (float or tensor broadcastable to ``(...)``).
+        noise_clamp: ``(low, high)`` clamp applied to the recovered noise.
+        min_log_prob: only ids with renormalised log-prob above this are averaged.
+
+    Returns:
+        ``(...)`` scores (float32 at least).
+    """
+    if not isinstance(logits, Tensor) or not isinstance(log_y, Tensor):
+        raise TypeError("`logits` and `log_y` must be tensors of shape (..., K).")
+    _check_event_dims("logits", logits, "log_y", log_y)
+    low, high = noise_clamp
+    if not low < high:
+        raise ValueError(f"`noise_clamp` must be (low, high) with low < high, got {noise_clamp!r}.")
+    dtype = _compute_dtype(logits, log_y, tau)
+    logits = logits.to(dtype)
+    log_y = log_y.to(dtype)
+    tau_t = _positive_param("tau", tau, dtype, logits.device)
+    tau_e = tau_t.unsqueeze(-1) if tau_t.dim() > 0 else tau_t
+
+    logits, log_y = torch.broadcast_tensors(logits, log_y)
+    valid = logits != float("-inf")
+    neg_inf = torch.full_like(logits, float("-inf"))
+    any_valid = valid.any(-1, keepdim=True)
+    masked = torch.where(valid, logits, neg_inf)
+    masked = torch.where(any_valid, masked, torch.zeros_like(masked))
+    l = torch.log_softmax(masked, dim=-1)  # noqa: E741
+    l_safe = torch.where(valid, l, torch.zeros_like(l))
+    a = torch.where(valid, tau_e * log_y - l_safe, torch.zeros_like(l))  # g up to a shift
+    k = valid.sum(-1, keepdim=True).clamp_min(1).to(dtype)
+    # MLE of the shift c under Gumbel(0, 1): argmax_c sum_i -(a_i + c) - exp(-(a_i + c)).
+    c = torch.logsumexp(torch.where(valid, -a, neg_inf).masked_fill(~any_valid, 0.0), -1, keepdim=True)
+    c = (c - torch.log(k)).detach()
+    g = (a + c).clamp(low, high)
+    score = -(g + torch.exp(-g))
+    use = valid if min_log_prob is None else valid & (l_safe > min_log_prob)
+    use_f = use.to(dtype)
+    n = use_f.sum(-1)
+    return torch.where(n > 0, (score * use_f).sum(-1) / n.clamp_min(1), torch.zeros_like(n))
+
+
+# --------------------------------------------------------------------------------------------
+# Dirichlet
+# --------------------------------------------------------------------------------------------
+
+
+def dirichlet_log_density(y: Tensor | None, concentration: Tensor, *, log_y: Tensor | None = None) -> Tensor:
+    r"""Log-density of a Dirichlet distribution, in closed form.
+
+    .. math::
+
+        \log \mathrm{Dir}(y;\ a) = \log\Gamma\Big(\sum_i a_i\Big) - \sum_i \log\Gamma(a_i)
+                                   + \sum_i (a_i - 1) \log y_i
+
+    with respect to Lebesgue measure on the first ``K - 1`` simplex coordinates (the
+    convention of ``torch.distributions.Dirichlet.log_prob``, which computes the same
+    formula with ``xlogy``). Used for Dirichlet soft actions ``y ~ Dir(alpha * p_theta)``.
+
+    Numerical handling (why not ``torch.distributions.Dirichlet(a).log_prob(y)`` as is): with
+    small concentrations (``alpha * p`` for unlikely ids) the sampled weights underflow to
+    exactly 0 in float32, where torch returns ``+inf`` (``a < 1``) or ``-inf`` (``a > 1``) and
+    non-finite gradients. Here ``y`` is clamped to ``>= torch.finfo(dtype).tiny`` (the
+    smallest normal number, which is also the floor ``torch``'s Dirichlet sampler applies),
+    so a weight that underflowed is scored as that floor. If exact log-weights are
+    available (e.g. a sampler that works in log space), pass them as ``log_y=`` instead;
+    ``y`` is then ignored and may be ``None``. Elsewhere the result equals torch's.
+
+    Support masking: categories with ``concentration == 0`` (ids with zero probability, e.g.
+    fewer than K survived filtering) are excluded: the density is over the remaining
+    categories (their ``y`` entries are ignored). A row with a single positive
+    concentration is a point mass and gets 0; a row with none gets 0 too. Positivity of the
+    other entries is not checked (no device sync).
+
+    Args:
+        y: ``(..., K)`` weights on the simplex (the sampled action), or ``None`` with ``log_y``.
+        concentration: ``(..., K)`` concentrations ``a >= 0`` (differentiable), e.g.
+            ``alpha * softmax(logits)``; broadcastable with ``y``.
+        log_y: optional ``(..., K)`` exact log-weights, used instead of ``log(clamp(y))``.
+
+    Returns:
+        ``(...)`` log-densities (float32 at least; bf16 inputs are upcast).
+
+    Example:
+        >>> a = torch.tensor([1.0, 2.0, 3.0])
+        >>> y = torch.tensor([0.2, 0.3, 0.5])
+        >>> torch.allclose(dirichlet_log_density(y, a), torch.distributions.Dirichlet(a).log_prob(y))
+        True
+    """
+    if not isinstance(concentration, Tensor):
+        raise TypeError("`concentration` must be a tensor of shape (..., K).")
+    if log_y is None:
+        if not isinstance(y, Tensor):
+            raise TypeError("`y` must be a tensor of shape (..., K) (or pass `log_y=`).")
+        _check_event_dims("y", y, "concentration", concentration)
+        dtype = _compute_dtype(y, concentration)
+        log_y = torch.log(y.to(dtype).clamp_min(torch.finfo(dtype).tiny))
+    else:
+        if not isinstance(log_y, Tensor):
+            raise TypeError("`log_y` must be a tensor of shape (..., K).")
+        _check_event_dims("log_y", log_y, "concentration", concentration)
+        dtype = _compute_dtype(log_y, concentration)
+        log_y = log_y.to(dtype)
+    conc = concentration.to(dtype)
+    conc, log_y = torch.broadcast_tensors(conc, log_y)
+
+    valid = conc != 0
+    k = valid.sum(-1)
+    a = torch.where(valid, conc, torch.ones_like(conc))  # lgamma(1) = 0 and (1 - 1) * log y = 0
+    ly = torch.where(valid, log_y, torch.zeros_like(log_y))
+    total = torch.where(valid, conc, torch.zeros_like(conc)).sum(-1)
+    total = torch.where(k > 0, total, torch.ones_like(total))
+    out = ((a - 1) * ly).sum(-1) + torch.lgamma(total) - torch.lgamma(a).sum(-1)
+    return torch.where(k > 1, out, torch.zeros_like(out))
