@@ -28,7 +28,14 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationM
 
 from .config import GENERATION_CONFIG_ATTRIBUTE, SoftThinkingConfig
 from .mixing import add_gaussian_noise, concept_embedding, embedding_rms, input_embedding_module
-from .processors import force_tokens, full_entropy, mixture_noise, think_end_forcers, thinking_warpers, top_k_candidates
+from .processors import (
+    force_tokens,
+    full_entropy,
+    mixture_noise,
+    think_end_forcers,
+    thinking_warpers,
+    top_k_candidates,
+)
 
 #: transformers' warpers: they shape the *answer* sampling distribution and are not applied while thinking
 ANSWER_WARPER_TYPES = tuple(
@@ -50,12 +57,20 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
             True where the step fed a concept token (a soft step).
         entropies (`torch.FloatTensor` of shape `(batch_size, new_tokens)`):
             Entropy (nats) of softmax(logits / T_thinking) over the full vocabulary at each step.
+        soft_topk_log_weights (`torch.FloatTensor` of shape `(batch_size, new_tokens, K)`):
+            log of `soft_topk_weights`, from a log-softmax (finite where a Gumbel-Softmax weight underflows
+            to 0 in fp32): what the Concrete density scores. `-inf` where the weight is exactly 0.
+        soft_input_embeddings (`torch.FloatTensor` of shape `(batch_size, new_tokens, hidden)`):
+            With Gaussian noise only: the noisy embedding fed back at each soft step (zeros elsewhere),
+            the action whose density the trainer scores.
     """
 
     soft_topk_ids: torch.LongTensor | None = None
     soft_topk_weights: torch.FloatTensor | None = None
     thinking_mask: torch.BoolTensor | None = None
     entropies: torch.FloatTensor | None = None
+    soft_topk_log_weights: torch.FloatTensor | None = None
+    soft_input_embeddings: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -198,9 +213,10 @@ def soft_thinking_sample(
     think_end_ids = torch.tensor(think_end.token_ids if think_end else [0], device=device)
     unfinished = torch.ones(batch_size, dtype=torch.long, device=device)
     scores, raw_logits, attentions, hidden_states = [], [], [], []
-    step_ids, step_weights, step_soft, step_entropy = [], [], [], []
+    step_ids, step_weights, step_log_weights, step_soft, step_entropy, step_embeds = [], [], [], [], [], []
     one_hot = torch.zeros(batch_size, mixture_size, device=device)
     one_hot[:, 0] = 1.0
+    log_one_hot = one_hot.log()
 
     model_forward = (
         model.get_compiled_call(generation_config.compile_config)
@@ -237,7 +253,7 @@ def soft_thinking_sample(
 
             forced = torch.zeros(batch_size, dtype=torch.bool, device=device)
             explicit = torch.zeros(batch_size, dtype=torch.bool, device=device)
-            weights, mixed_ids, candidate_scores = one_hot, None, None
+            weights, log_weights, mixed_ids, candidate_scores = one_hot, log_one_hot, None, None
             if n_thinking > 0:
                 spelling = active_thinking & (think_end_progress > 0)
                 thinking_scores = thinking_rest(input_ids, processed)
@@ -258,8 +274,9 @@ def soft_thinking_sample(
                         candidate_scores = candidate_scores[:, :mixture_size]
                         candidate_ids = candidate_ids[:, :mixture_size]
                 candidate_scores = noise(input_ids, candidate_scores)
-                mixture = torch.softmax(candidate_scores, dim=-1)
-                weights, order = mixture.sort(dim=-1, descending=True)
+                log_mixture = torch.log_softmax(candidate_scores, dim=-1)
+                log_weights, order = log_mixture.sort(dim=-1, descending=True)
+                weights = log_weights.exp()
                 mixed_ids = candidate_ids.gather(-1, order)
                 next_tokens = torch.where(active_thinking, mixed_ids[:, 0], next_tokens)
                 if switch is not None:
@@ -278,6 +295,7 @@ def soft_thinking_sample(
             hard_ids[:, 0] = next_tokens
             fed_ids = torch.where(soft_step[:, None], mixed_ids, hard_ids) if mixed_ids is not None else hard_ids
             fed_weights = torch.where(soft_step[:, None], weights, one_hot)
+            fed_log_weights = torch.where(soft_step[:, None], log_weights, log_one_hot)
             fed_embeds = concept_embedding(embedding, fed_ids, fed_weights)
             if noise_std > 0:
                 fed_embeds = add_gaussian_noise(fed_embeds, noise_std, soft_step)
@@ -290,6 +308,9 @@ def soft_thinking_sample(
                 live = unfinished > 0
                 step_ids.append(torch.where(live[:, None], fed_ids, pad_token_id if pad_token_id is not None else 0))
                 step_weights.append(fed_weights * live[:, None])
+                step_log_weights.append(fed_log_weights.masked_fill(~live[:, None], -math.inf))
+                if noise_std > 0:
+                    step_embeds.append(fed_embeds.float() * soft_step[:, None])
                 step_soft.append(soft_step)
                 step_entropy.append(entropy)
                 if output_scores:
@@ -324,6 +345,8 @@ def soft_thinking_sample(
         cache=model_kwargs.get("cache"),
         soft_topk_ids=torch.stack(step_ids, dim=1),
         soft_topk_weights=torch.stack(step_weights, dim=1),
+        soft_topk_log_weights=torch.stack(step_log_weights, dim=1),
+        soft_input_embeddings=torch.stack(step_embeds, dim=1) if step_embeds else None,
         thinking_mask=torch.stack(step_soft, dim=1),
         entropies=torch.stack(step_entropy, dim=1),
     )
