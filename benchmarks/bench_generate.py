@@ -1,0 +1,124 @@
+"""Soft-thinking vs plain `generate`: throughput and peak memory, measured side by side in one run.
+
+    python benchmarks/bench_generate.py [--model smollm2-135m] [--new-tokens 256] [--batches 1,8] [--repeats 3]
+
+Both decoders run the same prompt for exactly `--new-tokens` steps (EOS suppressed with
+`min_new_tokens`); soft thinking uses the default thinking filters (max_topk=10, T=0.6, top_k=30,
+top_p=0.95, min_p=0.001) with `think_end=None`, so every step is a soft step. Runs alternate plain/soft
+and the median is reported. Peak memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU the growth of
+the peak resident set of a fresh process per (mode, batch) over its peak after loading the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from hf_softthink import SoftThinkingConfig, enable_soft_thinking
+from hf_softthink.models import load_model
+
+QUESTION = "Explain step by step why the sum of two odd numbers is even."
+
+
+def prepare(model_name: str, device: str, dtype: str):
+    model, tokenizer = load_model(model_name, dtype=getattr(torch, dtype), device=device)
+    enable_soft_thinking(model, tokenizer=tokenizer)
+    return model, tokenizer
+
+
+def batch_inputs(tokenizer, batch: int, device: str):
+    text = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
+                                         tokenize=False)
+    return tokenizer([text] * batch, return_tensors="pt").to(device)
+
+
+def run(model, inputs, mode: str, new_tokens: int) -> torch.Tensor:
+    kwargs = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    if mode == "soft":
+        kwargs["soft_thinking"] = SoftThinkingConfig(think_end=None)
+    return model.generate(**inputs, **kwargs)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_memory_mib(args, mode: str, batch: int) -> float:
+    """Peak memory of one generation, measured in a fresh process (CPU) or with CUDA's allocator stats."""
+    if args.device.startswith("cuda"):
+        model, tokenizer = prepare(args.model, args.device, args.dtype)
+        inputs = batch_inputs(tokenizer, batch, args.device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run(model, inputs, mode, args.new_tokens)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    command = [sys.executable, __file__, "--measure-memory", mode, "--batches", str(batch), "--model", args.model,
+               "--new-tokens", str(args.new_tokens), "--dtype", args.dtype]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+
+def measure_memory_in_this_process(args) -> None:
+    model, tokenizer = prepare(args.model, "cpu", args.dtype)
+    inputs = batch_inputs(tokenizer, int(args.batches), "cpu")
+    run(model, inputs, args.measure_memory, 4)  # warm allocator and caches
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run(model, inputs, args.measure_memory, args.new_tokens)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps((after - before) / 1024))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--measure-memory", choices=["plain", "soft"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_memory:
+        measure_memory_in_this_process(args)
+        return
+
+    model, tokenizer = prepare(args.model, args.device, args.dtype)
+    print(f"model={args.model} device={args.device} dtype={args.dtype} new_tokens={args.new_tokens} "
+          f"repeats={args.repeats} torch_threads={torch.get_num_threads()}")
+    rows = []
+    for batch in [int(b) for b in args.batches.split(",")]:
+        inputs = batch_inputs(tokenizer, batch, args.device)
+        for mode in ("plain", "soft"):
+            run(model, inputs, mode, 8)  # warm-up
+        seconds = {"plain": [], "soft": []}
+        for _ in range(args.repeats):
+            for mode in ("plain", "soft"):
+                synchronize(args.device)
+                start = time.perf_counter()
+                out = run(model, inputs, mode, args.new_tokens)
+                synchronize(args.device)
+                seconds[mode].append(time.perf_counter() - start)
+                assert out.shape[1] - inputs["input_ids"].shape[1] == args.new_tokens
+        rates = {mode: batch * args.new_tokens / statistics.median(times) for mode, times in seconds.items()}
+        memory = {mode: peak_memory_mib(args, mode, batch) for mode in ("plain", "soft")}
+        rows.append((batch, rates, memory, seconds))
+        print(f"batch {batch}: plain {rates['plain']:.1f} tok/s, soft {rates['soft']:.1f} tok/s, "
+              f"ratio {rates['soft'] / rates['plain']:.3f}", flush=True)
+
+    print("\n| batch | plain tok/s | soft tok/s | soft / plain | plain peak MiB | soft peak MiB |")
+    print("|---|---|---|---|---|---|")
+    for batch, rates, memory, _ in rows:
+        print(f"| {batch} | {rates['plain']:.1f} | {rates['soft']:.1f} | {rates['soft'] / rates['plain']:.3f} | "
+              f"{memory['plain']:.0f} | {memory['soft']:.0f} |")
+    print("\nraw seconds per run:", json.dumps({b: s for b, _, _, s in rows}))
+
+
+if __name__ == "__main__":
+    main()
