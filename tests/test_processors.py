@@ -14,7 +14,13 @@ from hf_softthink import (
     SoftThinkingConfig,
     ThinkingBudgetLogitsProcessor,
 )
-from hf_softthink.processors import force_tokens, full_entropy, think_end_forcers, thinking_warpers, top_k_candidates
+from hf_softthink.processors import (
+    force_tokens,
+    full_entropy,
+    think_end_forcers,
+    thinking_warpers,
+    top_k_candidates,
+)
 
 
 def kept(scores: torch.Tensor) -> set[int]:
