@@ -52,6 +52,7 @@ class SoftThinkingConfig:
     >>> cfg = SoftThinkingConfig(max_topk=5, noise="gumbel", gumbel_tau=0.5)
     >>> SoftThinkingConfig.from_json(cfg.to_json()) == cfg
     True
+
     ```
     """
 

@@ -67,11 +67,12 @@ class DirichletNoiseLogitsProcessor(LogitsProcessor):
     Example:
 
     ```python
-    >>> import torch
-    >>> torch.manual_seed(0)
+    >>> import math, torch
+    >>> _ = torch.manual_seed(0)
     >>> scores = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
-    >>> DirichletNoiseLogitsProcessor(alpha=1.0)(None, scores).softmax(-1).sum().item()
+    >>> round(DirichletNoiseLogitsProcessor(alpha=1.0)(None, scores).softmax(-1).sum().item(), 5)
     1.0
+
     ```
     """
 
@@ -101,11 +102,12 @@ class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
     Example:
 
     ```python
-    >>> import torch
-    >>> torch.manual_seed(0)
+    >>> import math, torch
+    >>> _ = torch.manual_seed(0)
     >>> out = GumbelSoftmaxNoiseLogitsProcessor(tau=0.5)(None, torch.tensor([[0.0, -1.0, -math.inf]]))
     >>> bool(out[0, 2] == -math.inf)
     True
+
     ```
     """
 
@@ -142,6 +144,7 @@ class ColdStopLogitsProcessor(LogitsProcessor):
     >>> out = stop(None, torch.zeros(1, 4), thinking=thinking, entropy=low, forced=forced)
     >>> out.argmax(-1).item(), forced.item()
     (2, True)
+
     ```
     """
 
@@ -188,6 +191,7 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
     >>> thinking, entropy = torch.tensor([True]), torch.tensor([1.0])
     >>> budget(ids, torch.zeros(1, 5), thinking=thinking, entropy=entropy, forced=forced).argmax(-1).item()
     3
+
     ```
     """
 
