@@ -10,7 +10,7 @@ from hf_softthink.data import (
     build_prompt,
     decode_entry,
     encode_entry,
-    extract_final_answer,
+    grade_sample,
     list_reasoning_gym_tasks,
     load_prompts,
     reasoning_gym_dataset,
@@ -73,6 +73,13 @@ def test_score_sample_chain_sum_right_and_wrong(chain_sum):
         # the answer must come after </think>: numbers inside the thinking do not count
         assert not score_sample(row, f"maybe {gold}? </think> no idea")
         assert not score_sample(row, "")
+    # grade_sample gives the answer, reasoning-gym's score (partial credit) and the verdict
+    row = chain_sum[0]
+    gold = row["answer"]
+    grade = grade_sample(row, f"</think> \\boxed{{{gold}5}}")
+    assert grade.answer == f"{gold}5" and 0.0 < grade.score < 1.0 and not grade.correct
+    assert grade_sample(row, f"</think> {gold}") == (gold, 1.0, True)
+    assert grade_sample(row, "</think> nothing") == (None, 0.0, False)
     # TRL conversational completions are accepted too
     row = chain_sum[0]
     assert score_sample(row, [{"role": "assistant", "content": f"</think> \\boxed{{{row['answer']}}}"}])
@@ -146,35 +153,6 @@ def test_entry_json_roundtrip_keeps_tuples_and_int_keys():
     assert back == entry
     assert isinstance(back["metadata"]["board"], tuple)
     assert json.loads(encode_entry(entry))  # still valid JSON
-
-
-# ------------------------------------------------------------------------- answer extraction
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("a \\boxed{1} b </think> so \\boxed{\\frac{1}{2}} done", "\\frac{1}{2}"),
-        ("</think> first \\boxed{3} then \\boxed{4}", "4"),
-        ("\\boxed{9} </think> the answer is 12", "12"),
-        ("<answer> 42 </answer>", "42"),
-        ("</think> <answer>x</answer> \\boxed{7}", "7"),
-        ("it is -1,000.5 or maybe 3", "3"),
-        ("</think> total: 1,000", "1,000"),
-        ("</think> 9.36e-18", "9.36e-18"),
-        ("no numbers here", None),
-        ("12 </think>", None),
-    ],
-)
-def test_extract_final_answer(text, expected):
-    assert extract_final_answer(text) == expected
-
-
-def test_extract_final_answer_fallbacks():
-    assert extract_final_answer("</think>  Paris \n", fallback="text") == "Paris"
-    assert extract_final_answer("</think> Paris 2", fallback=None) is None
-    with pytest.raises(ValueError, match="fallback"):
-        extract_final_answer("x", fallback="bogus")
 
 
 # ----------------------------------------------------------------------------- user data

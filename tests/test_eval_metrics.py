@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from hf_softthink.evaluation_metrics import (
+    SOFT_PASS_AT_K_METRIC,
+    answer_fallback,
     answers_match,
+    completion_text,
+    extract_answer,
+    grade_completion,
     majority_at_k,
     normalize_answer,
     pass_at_k,
@@ -99,6 +104,8 @@ def test_pass_at_k_array():
         ("2.50", "2.5"),
         ("3.05", "3.05"),
         ("42.", "42"),
+        ("+5", "5"),
+        ("+x", "+x"),
         ("$7$", "7"),
         ("  Paris ", "paris"),
         ("(1, 2)", "(1, 2)"),
@@ -132,6 +139,86 @@ def test_normalize_thousands_equals_plain():
 )
 def test_answers_match(pred, gold, expected):
     assert answers_match(pred, gold) is expected
+
+
+# ------------------------------------------------------------------------- answer extraction
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("a \\boxed{1} b </think> so \\boxed{\\frac{1}{2}} done", "\\frac{1}{2}"),
+        ("</think> first \\boxed{3} then \\boxed{4}", "4"),
+        ("\\boxed{9} </think> the answer is 12", "12"),
+        ("<answer> 42 </answer>", "42"),
+        ("</think> <answer>x</answer> \\boxed{7}", "7"),
+        ("it is -1,000.5 or maybe 3", "3"),
+        ("</think> total: 1,000", "1000"),  # thousands separators removed
+        ("</think> 9.36e-18", "9.36e-18"),
+        ("no numbers here", None),
+        ("12 </think>", None),
+        ("\\boxed{15}", "15"),
+        ("The answer is 15.", "15"),
+        ("I think 3 then 7, so \\boxed{\\frac{1}{2}} and 9", "\\frac{1}{2}"),
+        ("\\boxed{x^{2}+1}", "x^{2}+1"),
+        ("<answer>3</answer> but \\boxed{5}", "5"),
+        ("We have 1,000 apples", "1000"),
+        ("costs -2.5 dollars", "-2.5"),
+        ("<think>maybe 99</think>It is 7.", "7"),
+        ("<think>a</think>b</think>\\boxed{8}", "8"),
+        ("\\boxed{}", None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_extract_answer_fallbacks():
+    assert extract_answer("</think>  Paris \n", fallback="text") == "Paris"
+    assert extract_answer("</think> Paris 2", fallback=None) is None
+    with pytest.raises(ValueError, match="fallback"):
+        extract_answer("x", fallback="bogus")
+
+
+def test_extract_answer_boxes_and_chat_messages():
+    assert extract_answer("\\boxed{5} then \\boxed{6") == "5"  # a truncated last box is skipped
+    assert extract_answer("\\boxed {7}") == "7"
+    assert extract_answer("\\fbox{8}") == "8"
+    assert extract_answer("\\boxed{} <answer>9</answer>") == "9"  # an empty box is no answer
+    assert extract_answer("\\boxed{ }") is None
+    chat = [{"role": "user", "content": "q 1"}, {"role": "assistant", "content": "</think> 12"}]
+    assert extract_answer(chat) == "12"
+    assert extract_answer([{"role": "assistant", "content": "15", "reasoning_content": "8+7"}]) == "15"
+    assert completion_text({"role": "assistant", "content": "x"}) == "x"
+
+
+def test_answer_fallback():
+    assert answer_fallback("1,000") == "number"
+    assert answer_fallback(72) == "number"
+    assert answer_fallback("-3.5") == "number"
+    assert answer_fallback("x^2+1") == "text"
+    assert answer_fallback("3 + 4 * 2") == "text"
+    assert answer_fallback(None) == "text"
+
+
+@pytest.mark.parametrize(
+    "completion,gold,answer,correct",
+    [
+        ("</think> 1,000", "1000", "1000", True),
+        ("</think> \\boxed{1,000}", 1000, "1,000", True),
+        ("</think> 1000", "1,000", "1000", True),
+        ("</think> 1000.0", "1000", "1000.0", True),
+        ("</think> \\boxed{+5}", "5", "+5", True),
+        ("I get 1,000 </think> 1,001", "1000", "1001", False),
+        ("</think> \\boxed{\\frac{1}{2}}", "0.5", "\\frac{1}{2}", True),
+        ("</think> x^2+1", "1+x^2", "x^2+1", True),
+        ("</think> so 48+24 is 72", "Natalia sold 48+24 #### 72", "72", True),
+        ("</think> yes", "sey", "yes", False),
+        ("</think>", "4", None, False),
+    ],
+)
+def test_grade_completion(completion, gold, answer, correct):
+    assert grade_completion(completion, gold) == (answer, correct)
 
 
 # ------------------------------------------------------------------------------------ maj@k
@@ -234,7 +321,8 @@ def test_evaluate_metric_module_loads_offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     assert os.path.isfile(METRIC_DIR / "soft_pass_at_k.py")
-    metric = evaluate.load(str(METRIC_DIR))
+    assert Path(SOFT_PASS_AT_K_METRIC) == METRIC_DIR
+    metric = evaluate.load(SOFT_PASS_AT_K_METRIC)
     out = metric.compute(
         predictions=[
             ["4", "5", "4", "6"],

@@ -175,7 +175,9 @@ def command_eval(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k if args.k is not None else f"1,{args.samples}", args.samples)
     resolve_modes(args.modes, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end)
     if args.num_problems is not None and args.num_problems < 1:
-        raise ValueError(f"--num-problems must be at least 1, got {args.num_problems}: the dataset would be empty")
+        raise ValueError(
+            f"--num-problems must be at least 1, got {args.num_problems}: the dataset would be empty"
+        )
     instruction = DEFAULT_THINKING_INSTRUCTION if args.system is None else (args.system or None)
     is_file = args.task.endswith((".jsonl", ".json")) or os.path.isfile(args.task)
     if is_file:
@@ -185,30 +187,38 @@ def command_eval(args: argparse.Namespace) -> int:
                 thinking_instruction=instruction,
             )
         except FileNotFoundError as error:
-            raise ValueError(f"{error}: --task names neither a reasoning-gym task nor an existing file") from None
+            raise ValueError(
+                f"{error}: --task names neither a reasoning-gym task nor an existing file"
+            ) from None
         except ValueError as error:
-            raise ValueError(f"{error} (command line: --question-column NAME, --answer-column NAME)") from None
+            raise ValueError(
+                f"{error} (command line: --question-column NAME, --answer-column NAME)"
+            ) from None
         if args.num_problems is not None:
             dataset = dataset.select(range(min(args.num_problems, len(dataset))))
     else:
         try:
             task_config = json.loads(args.task_config) if args.task_config else None
         except json.JSONDecodeError as error:
-            raise ValueError(f"--task-config must be a JSON object, e.g. '{{\"max_terms\": 2}}' ({error})") from None
+            raise ValueError(
+                f"--task-config must be a JSON object, e.g. '{{\"max_terms\": 2}}' ({error})"
+            ) from None
         dataset = reasoning_gym_dataset(
             args.task, size=args.num_problems or 20, seed=args.data_seed, thinking_instruction=instruction,
             config=task_config,
         )
     if instruction is None:
-        print("hf-softthink: note: no system prompt, so the model is not told to write </think>", file=sys.stderr)
+        print("hf-softthink: note: no system prompt, so the model is not told to write </think>",
+              file=sys.stderr)
 
     from .models import load_model
 
     model, tokenizer = load_model(args.model)
     result = evaluate_modes(
         model, tokenizer, dataset, args.modes, samples=args.samples, ks=ks, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end,
-        seed=args.seed, output_dir=args.out, model_name=args.model, task_name=args.task,
+        max_new_tokens=args.max_new_tokens, max_thinking_tokens=args.max_thinking_tokens,
+        think_end=args.think_end, seed=args.seed, output_dir=args.out, model_name=args.model,
+        task_name=args.task,
         progress=not args.no_progress,
     )
     print(result.to_markdown())
@@ -237,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=DEFAULT_MODEL,
                           help="short name (smollm2-135m, gemma3-270m), Hub id or local path")
     evaluate.add_argument("--task", default="chain_sum",
-                          help="a reasoning-gym task (chain_sum, basic_arithmetic, gsm_symbolic, countdown, ...) "
-                          "or a JSONL/JSON file of problems")
+                          help="a reasoning-gym task (chain_sum, basic_arithmetic, gsm_symbolic, countdown, "
+                          "...) or a JSONL/JSON file of problems")
     evaluate.add_argument("--task-config", default=None,
                           help='reasoning-gym task config as JSON, e.g. \'{"min_terms": 2, "max_terms": 2}\'')
     evaluate.add_argument("--data-seed", type=int, default=1_000_000,
@@ -252,13 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "fuzzy-greedy, fuzzy-sample")
     evaluate.add_argument("--samples", type=int, default=8, help="completions per problem (n of pass@k)")
     evaluate.add_argument("--k", default=None, help="comma-separated k values (default: 1,SAMPLES)")
-    evaluate.add_argument("--out", required=True, help="output folder: results.json, results.md, pass_at_k.png, "
-                          "samples.jsonl (a rerun resumes from it)")
+    evaluate.add_argument("--out", required=True,
+                          help="output folder: results.json, results.md, pass_at_k.png, samples.jsonl "
+                          "(a rerun resumes from it)")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
-    evaluate.add_argument("--max-new-tokens", type=int, default=128, help="tokens per completion, thinking + answer")
+    evaluate.add_argument("--max-new-tokens", type=int, default=128,
+                          help="tokens per completion, thinking + answer")
     evaluate.add_argument("--max-thinking-tokens", type=int, default=64,
                           help="thinking budget of every mode: </think> is forced after this many tokens")
-    evaluate.add_argument("--think-end", default="</think>", help="end-of-thinking marker (matched on the text)")
+    evaluate.add_argument("--think-end", default="</think>",
+                          help="end-of-thinking marker (matched on the text)")
     evaluate.add_argument("--batch-size", type=int, default=16, help="sequences per generate call")
     evaluate.add_argument("--system", default=None,
                           help="system prompt (default: the package's thinking instruction; '' for none)")

@@ -11,8 +11,9 @@ Every dataset built here has the standard columns
 * ``prompt`` (list of ``{"role", "content"}``): TRL's conversational format, an optional
   system message with the thinking instruction followed by the user question.
 
-:func:`score_sample` scores a completion against a row; :func:`extract_final_answer` pulls
-the final answer out of a completion.
+:func:`grade_sample` / :func:`score_sample` score a completion against a row (reasoning-gym's
+verifier, or math-verify against the ``answer`` column); the answer extraction itself is
+:func:`hf_softthink.evaluation_metrics.extract_answer`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ import difflib
 import functools
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import datasets
 
-from .evaluation_metrics import answers_match, normalize_answer
+from .evaluation_metrics import (
+    DEFAULT_THINK_END,
+    answer_fallback,
+    completion_text,
+    extract_answer,
+    grade_completion,
+    is_number,
+    normalize_answer,
+)
 
 __all__ = [
     "DEFAULT_THINKING_INSTRUCTION",
@@ -41,7 +48,8 @@ __all__ = [
     "encode_entry",
     "decode_entry",
     "reasoning_gym_scorer",
-    "extract_final_answer",
+    "SampleGrade",
+    "grade_sample",
     "score_sample",
 ]
 
@@ -466,146 +474,81 @@ def load_prompts(
 
 
 # --------------------------------------------------------------------------------------------
-# answers and scoring
+# scoring
 # --------------------------------------------------------------------------------------------
 
-_THINK_END = "</think>"
-_ANSWER_TAG_RE = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
-_NUMBER_RE = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+|/\d+)?")
+
+class SampleGrade(NamedTuple):
+    """How one completion did on one row: the extracted ``answer``, the ``score`` in [0, 1]
+    (reasoning-gym's own, partial credit included; 1.0 / 0.0 for math-verify rows) and whether it
+    is ``correct`` (a score of 1.0)."""
+
+    answer: str | None
+    score: float
+    correct: bool
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), with nested braces."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-    return None
+def _reasoning_gym_grade(
+    text: str, task: str, entry: Mapping[str, Any], think_end: str | None
+) -> SampleGrade:
+    scorer = reasoning_gym_scorer(task, entry.get("task_config"))
+    answer = extract_answer(text, think_end, fallback=answer_fallback(entry.get("answer")))
+    if answer is None:
+        return SampleGrade(None, 0.0, False)
+    candidates = [answer]
+    if is_number(answer):
+        # Many reasoning-gym scorers compare strings or take the first number:
+        # basic_arithmetic rejects "1,000" and "1000.0", gsm_symbolic reads "28,080" as 28.
+        plain = normalize_answer(answer)
+        if plain and plain != answer:
+            candidates.append(plain)
+    best = 0.0
+    for cand in candidates:
+        try:
+            score = scorer(cand, dict(entry))
+        except Exception:  # a scorer choking on a malformed answer: not correct
+            continue
+        if score is not None:
+            best = max(best, float(score))
+    return SampleGrade(answer, best, best >= _RG_CORRECT_THRESHOLD)
 
 
-def _completion_text(completion: Any) -> str:
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        return str(completion.get("content", ""))
-    if isinstance(completion, Sequence):  # TRL conversational completion: list of messages
-        parts = [
-            m.get("content", "")
-            for m in completion
-            if isinstance(m, Mapping) and m.get("role") == "assistant"
-        ]
-        if not parts:
-            parts = [m.get("content", "") for m in completion if isinstance(m, Mapping)]
-        return "".join(str(p) for p in parts)
-    raise TypeError(
-        f"completion must be a string or a list of chat messages, got {type(completion).__name__}"
-    )
+def grade_sample(
+    row: Mapping[str, Any], completion: Any, *, think_end: str | None = DEFAULT_THINK_END
+) -> SampleGrade:
+    """Grade a completion against a row: ``SampleGrade(answer, score, correct)``.
 
+    * Rows with ``task`` and ``entry`` (reasoning-gym; ``entry`` a dict or an :func:`encode_entry`
+      string): the answer is :func:`~hf_softthink.evaluation_metrics.extract_answer` (falling back to
+      the last number when the oracle answer is a number, else to the whole text after
+      ``think_end``), scored by the task's ``score_answer``; correct means a score of 1.0
+      (reasoning-gym gives partial credit below 1.0). A numeric answer is also tried in plain
+      form (``"1,000"`` -> ``"1000"``, ``"12.0"`` -> ``"12"``), since several reasoning-gym scorers
+      compare strings or read only the first digits; the best score counts.
+    * Other rows: :func:`~hf_softthink.evaluation_metrics.grade_completion` against ``row["answer"]``
+      (normalised strings, then math-verify), score 1.0 or 0.0.
 
-def extract_final_answer(
-    text: str,
-    *,
-    fallback: Literal["number", "text"] | None = "number",
-    think_end: str = _THINK_END,
-) -> str | None:
-    """The final answer in a completion, or ``None``.
+    ``completion`` may be a string or a TRL conversational completion (list of messages).
 
-    Looks only at the text after the last ``think_end`` (``"</think>"``) when it occurs
-    (the whole text otherwise), and returns, in order of preference:
-
-    1. the content of the last ``\\boxed{...}``;
-    2. the content of the last ``<answer>...</answer>``;
-    3. ``fallback="number"``: the last number (``-12``, ``1,000``, ``3.5``, ``3/4``);
-       ``fallback="text"``: the whole stripped text; ``None``: nothing.
+    Raises:
+        ValueError: the row has neither a gold ``answer`` nor a reasoning-gym ``task``/``entry``.
     """
-    text = _completion_text(text)
-    if think_end and think_end in text:
-        text = text.rsplit(think_end, 1)[1]
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return boxed
-    tagged = _ANSWER_TAG_RE.findall(text)
-    if tagged:
-        return tagged[-1].strip()
-    if fallback == "number":
-        numbers = _NUMBER_RE.findall(text)
-        return numbers[-1] if numbers else None
-    if fallback == "text":
-        stripped = text.strip()
-        return stripped or None
-    if fallback is None:
-        return None
-    raise ValueError(f"fallback must be 'number', 'text' or None, got {fallback!r}")
-
-
-def _is_number(s: str | None) -> bool:
-    """A plain number: ``-12``, ``1,000``, ``3.50``, ``3/4``."""
-    if s is None:
-        return False
-    s = s.strip()
-    if _NUMBER_RE.fullmatch(s):
-        return True
-    try:
-        Decimal(s.replace(",", ""))
-    except (InvalidOperation, ValueError):
-        return False
-    return True
-
-
-def _fallback_for(gold: Any) -> Literal["number", "text"]:
-    return "number" if isinstance(gold, str) and _is_number(gold) else "text"
-
-
-def score_sample(row: Mapping[str, Any], completion_text: Any) -> bool:
-    """Whether a completion answers the row's problem correctly.
-
-    * Rows with ``task`` and ``entry`` (reasoning-gym): the answer is :func:`extract_final_answer`
-      (falling back to the last number when the oracle answer is a number, else to the whole
-      text after ``</think>``), scored by the task's ``score_answer``; correct means a score
-      of 1.0 (reasoning-gym gives partial credit below 1.0). A numeric answer is also tried in
-      plain form (``"1,000"`` -> ``"1000"``, ``"12.0"`` -> ``"12"``), since several
-      reasoning-gym scorers compare strings or read only the first digits.
-    * Other rows: the extracted answer is compared with ``row["answer"]`` by
-      :func:`~hf_softthink.evaluation_metrics.answers_match` (normalised strings, then math_verify),
-      with the same fallback rule.
-
-    ``completion_text`` may be a string or a TRL conversational completion (list of messages).
-    """
-    text = _completion_text(completion_text)
-    task, entry_json = row.get("task"), row.get("entry")
-    if task and entry_json:
-        entry = decode_entry(entry_json)
-        scorer = reasoning_gym_scorer(task, entry.get("task_config"))
-        candidate = extract_final_answer(text, fallback=_fallback_for(entry.get("answer")))
-        if candidate is None:
-            return False
-        candidates = [candidate]
-        if _is_number(candidate):
-            # Many reasoning-gym scorers compare strings or take the first number:
-            # basic_arithmetic rejects "1,000" and "1000.0", gsm_symbolic reads "28,080" as 28.
-            plain = normalize_answer(candidate)
-            if plain and plain != candidate:
-                candidates.append(plain)
-        for cand in candidates:
-            try:
-                score = scorer(cand, entry)
-            except Exception:  # a scorer choking on a malformed answer: not correct
-                continue
-            if score is not None and float(score) >= _RG_CORRECT_THRESHOLD:
-                return True
-        return False
+    text = completion_text(completion, think_end)
+    task, entry = row.get("task"), row.get("entry")
+    if task and entry:
+        return _reasoning_gym_grade(text, str(task), decode_entry(entry), think_end)
     gold = row.get("answer")
     if gold is None:
         raise ValueError(
             "score_sample: the row has no gold 'answer' and no reasoning-gym 'task'/'entry'; "
             "load the data with an answer column (load_prompts(..., answer_column=<name>))"
         )
-    gold = str(gold)
-    return answers_match(extract_final_answer(text, fallback=_fallback_for(gold)), gold)
+    answer, correct = grade_completion(text, gold, think_end=think_end)
+    return SampleGrade(answer, 1.0 if correct else 0.0, correct)
+
+
+def score_sample(
+    row: Mapping[str, Any], completion: Any, *, think_end: str | None = DEFAULT_THINK_END
+) -> bool:
+    """Whether a completion answers the row's problem correctly: :func:`grade_sample`'s ``correct``."""
+    return grade_sample(row, completion, think_end=think_end).correct

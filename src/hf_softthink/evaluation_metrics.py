@@ -2,9 +2,14 @@
 
 * :func:`pass_at_k` -- the unbiased pass@k estimator of Chen et al. 2021 (arXiv 2107.03374).
 * :func:`majority_at_k` -- maj@k (self-consistency / majority voting over the first k samples).
-* :func:`normalize_answer` and :func:`answers_match` -- answer comparison (string normalisation,
-  then ``math_verify`` for mathematical equivalence).
+* :func:`completion_text`, :func:`extract_answer` -- the final answer of a completion (the one
+  implementation: ``rewards``, ``data``, ``evaluation`` and the ``evaluate`` metric all use it).
+* :func:`normalize_answer`, :func:`answers_match`, :func:`grade_completion` -- answer comparison
+  (string normalisation, then ``math_verify`` for mathematical equivalence).
 * :func:`summarize` -- per-problem sample records -> pass@k, maj@k and mean token counts.
+
+The same scoring is an ``evaluate`` metric module, loadable offline:
+``evaluate.load(SOFT_PASS_AT_K_METRIC)``.
 """
 
 from __future__ import annotations
@@ -14,18 +19,33 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
-    "pass_at_k",
-    "pass_at_k_array",
+    "DEFAULT_THINK_END",
+    "SOFT_PASS_AT_K_METRIC",
+    "answer_fallback",
+    "answer_region",
+    "answers_match",
+    "completion_text",
+    "extract_answer",
+    "gold_answer_text",
+    "grade_completion",
+    "is_number",
     "majority_at_k",
     "normalize_answer",
-    "answers_match",
+    "pass_at_k",
+    "pass_at_k_array",
+    "parse_ks",
     "summarize",
 ]
+
+#: folder of the ``evaluate`` metric module ``soft_pass_at_k``: ``evaluate.load(SOFT_PASS_AT_K_METRIC)``
+SOFT_PASS_AT_K_METRIC = str(Path(__file__).resolve().parent / "metrics" / "soft_pass_at_k")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,13 +106,162 @@ def pass_at_k_array(ns: Sequence[int] | np.ndarray, cs: Sequence[int] | np.ndarr
 
 
 # --------------------------------------------------------------------------------------------
-# answer normalisation and comparison
+# completions and answers: the one implementation of answer extraction and comparison
 # --------------------------------------------------------------------------------------------
 
+DEFAULT_THINK_END = "</think>"
+
+_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
+_BOXED_START_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+# A number: thousands-grouped ("1,000,000.5") or plain ("-12", "3.25", ".5"), then "e-5" or "/4".
+_NUMBER_RE = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+|/\d+)?")
+_GROUPED_NUMBER_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _DECIMAL_ZEROS_RE = re.compile(r"^([+-]?\d+)\.(\d*?)0*$")
 _WS_RE = re.compile(r"\s+")
 _PLAIN_WORDS_RE = re.compile(r"^[a-z][a-z\s'\-]*$", re.IGNORECASE)
+
+Fallback = Literal["number", "text"]
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):  # multimodal style: [{"type": "text", "text": ...}, ...]
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "".join(parts)
+    raise TypeError(f"Unsupported message content of type {type(content).__name__}.")
+
+
+def completion_text(completion: Any, think_end: str | None = DEFAULT_THINK_END) -> str:
+    """The text of one completion: a string, or a chat message list (assistant turns joined).
+
+    If a message carries its reasoning in a separate field (``reasoning_content`` /
+    ``reasoning`` / ``thinking``, as some chat-template parsers produce), it is put back in
+    front of the content, closed by ``think_end``, so the text looks like the raw trace.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        completion = [completion]
+    if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
+        messages = [m for m in completion if m.get("role", "assistant") == "assistant"]
+        if not messages:
+            messages = list(completion)
+        out = []
+        for m in messages:
+            reasoning = next((m[k] for k in _REASONING_KEYS if isinstance(m.get(k), str) and m[k]), None)
+            if reasoning is not None:
+                out.append(reasoning + (think_end or "\n"))
+            out.append(_content_text(m.get("content")))
+        return "".join(out)
+    raise TypeError(
+        "Each completion must be a string or a list of chat messages like "
+        f'[{{"role": "assistant", "content": "..."}}]; got {type(completion).__name__}.'
+    )
+
+
+def answer_region(text: str, think_end: str | None = DEFAULT_THINK_END) -> str:
+    """The text after the last ``think_end`` (the whole text when it does not occur or is ``None``)."""
+    if think_end and think_end in text:
+        return text.rsplit(think_end, 1)[1]
+    return text
+
+
+def _last_boxed(text: str) -> str | None:
+    """Stripped content of the last balanced ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces), or None.
+
+    An unbalanced (truncated) last box is skipped in favour of the previous balanced one.
+    """
+    starts = [m.end() for m in _BOXED_START_RE.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            ch = text[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return None
+
+
+def is_number(answer: str | None) -> bool:
+    """Whether ``answer`` is a plain number: ``-12``, ``1,000``, ``3.50``, ``3/4``, ``9.36e-18``."""
+    if answer is None:
+        return False
+    s = str(answer).strip()
+    if _NUMBER_RE.fullmatch(s):
+        return True
+    try:
+        Decimal(s.replace(",", ""))
+    except (InvalidOperation, ValueError):
+        return False
+    return True
+
+
+def answer_fallback(gold: Any) -> Fallback:
+    """The :func:`extract_answer` fallback suited to a gold answer.
+
+    ``"number"`` when the gold is a plain number (the last number of the answer region is taken
+    when there is no ``\\boxed{}`` / ``<answer>``), else ``"text"`` (the whole answer region).
+    """
+    return "number" if gold is not None and not isinstance(gold, bool) and is_number(str(gold)) else "text"
+
+
+def extract_answer(
+    completion: Any,
+    think_end: str | None = DEFAULT_THINK_END,
+    *,
+    fallback: Fallback | None = "number",
+) -> str | None:
+    r"""The final answer in a completion, or ``None`` if there is none.
+
+    ``completion`` is a string or a chat message list (:func:`completion_text`).
+
+    1. If ``think_end`` occurs, only the text after its **last** occurrence is considered.
+    2. The content of the last balanced ``\boxed{...}`` (``\fbox`` too), if non-empty;
+    3. else the content of the last ``<answer>...</answer>``, if non-empty;
+    4. else ``fallback="number"``: the last number, thousands separators removed
+       (``-3``, ``2.5``, ``3/4``, ``9.36e-18``, ``1,000`` -> ``"1000"``);
+       ``fallback="text"``: the whole stripped region; ``fallback=None``: nothing.
+
+    Example:
+        >>> extract_answer("<think>maybe 3</think>So \\boxed{\\frac{1}{2}}.")
+        '\\frac{1}{2}'
+        >>> extract_answer("<answer> 42 </answer>")
+        '42'
+        >>> extract_answer("The total is 1,000 apples.")
+        '1000'
+        >>> extract_answer("</think> Paris", fallback="text")
+        'Paris'
+        >>> extract_answer("no idea") is None
+        True
+    """
+    if fallback not in ("number", "text", None):
+        raise ValueError(f"fallback must be 'number', 'text' or None, got {fallback!r}")
+    region = answer_region(completion_text(completion, think_end), think_end)
+    boxed = _last_boxed(region)
+    if boxed:
+        return boxed
+    tagged = [t.strip() for t in _ANSWER_TAG_RE.findall(region)]
+    if tagged and tagged[-1]:
+        return tagged[-1]
+    if fallback == "number":
+        numbers = _NUMBER_RE.findall(region)
+        return numbers[-1].replace(",", "") if numbers else None
+    if fallback == "text":
+        return region.strip() or None
+    return None
 
 
 def normalize_answer(answer: str | None) -> str | None:
@@ -100,8 +269,8 @@ def normalize_answer(answer: str | None) -> str | None:
 
     Strips surrounding whitespace and ``$`` signs, collapses inner whitespace, removes thousands
     separators (``"1,000" -> "1000"``), drops trailing decimal zeros (``"3.0" -> "3"``,
-    ``"2.50" -> "2.5"``) and a trailing full stop after a number (``"42." -> "42"``), and lowercases.
-    ``None`` stays ``None``.
+    ``"2.50" -> "2.5"``), a trailing full stop after a number (``"42." -> "42"``) and a leading ``+``
+    of a number (``"+5" -> "5"``), and lowercases. ``None`` stays ``None``.
     """
     if answer is None:
         return None
@@ -113,6 +282,8 @@ def normalize_answer(answer: str | None) -> str | None:
     m = _DECIMAL_ZEROS_RE.match(s)
     if m:
         s = m.group(1) + ("." + m.group(2) if m.group(2) else "")
+    if s.startswith("+") and _NUMBER_RE.fullmatch(s):
+        s = s[1:]
     return s.lower()
 
 
@@ -125,14 +296,16 @@ def _parse_math(text: str) -> list:
     from math_verify import parse
 
     timeout = _math_verify_timeout()
-    if "$" in text or "\\boxed" in text or "\\(" in text or "\\[" in text:
-        parsed = parse(text, parsing_timeout=timeout)
-    else:
+    text = text.strip()
+    if _GROUPED_NUMBER_RE.fullmatch(text):
+        text = text.replace(",", "")
+    try:
+        if "$" in text or "\\boxed" in text or "\\(" in text or "\\[" in text:
+            return parse(text, parsing_timeout=timeout)
         # A bare answer: wrap it so LaTeX extraction sees it ("x^2+1" is not found otherwise).
-        parsed = parse(f"${text}$", parsing_timeout=timeout)
-        if not parsed:
-            parsed = parse(text, parsing_timeout=timeout)
-    return parsed
+        return parse(f"${text}$", parsing_timeout=timeout) or parse(text, parsing_timeout=timeout)
+    except Exception:  # math_verify raises on pathological input despite raise_on_error=False
+        return []
 
 
 def answers_match(prediction: str | None, gold: str | None) -> bool:
@@ -154,14 +327,38 @@ def answers_match(prediction: str | None, gold: str | None) -> bool:
         return False
     from math_verify import verify
 
+    gold_parsed = _parse_math(str(gold))
+    pred_parsed = _parse_math(str(prediction))
+    if not gold_parsed or not pred_parsed:
+        return False
     try:
-        gold_parsed = _parse_math(str(gold))
-        pred_parsed = _parse_math(str(prediction))
-        if not gold_parsed or not pred_parsed:
-            return False
         return bool(verify(gold_parsed, pred_parsed, timeout_seconds=_math_verify_timeout()))
     except Exception:  # math_verify raises on pathological input or timeout: not a match
         return False
+
+
+def gold_answer_text(gold: Any) -> str:
+    """The gold answer as a string; a GSM8K-style solution ``"... #### 72"`` is reduced to ``"72"``."""
+    text = str(gold)
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    return text.strip()
+
+
+def grade_completion(
+    completion: Any, gold: Any, *, think_end: str | None = DEFAULT_THINK_END
+) -> tuple[str | None, bool]:
+    """``(answer, correct)`` for one completion against a gold answer (math-verify comparison).
+
+    The answer is :func:`extract_answer` with the fallback that suits the gold
+    (:func:`answer_fallback`: the last number for numeric golds, the whole answer region
+    otherwise); ``correct`` is :func:`answers_match` against :func:`gold_answer_text` of ``gold``.
+    So ``"1,000"`` == ``1000``, ``\\frac{1}{2}`` == ``0.5``, ``"15.0"`` == ``15``; numbers inside the
+    thinking (before the last ``think_end``) do not count.
+    """
+    gold_text = gold_answer_text(gold)
+    answer = extract_answer(completion, think_end, fallback=answer_fallback(gold_text))
+    return answer, answers_match(answer, gold_text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,17 +411,41 @@ def majority_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int
 # --------------------------------------------------------------------------------------------
 
 
-def _as_ks(ks: int | Iterable[int]) -> list[int]:
-    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
-        out = [int(ks)]
+def parse_ks(ks: int | str | Iterable[int], samples: int | None = None) -> list[int]:
+    """The k values of pass@k / maj@k (an int, ``"1,8,32"`` or a list), sorted and deduplicated.
+
+    With ``samples``, every k is checked against the number of samples per problem.
+
+    Raises:
+        ValueError: a k that is not a positive integer, or larger than ``samples`` (pass@k needs at least
+            k samples per problem).
+    """
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    if isinstance(ks, str):
+        try:
+            values = [int(part) for part in ks.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(
+                f"k values must be integers separated by commas (e.g. 1,8,32), got {ks!r}"
+            ) from None
+    elif isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        values = [int(ks)]
     else:
-        out = [int(k) for k in ks]
-    if not out:
-        raise ValueError("summarize: ks is empty; pass e.g. ks=[1, 8]")
-    bad = [k for k in out if k < 1]
+        values = [int(k) for k in ks]
+    if not values:
+        raise ValueError("No k values given; pass e.g. ks=[1, 8]")
+    bad = [k for k in values if k < 1]
     if bad:
-        raise ValueError(f"summarize: every k must be >= 1, got {bad}")
-    return sorted(set(out))
+        raise ValueError(f"k values must be >= 1, got {bad}")
+    too_large = [k for k in values if samples is not None and k > samples]
+    if too_large:
+        raise ValueError(
+            f"k={max(too_large)} is larger than the number of samples per problem ({samples}): pass@k "
+            f"needs at least k samples. Draw more samples (samples >= {max(too_large)}, --samples on the "
+            "command line) or lower k."
+        )
+    return sorted(set(values))
 
 
 def _mean_or_none(values: list[float]) -> float | None:
@@ -261,7 +482,7 @@ def summarize(
         raise ValueError(
             "summarize: records is empty; pass one entry (list of per-sample correctness) per problem"
         )
-    ks_list = _as_ks(ks)
+    ks_list = parse_ks(ks)
 
     norm: list[dict[str, Any]] = []
     for i, rec in enumerate(records):

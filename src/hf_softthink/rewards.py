@@ -12,7 +12,9 @@ means "no verdict" (TRL turns it into NaN and ignores it).
 * :func:`reasoning_gym_reward` -- the task's own ``score_answer`` from reasoning-gym, rebuilt
   from the ``entry`` column (or ``metadata`` + ``answer``).
 * :func:`format_reward` -- 1.0 when the completion thinks, closes with ``think_end`` and answers.
-* :func:`extract_answer` -- the final answer of a completion (used by the rewards above).
+* :func:`extract_answer`, :func:`completion_text` -- the final answer / text of a completion
+  (re-exported from :mod:`hf_softthink.evaluation_metrics`, which holds the one implementation
+  that rewards, data scoring and evaluation share).
 * :func:`configure_reward` -- fix options (e.g. ``think_end``) while keeping a loggable name.
 
 Example:
@@ -26,10 +28,11 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from .data import decode_entry, grade_sample, reasoning_gym_scorer
+from .evaluation_metrics import completion_text, extract_answer, grade_completion
 
 __all__ = [
     "completion_text",
@@ -40,60 +43,9 @@ __all__ = [
     "reasoning_gym_reward",
 ]
 
-_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-# A number: thousands-grouped ("1,000,000.5") or plain ("-12", "3.25", ".5"); optional "a/b".
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:/\d+)?")
-_GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-
-
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):  # multimodal style: [{"type": "text", "text": ...}, ...]
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-        return "".join(parts)
-    raise TypeError(f"Unsupported message content of type {type(content).__name__}.")
-
-
-def completion_text(completion: Any, think_end: str | None = "</think>") -> str:
-    """The text of one completion: a string, or a chat message list (assistant turns joined).
-
-    If a message carries its reasoning in a separate field (``reasoning_content`` /
-    ``reasoning`` / ``thinking``, as some chat-template parsers produce), it is put back in
-    front of the content, closed by ``think_end``, so the text looks like the raw trace.
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        completion = [completion]
-    if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
-        messages = [m for m in completion if m.get("role", "assistant") == "assistant"]
-        if not messages:
-            messages = list(completion)
-        out = []
-        for m in messages:
-            reasoning = next((m[k] for k in _REASONING_KEYS if isinstance(m.get(k), str) and m[k]), None)
-            if reasoning is not None:
-                out.append(reasoning + (think_end or "\n"))
-            out.append(_content_text(m.get("content")))
-        return "".join(out)
-    raise TypeError(
-        "Each completion must be a string or a list of chat messages like "
-        f'[{{"role": "assistant", "content": "..."}}]; got {type(completion).__name__}.'
-    )
 
 
 def _check_batch(func: str, prompts: Any, completions: Any) -> list:
@@ -130,131 +82,9 @@ def _column(func: str, name: str, values: Any, n: int, how_to_add: str) -> list:
     return list(values)
 
 
-def _after_think(text: str, think_end: str | None) -> str:
-    if think_end and think_end in text:
-        return text.rsplit(think_end, 1)[1]
-    return text
-
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (balanced braces), or None."""
-    best = None
-    for macro in ("\\boxed", "\\fbox"):
-        start = text.rfind(macro + "{")
-        if start >= 0 and (best is None or start > best[0]):
-            best = (start, macro)
-    if best is None:
-        return None
-    i = best[0] + len(best[1]) + 1
-    depth, j = 1, i
-    while j < len(text):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j]
-        j += 1
-    return None  # unbalanced (truncated) box
-
-
-def _explicit_answer(text: str) -> str | None:
-    boxed = _last_boxed(text)
-    if boxed is not None and boxed.strip():
-        return boxed.strip()
-    tags = _ANSWER_TAG.findall(text)
-    if tags and tags[-1].strip():
-        return tags[-1].strip()
-    return None
-
-
-def _last_number(text: str) -> str | None:
-    numbers = _NUMBER.findall(text)
-    if not numbers:
-        return None
-    return numbers[-1].replace(",", "")
-
-
-def extract_answer(text: str, think_end: str | None = "</think>") -> str | None:
-    r"""The final answer in a completion, or ``None`` if there is none.
-
-    1. If ``think_end`` occurs, only the text after its **last** occurrence is considered.
-    2. The content of the last ``\boxed{...}`` (balanced braces; ``\fbox`` too), if non-empty;
-    3. else the content of the last ``<answer>...</answer>``, if non-empty;
-    4. else the last number (``-3``, ``2.5``, ``3/4``, ``1,000`` -> ``"1000"``).
-
-    Example:
-        >>> extract_answer("<think>maybe 3</think>So \\boxed{\\frac{1}{2}}.")
-        '\\frac{1}{2}'
-        >>> extract_answer("<answer> 42 </answer>")
-        '42'
-        >>> extract_answer("The total is 1,000 apples.")
-        '1000'
-        >>> extract_answer("no idea") is None
-        True
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"extract_answer expects a string, got {type(text).__name__}.")
-    region = _after_think(text, think_end)
-    explicit = _explicit_answer(region)
-    if explicit is not None:
-        return explicit
-    return _last_number(region)
-
-
 # --------------------------------------------------------------------------------------------
 # math-verify
 # --------------------------------------------------------------------------------------------
-
-
-def _timeouts() -> dict:
-    # math_verify's timeouts use SIGALRM, which only works in the main thread.
-    if threading.current_thread() is threading.main_thread():
-        return {}
-    return {"parsing_timeout": None}
-
-
-def _mv_parse(s: str) -> list:
-    from math_verify import parse
-
-    try:
-        return parse(s, **_timeouts())
-    except Exception:  # math_verify raises on pathological input despite raise_on_error=False
-        return []
-
-
-def _mv_verify(gold: list, pred: list) -> bool:
-    from math_verify import verify
-
-    kw = {} if threading.current_thread() is threading.main_thread() else {"timeout_seconds": None}
-    try:
-        return bool(verify(gold, pred, **kw))
-    except Exception:
-        return False
-
-
-def _parse_expr(s: str) -> list:
-    s = s.strip()
-    if _GROUPED_NUMBER.fullmatch(s):
-        s = s.replace(",", "")
-    parsed = _mv_parse(s)
-    if not parsed and "$" not in s:
-        parsed = _mv_parse(f"${s}$")
-    return parsed
-
-
-def _norm_str(s: str) -> str:
-    s = s.strip().strip("$").strip().rstrip(".")
-    if _GROUPED_NUMBER.fullmatch(s):
-        s = s.replace(",", "")
-    return " ".join(s.split()).lower()
-
-
-def _gold_text(answer: Any) -> str:
-    gold = str(answer)
-    if "####" in gold:  # GSM8K-style solutions end with "#### <answer>"
-        gold = gold.rsplit("####", 1)[1]
-    return gold.strip()
 
 
 def math_answer_reward(
@@ -267,14 +97,14 @@ def math_answer_reward(
 ) -> list[float | None]:
     r"""1.0 if the completion's final answer is mathematically equal to the gold ``answer``, else 0.0.
 
-    The answer region is the text after the last ``think_end`` (the whole completion if it
-    does not occur). Its answer is found with :func:`extract_answer` (``\boxed{}``, then
-    ``<answer>`` tags, then the last number) and compared with ``math_verify.verify`` against
-    ``math_verify.parse`` of the gold, so ``"1,000"`` == ``1000``, ``\frac{1}{2}`` == ``0.5``,
-    ``"15.0"`` == ``15``. If that candidate does not parse, math-verify's own extraction runs on
-    the whole answer region. A GSM8K-style gold ``"... #### 72"`` is reduced to ``72``; a gold
-    that math-verify cannot parse is compared as a normalised string. A gold of ``None`` gives
-    a ``None`` reward (no verdict).
+    This is :func:`hf_softthink.evaluation_metrics.grade_completion`, the comparison that
+    evaluation and :func:`hf_softthink.data.score_sample` use too. The answer region is the text
+    after the last ``think_end`` (the whole completion if it does not occur); its answer is the
+    last ``\boxed{}``, else the last ``<answer>`` tag, else the last number (numeric golds) or the
+    whole region (other golds). It is compared with the gold as normalised strings, then with
+    ``math_verify``, so ``"1,000"`` == ``1000``, ``\frac{1}{2}`` == ``0.5``, ``"15.0"`` == ``15``;
+    plain-word answers (``"yes"``) are compared as strings only. A GSM8K-style gold
+    ``"... #### 72"`` is reduced to ``72``. A gold of ``None`` gives a ``None`` reward (no verdict).
 
     Dataset column: ``answer`` (str or number, one per row). TRL passes it automatically.
 
@@ -302,22 +132,12 @@ def math_answer_reward(
         "`ds = ds.map(lambda ex: {'answer': str(ex['solution'])})`.",
     )
     rewards: list[float | None] = []
-    for completion, gold_value in zip(completions, golds, strict=True):
-        if gold_value is None:
+    for completion, gold in zip(completions, golds, strict=True):
+        if gold is None:
             rewards.append(None)
             continue
-        gold = _gold_text(gold_value)
-        region = _after_think(completion_text(completion, think_end), think_end)
-        candidate = extract_answer(region, think_end=None)
-        gold_parsed = _parse_expr(gold)
-        if not gold_parsed:
-            ok = candidate is not None and _norm_str(candidate) == _norm_str(gold)
-            rewards.append(1.0 if ok else 0.0)
-            continue
-        pred = _parse_expr(candidate) if candidate is not None else []
-        if not pred:
-            pred = _mv_parse(region)
-        rewards.append(1.0 if pred and _mv_verify(gold_parsed, pred) else 0.0)
+        _, correct = grade_completion(completion, gold, think_end=think_end)
+        rewards.append(1.0 if correct else 0.0)
     return rewards
 
 
@@ -326,13 +146,11 @@ def math_answer_reward(
 # --------------------------------------------------------------------------------------------
 
 
-def _rg_scorer(task: str, task_config: Mapping[str, Any] | None) -> Callable[[str | None, dict], float]:
-    # hf_softthink.data owns the entry format; its scorer rebuilds the task with the config the
-    # data was generated with (a few scorers read it) and caches it.
-    from .data import reasoning_gym_scorer
-
+def _check_rg_task(task: str, task_config: Mapping[str, Any] | None) -> None:
+    # hf_softthink.data owns the entry format and the scorer (rebuilt with the config the data was
+    # generated with, cached): building it here first turns an unknown task into a hint about columns.
     try:
-        return reasoning_gym_scorer(task, task_config)
+        reasoning_gym_scorer(task, task_config)
     except ValueError as e:
         raise ValueError(
             f"reasoning_gym_reward: {e} Check the `task` column or entry['metadata']['source_dataset']."
@@ -341,9 +159,7 @@ def _rg_scorer(task: str, task_config: Mapping[str, Any] | None) -> Callable[[st
 
 def _as_dict(func: str, column: str, value: Any) -> dict:
     if isinstance(value, str):
-        from .data import decode_entry  # JSON with tagged tuples / sets (hf_softthink.data.encode_entry)
-
-        try:
+        try:  # JSON with tagged tuples / sets (hf_softthink.data.encode_entry) or plain JSON
             value = decode_entry(value)
         except json.JSONDecodeError as e:
             raise ValueError(
@@ -363,17 +179,6 @@ _RG_HOW_TO = (
     "or `hf_softthink.data.encode_entry(entry)`), or `answer` + `metadata` columns (metadata must "
     "include `source_dataset`, else add a `task` column)."
 )
-
-
-def _plain_number(s: str) -> str | None:
-    """``"1,000"`` -> ``"1000"``, ``"12.50"`` -> ``"12.5"``, ``"12.0"`` -> ``"12"``; None if not a number."""
-    s = s.strip()
-    if not _NUMBER.fullmatch(s) or "/" in s:
-        return None
-    s = s.replace(",", "").lstrip("+")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s or "0"
 
 
 def reasoning_gym_reward(
@@ -405,13 +210,13 @@ def reasoning_gym_reward(
     :func:`hf_softthink.data.reasoning_gym_scorer` (``score_answer`` of the task built with
     ``entry["task_config"]`` when present; cached), so mixed-task datasets work.
 
-    The answer passed to the scorer is taken from the text after the last ``think_end``: the
-    ``\boxed{}`` / ``<answer>`` content if there is one; otherwise both the whole stripped text
-    (tasks with non-numeric answers, e.g. countdown expressions) and its last number. A
-    numeric candidate is also tried in plain form (``"1,000"`` -> ``"1000"``, ``"12.0"`` ->
-    ``"12"``), since several scorers compare strings. The reward is the best of these scores:
-    the task's own score in ``[0, 1]``, partial credit included (e.g. countdown gives 0.01 for
-    a well-formed wrong expression).
+    The grading is :func:`hf_softthink.data.grade_sample` (the same as evaluation's): the answer
+    is taken from the text after the last ``think_end``: the ``\boxed{}`` / ``<answer>`` content if
+    there is one, else the last number when the oracle answer is a number, else the whole stripped
+    text (tasks with non-numeric answers, e.g. countdown expressions). A numeric answer is also
+    tried in plain form (``"1,000"`` -> ``"1000"``, ``"12.0"`` -> ``"12"``), since several scorers
+    compare strings. The reward is the best of these scores: the task's own score in ``[0, 1]``,
+    partial credit included (e.g. countdown gives 0.01 for a well-formed wrong expression).
 
     Example:
         >>> import reasoning_gym
@@ -461,26 +266,8 @@ def reasoning_gym_reward(
             )
         if "answer" not in e:
             raise ValueError(f"{name}: the entry has no `answer` key. {_RG_HOW_TO}")
-        scorer = _rg_scorer(str(t), e.get("task_config"))
-        region = _after_think(completion_text(completion, think_end), think_end)
-        explicit = _explicit_answer(region)
-        raw = [explicit] if explicit is not None else [region.strip(), _last_number(region)]
-        candidates: list[str] = []
-        for c in raw:
-            if c:
-                candidates.append(c)
-                plain = _plain_number(c)
-                if plain is not None:
-                    candidates.append(plain)
-        best = 0.0
-        for cand in dict.fromkeys(candidates):
-            try:
-                score = scorer(cand, e)
-            except Exception:  # a scorer choking on a malformed answer means "wrong"
-                continue
-            if score is not None:
-                best = max(best, float(score))
-        rewards.append(best)
+        _check_rg_task(str(t), e.get("task_config"))
+        rewards.append(grade_sample({"task": str(t), "entry": e}, completion, think_end=think_end).score)
     return rewards
 
 

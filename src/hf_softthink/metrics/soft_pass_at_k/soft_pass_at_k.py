@@ -3,8 +3,8 @@
 An ``evaluate`` metric module. Load it offline from its folder::
 
     import evaluate
-    from hf_softthink.metrics import soft_pass_at_k  # or the folder path
-    metric = evaluate.load("/path/to/hf_softthink/metrics/soft_pass_at_k")
+    from hf_softthink.evaluation_metrics import SOFT_PASS_AT_K_METRIC  # this folder's path
+    metric = evaluate.load(SOFT_PASS_AT_K_METRIC)
     metric.compute(predictions=[["4", "5"], ["x^2+1", "1+x^2"]], references=["4", "x^2+1"], k=[1, 2])
     # {'pass@1': 0.75, 'pass@2': 1.0, 'maj@1': 1.0, 'maj@2': 1.0, 'num_problems': 2, ...}
 
@@ -15,8 +15,7 @@ file only adapts it to the ``evaluate`` API.
 import datasets
 import evaluate
 
-from hf_softthink.data import extract_final_answer
-from hf_softthink.evaluation_metrics import answers_match, summarize
+from hf_softthink.evaluation_metrics import grade_completion, summarize
 
 _CITATION = """\
 @article{chen2021codex,
@@ -34,8 +33,9 @@ maj@k is the accuracy of the majority-voted answer among the first k samples: vo
 by normalised answer string (not by mathematical equivalence), ties go to the answer seen first,
 and samples without an answer do not vote. A sample is correct when its final
 answer (the content of the last \\boxed{...} or <answer>...</answer> after the last </think>,
-else the text itself) matches the reference: equal after normalisation ("1,000" == "1000",
-"3.0" == "3"), or mathematically equivalent according to math_verify.
+else the last number when the reference is a number, else the text itself) matches the reference:
+equal after normalisation ("1,000" == "1000", "3.0" == "3"), or mathematically equivalent according
+to math_verify (hf_softthink.evaluation_metrics.grade_completion, the package's one grader).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -78,7 +78,6 @@ class SoftPassAtK(evaluate.Metric):
             raise ValueError("soft_pass_at_k: no predictions; pass one list of sampled answers per problem")
         records = []
         for samples, gold in zip(predictions, references, strict=True):
-            answers = [None if s is None else extract_final_answer(s, fallback="text") for s in samples]
-            correct = [answers_match(a, gold) for a in answers]
-            records.append({"correct": correct, "answers": answers})
+            graded = [(None, False) if s is None else grade_completion(s, gold) for s in samples]
+            records.append({"correct": [c for _, c in graded], "answers": [a for a, _ in graded]})
         return summarize(records, ks)
