@@ -1,0 +1,354 @@
+"""Soft-thinking adapters on disk and on the Hub: the soft config in `generation_config.json`, a model card.
+
+A folder saved by `SoftGRPOTrainer` (`save_model`, every checkpoint, `push_to_hub`) holds, next to PEFT's
+`adapter_config.json` / `adapter_model.safetensors` (or the full model) and the tokenizer:
+
+* `generation_config.json` with a `soft_thinking` entry: the soft-thinking decoder config of the rollouts;
+* `README.md`: a model card stating the base model, the soft rollout mode, the datasets, and how to generate.
+
+PEFT does not read a generation config from an adapter folder (`PeftModel.from_pretrained` and
+`AutoPeftModelForCausalLM` take the base model's), so `load_soft_adapter` does it: it loads base model and
+adapter, puts the saved `soft_thinking` config into the base model's generation config and enables soft
+thinking, so that `model.generate(**inputs, soft_thinking=True)` decodes as the rollouts did.
+
+Example:
+
+```python
+>>> from hf_softthink.hub import load_soft_adapter  # doctest: +SKIP
+>>> model, tokenizer = load_soft_adapter("out/checkpoint-100", base_model="smollm2-135m")  # doctest: +SKIP
+>>> out = model.generate(**tokenizer("2 + 3 =", return_tensors="pt"), soft_thinking=True)  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from .config import SoftThinkingConfig
+from .generation import enable_soft_thinking
+
+__all__ = [
+    "PACKAGED_HUB_IDS",
+    "load_soft_adapter",
+    "load_soft_thinking_config",
+    "save_soft_thinking_config",
+    "save_soft_thinking_files",
+    "soft_model_card",
+    "write_model_card",
+]
+
+#: Hub ids of the models `hf_softthink.models.load_model` ships under a short name (for model-card metadata)
+PACKAGED_HUB_IDS = {
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "gemma3-270m": "google/gemma-3-270m",
+}
+
+_ROLLOUT_DESCRIPTIONS = {
+    "hard": "ordinary token sampling (plain GRPO)",
+    "gaussian": "concept tokens with Gaussian noise on the mixed input embedding (Soft Tokens, Hard Truths, "
+    "arXiv:2509.19170)",
+    "fuzzy": "fuzzy tokens: thinking temperature 1e-4 plus Gaussian embedding noise (arXiv:2509.19170)",
+    "gumbel": "concept tokens with Gumbel-Softmax weights over the top-K tokens (SofT-GRPO, "
+    "arXiv:2511.06411)",
+    "dirichlet": "concept tokens with Dirichlet-sampled weights (arXiv:2508.03440)",
+}
+
+_CITATIONS = """\
+- Soft Thinking: Zhang et al., *Soft Thinking: Unlocking the Reasoning Potential of LLMs in Continuous Concept
+  Space*, arXiv:2505.15778.
+- Butt et al., *Soft Tokens, Hard Truths*, arXiv:2509.19170.
+- SofT-GRPO: *Surpassing Discrete-Token LLM Reinforcement Learning via Gumbel-Reparameterized Soft-Thinking
+  Policy Optimization*, arXiv:2511.06411.
+- GRPO: Shao et al., *DeepSeekMath*, arXiv:2402.03300 (via TRL's `GRPOTrainer`)."""
+
+
+# ------------------------------------------------------------------------------------------------ config
+def save_soft_thinking_config(
+    output_dir: str | os.PathLike, config: SoftThinkingConfig | dict | None, generation_config: Any = None
+) -> Path:
+    """Write `output_dir/generation_config.json` holding `config` as its `soft_thinking` entry.
+
+    `generation_config` (e.g. the base model's) supplies the other generation settings (eos / pad ids,
+    ...); it is copied, not changed. Returns the path written.
+    """
+    generation = copy.deepcopy(generation_config) if generation_config is not None else GenerationConfig()
+    soft = SoftThinkingConfig.coerce(config) if config is not None else None
+    if soft is not None:
+        soft.save_to_generation_config(generation)
+    else:
+        generation._from_model_config = False
+    os.makedirs(output_dir, exist_ok=True)
+    generation.save_pretrained(output_dir)
+    return Path(output_dir) / "generation_config.json"
+
+
+def load_soft_thinking_config(path: str | os.PathLike) -> SoftThinkingConfig | None:
+    """The `soft_thinking` config saved in `path/generation_config.json` (None if there is none)."""
+    file = Path(path) / "generation_config.json"
+    if not file.is_file():
+        return None
+    saved = json.loads(file.read_text()).get("soft_thinking")
+    return None if saved in (None, False, True) else SoftThinkingConfig.coerce(saved)
+
+
+# ------------------------------------------------------------------------------------------------ card
+def _hub_id(name_or_path: str | None) -> str | None:
+    """A Hub id for the card's `base_model` metadata: packaged models map to theirs; local paths give None."""
+    if not name_or_path:
+        return None
+    name = str(name_or_path).rstrip("/")
+    if name in PACKAGED_HUB_IDS:
+        return PACKAGED_HUB_IDS[name]
+    if Path(name).name in PACKAGED_HUB_IDS and os.path.isdir(name):
+        return PACKAGED_HUB_IDS[Path(name).name]
+    if os.path.isdir(name) or name.startswith((".", "/", "~")):
+        return None
+    return name if name.count("/") == 1 else None
+
+
+def soft_model_card(
+    *,
+    base_model: str | None,
+    soft_rollout: str,
+    soft_thinking: SoftThinkingConfig | dict | None,
+    datasets: list[str] | None = None,
+    model_name: str | None = None,
+    soft_density: str = "exact",
+    repo_id: str | None = None,
+    tags: list[str] | None = None,
+    adapter: bool = True,
+) -> ModelCard:
+    """A model card for a soft-thinking model or adapter trained with `SoftGRPOTrainer`.
+
+    Args:
+        base_model: the base model's Hub id or local path (packaged short names map to their Hub ids).
+        soft_rollout: the `SoftGRPOConfig.soft_rollout` mode.
+        soft_thinking: the decoder config of the rollouts (saved in `generation_config.json`).
+        datasets: names of the training datasets (Hub ids become card metadata).
+        model_name: the title (default: the repo name or "soft-thinking adapter").
+        soft_density: `SoftGRPOConfig.soft_density`.
+        repo_id: where the folder lives (Hub id or path), used in the usage snippet.
+        tags: extra metadata tags.
+        adapter: the folder holds a PEFT adapter (else a full model).
+    """
+    soft = SoftThinkingConfig.coerce(soft_thinking) if soft_thinking is not None else None
+    hub_base = _hub_id(base_model)
+    shown_base = hub_base or base_model or "unknown"
+    datasets = list(datasets or [])
+    title = model_name or (repo_id.rstrip("/").split("/")[-1] if repo_id else "soft-thinking adapter")
+    where = repo_id or "path/to/this/folder"
+    data = ModelCardData(
+        base_model=hub_base,
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        tags=sorted(
+            {"hf_softthink", "soft-thinking", "trl", "grpo", f"soft-rollout-{soft_rollout}", *(tags or [])}
+        ),
+        datasets=[d for d in datasets if d.count("/") == 1] or None,
+    )
+    config_json = json.dumps(soft.to_dict(), indent=2, sort_keys=True) if soft is not None else "null"
+    base_arg = f'"{base_model}"' if base_model else "None  # base model id or path"
+    dataset_text = ", ".join(datasets) if datasets else "not recorded"
+    density = "" if soft_rollout == "hard" else f"\n- **Soft-step log-density:** `{soft_density}`"
+    loader = (
+        f'model, tokenizer = load_soft_adapter("{where}", base_model={base_arg})'
+        if adapter
+        else f'model, tokenizer = load_soft_adapter("{where}")  # a full model folder works too'
+    )
+    content = f"""---
+{data.to_yaml()}
+---
+
+# {title}
+
+{"A LoRA adapter" if adapter else "A model"} trained with `SoftGRPOTrainer` from `hf_softthink`
+(GRPO, via TRL, with a soft chain of thought): while thinking, the model
+feeds back *concept tokens* (probability-weighted mixtures of token embeddings) instead of sampled tokens,
+and answers with ordinary tokens after the think-end marker.
+
+## Training
+
+- **Base model:** {shown_base}
+- **Soft rollout mode:** `{soft_rollout}` -- {_ROLLOUT_DESCRIPTIONS.get(soft_rollout, soft_rollout)}{density}
+- **Datasets:** {dataset_text}
+- **Soft-thinking decoder config** (saved in `generation_config.json` as `soft_thinking`):
+
+```json
+{config_json}
+```
+
+## How to generate with soft thinking
+
+`generate(..., soft_thinking=True)` uses the config saved with this folder. PEFT does not load a generation
+config from an adapter folder, so load it with `hf_softthink.hub.load_soft_adapter`:
+
+```python
+from hf_softthink.hub import load_soft_adapter
+
+{loader}
+messages = [{{"role": "user", "content": "What is 3 + 4?"}}]
+inputs = tokenizer.apply_chat_template(
+    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+)
+out = model.generate(**inputs, soft_thinking=True, max_new_tokens=256, return_dict_in_generate=True)
+print(tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1]:]))  # top-1 trace, think-end, answer
+```
+
+Or by hand: load the adapter with PEFT, then
+`enable_soft_thinking(model, tokenizer, config=hf_softthink.hub.load_soft_thinking_config(folder))`.
+Passing `soft_thinking=SoftThinkingConfig(...)` to `generate` overrides the saved config.
+
+## References
+
+{_CITATIONS}
+"""
+    return ModelCard(content)
+
+
+def _dataset_names(trainer: Any, dataset_name: str | None) -> list[str]:
+    names = [dataset_name] if dataset_name else []
+    dataset = getattr(trainer, "train_dataset", None)
+    info = getattr(dataset, "info", None)
+    for candidate in (getattr(info, "dataset_name", None), getattr(info, "builder_name", None)):
+        if candidate and candidate not in names and candidate != "generator":
+            names.append(candidate)
+    column_names = getattr(dataset, "column_names", None) or []
+    if "task" in column_names and len(dataset) > 0:
+        tasks = sorted({t for t in dataset.unique("task") if t})
+        if tasks:
+            names.append(f"reasoning-gym ({', '.join(tasks)})")
+    return names
+
+
+def _base_model_name(trainer: Any) -> str | None:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    config = getattr(model, "config", None)
+    return getattr(config, "_name_or_path", None) or None
+
+
+def _is_adapter(trainer: Any) -> bool:
+    from accelerate.utils import is_peft_model
+
+    return is_peft_model(trainer.accelerator.unwrap_model(trainer.model))
+
+
+def write_model_card(
+    trainer: Any,
+    output_dir: str | os.PathLike,
+    model_name: str | None = None,
+    dataset_name: str | None = None,
+    tags: Any = None,
+) -> Path:
+    """Write `output_dir/README.md` for a `SoftGRPOTrainer`, keeping the metadata PEFT put there."""
+    args = trainer.args
+    tags = [tags] if isinstance(tags, str) else list(tags or [])
+    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id
+    card = soft_model_card(
+        base_model=_base_model_name(trainer),
+        soft_rollout=args.soft_rollout,
+        soft_thinking=trainer.rollout_soft_config,
+        datasets=_dataset_names(trainer, dataset_name),
+        model_name=model_name or (repo_id.split("/")[-1] if repo_id else Path(args.output_dir).name),
+        soft_density=args.soft_density,
+        repo_id=repo_id,
+        tags=tags,
+        adapter=_is_adapter(trainer),
+    )
+    path = Path(output_dir) / "README.md"
+    if path.is_file():  # keep metadata PEFT wrote (e.g. peft version tags), ours wins on conflicts
+        try:
+            old = ModelCard.load(path).data.to_dict()
+        except Exception:  # noqa: BLE001 - an unreadable card is simply replaced
+            old = {}
+        old = {k: v for k, v in old.items() if v not in (None, "", [])}
+        new = card.data.to_dict()
+        # drop tags like PEFT's "base_model:adapter:" for an unnamed base model
+        old_tags = {t for t in old.get("tags") or [] if not str(t).endswith(":")}
+        merged_tags = sorted(old_tags | set(new.get("tags") or []))
+        card.data = ModelCardData(
+            **{**old, **{k: v for k, v in new.items() if v is not None}, "tags": merged_tags}
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    card.save(path)
+    return path
+
+
+def save_soft_thinking_files(trainer: Any, output_dir: str | os.PathLike) -> None:
+    """What `SoftGRPOTrainer._save` adds to a saved folder: `generation_config.json` and `README.md`."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    save_soft_thinking_config(
+        output_dir, trainer.rollout_soft_config, getattr(base, "generation_config", None)
+    )
+    write_model_card(trainer, output_dir)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def load_soft_adapter(
+    path: str | os.PathLike,
+    base_model: Any = None,
+    *,
+    tokenizer: Any = None,
+    is_trainable: bool = False,
+    **from_pretrained_kwargs: Any,
+):
+    """Load a folder saved by `SoftGRPOTrainer` (adapter or model), ready for `generate(soft_thinking=True)`.
+
+    Args:
+        path: the saved folder (a local path; download a Hub repo with `huggingface_hub.snapshot_download`).
+        base_model: for an adapter, the base model: a loaded model, a packaged short name
+            (`"smollm2-135m"`), a Hub id or path; None uses the adapter's `base_model_name_or_path`.
+        tokenizer: the tokenizer; by default the one saved in `path` (else the base model's).
+        is_trainable: load the adapter trainable (PEFT's flag).
+        **from_pretrained_kwargs: passed to the base model's `from_pretrained` (dtype, device_map,
+            quantization_config, ...).
+
+    Returns:
+        `(model, tokenizer)`: a `PeftModel` (or the full model) with soft thinking enabled, whose base
+        generation config holds the saved `soft_thinking` config.
+    """
+    path = Path(path)
+    soft = load_soft_thinking_config(path)
+    if (path / "adapter_config.json").is_file():
+        from peft import PeftConfig, PeftModel
+
+        if base_model is None or isinstance(base_model, (str, os.PathLike)):
+            name = (
+                os.fspath(base_model)
+                if base_model is not None
+                else PeftConfig.from_pretrained(path).base_model_name_or_path
+            )
+            base_model, base_tokenizer = _load_base(name, **from_pretrained_kwargs)
+        else:
+            base_tokenizer = None
+        model = PeftModel.from_pretrained(base_model, path, is_trainable=is_trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+        base_tokenizer = None
+    if tokenizer is None:
+        tokenizer = _load_tokenizer(path) or base_tokenizer
+    enable_soft_thinking(model, tokenizer=tokenizer, config=soft)
+    return model, tokenizer
+
+
+def _load_base(name: str, **kwargs: Any):
+    from .models import PACKAGED_MODELS, load_model
+
+    if name in PACKAGED_MODELS:
+        return load_model(name, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    return model, _load_tokenizer(name)
+
+
+def _load_tokenizer(path: str | os.PathLike):
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,176 @@
+"""`SoftGRPOConfig`: `trl.GRPOConfig` plus the soft-rollout settings of `SoftGRPOTrainer`.
+
+Pinned to TRL 1.16 (see `SoftGRPOTrainer`): the fields below are additive, every GRPO field keeps its meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import GRPOConfig
+
+from ..config import SoftThinkingConfig
+
+#: the rollout kinds of `SoftGRPOConfig.soft_rollout`
+SOFT_ROLLOUTS = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet")
+#: the soft-step densities of `SoftGRPOConfig.soft_density`
+SOFT_DENSITIES = ("exact", "soft_grpo_approx")
+#: the thinking temperature of "fuzzy" rollouts ("Soft Tokens, Hard Truths", arXiv:2509.19170)
+FUZZY_TEMPERATURE = 1e-4
+
+# the decoder noise each soft rollout kind needs
+_ROLLOUT_NOISE = {"gaussian": "gaussian", "fuzzy": "gaussian", "gumbel": "gumbel", "dirichlet": "dirichlet"}
+
+
+@dataclass
+class SoftGRPOConfig(GRPOConfig):
+    r"""Configuration of `SoftGRPOTrainer`: every `trl.GRPOConfig` field plus the soft-rollout settings.
+
+    A soft rollout decodes the chain of thought with concept tokens (`hf_softthink` soft thinking) whose noise
+    makes each soft step a stochastic action with a density; the answer after the think-end token is ordinary
+    sampling with GRPO's own generation settings (`temperature`, `top_p`, ...). `soft_rollout` picks the
+    noise, and so the density scored in the loss:
+
+    * `"hard"`: plain GRPO (`SoftGRPOTrainer` behaves exactly like `trl.GRPOTrainer`);
+    * `"gaussian"`: Gaussian noise on the concept-token embedding (arXiv:2509.19170), scale
+      `soft_thinking.gaussian_sigma` times the embedding rms;
+    * `"fuzzy"`: the same with a near-greedy thinking temperature of 1e-4 ("fuzzy tokens", arXiv:2509.19170);
+    * `"gumbel"`: Gumbel-Softmax weights over the top-K ids (SofT-GRPO, arXiv:2511.06411), temperature
+      `soft_thinking.gumbel_tau`;
+    * `"dirichlet"`: Dirichlet weights `Dir(alpha * p)` (arXiv:2508.03440), with
+      `alpha = soft_thinking.dirichlet_alpha`.
+
+    `soft_thinking` holds the decoder settings of the rollouts (a `SoftThinkingConfig`, or a dict / JSON
+    string of its fields; stored as a plain dict so `to_dict()` / `to_json_string()` and the checkpoints'
+    args work). Its `noise` is set from `soft_rollout`: leave it at `"none"` (or set the matching kind). The
+    resolved decoder config is `rollout_config()`; it is also saved with the trained adapter, so
+    `generate(soft_thinking=True)` on the reloaded model decodes as the rollouts did.
+
+    Soft rollouts run through `model.generate` (our decoder): `use_vllm` and transformers continuous batching
+    are not supported with them and raise.
+
+    Example:
+
+    ```python
+    >>> from hf_softthink import SoftThinkingConfig
+    >>> from hf_softthink.trainer import SoftGRPOConfig
+    >>> args = SoftGRPOConfig(output_dir="out", soft_rollout="gumbel", use_cpu=True,
+    ...                       soft_thinking=SoftThinkingConfig(max_topk=5, gumbel_tau=0.5))
+    >>> args.rollout_config().noise
+    'gumbel'
+    ```
+    """
+
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["soft_thinking"]
+
+    soft_rollout: str = field(
+        default="gaussian",
+        metadata={
+            "help": "Kind of soft rollout: 'hard' (plain GRPO), 'gaussian' (Gaussian noise on the "
+            "concept-token embedding), 'fuzzy' (thinking temperature 1e-4 plus Gaussian noise), 'gumbel' "
+            "(Gumbel-Softmax weights over the top-K ids) or 'dirichlet' (Dirichlet weights).",
+            "choices": list(SOFT_ROLLOUTS),
+        },
+    )
+    soft_thinking: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Soft-thinking decoder settings of the rollouts: a `SoftThinkingConfig`, a dict of its "
+            "fields or a JSON string (None: the defaults). Its `noise` is set from `soft_rollout` ('fuzzy' "
+            "also sets the thinking temperature to 1e-4). The mixture size `max_topk` (or `top_k`) must be "
+            "finite: K ids are stored per step."
+        },
+    )
+    soft_density: str = field(
+        default="exact",
+        metadata={
+            "help": "Log-density of the soft steps: 'exact' (Gaussian, Concrete or Dirichlet density of the "
+            "fed action) or 'soft_grpo_approx' (gumbel only: SofT-GRPO's clamped per-coordinate Gumbel "
+            "score, a compatibility option that is not a true log-density).",
+            "choices": list(SOFT_DENSITIES),
+        },
+    )
+
+    def __post_init__(self):
+        if isinstance(self.soft_thinking, SoftThinkingConfig):
+            self.soft_thinking = self.soft_thinking.to_dict()
+        if self.soft_rollout not in SOFT_ROLLOUTS:
+            raise ValueError(
+                f"SoftGRPOConfig.soft_rollout={self.soft_rollout!r} is invalid: soft_rollout must be one of "
+                f"{SOFT_ROLLOUTS}."
+            )
+        if self.soft_density not in SOFT_DENSITIES:
+            raise ValueError(
+                f"SoftGRPOConfig.soft_density={self.soft_density!r} is invalid: soft_density must be one of "
+                f"{SOFT_DENSITIES}."
+            )
+        if self.soft_density == "soft_grpo_approx" and self.soft_rollout != "gumbel":
+            raise ValueError(
+                f"SoftGRPOConfig.soft_density='soft_grpo_approx' is SofT-GRPO's Gumbel score: it needs "
+                f"soft_rollout='gumbel', got soft_rollout={self.soft_rollout!r}. Use soft_density='exact'."
+            )
+        super().__post_init__()  # parses a JSON-string `soft_thinking` (see _VALID_DICT_FIELDS)
+        if isinstance(self.soft_thinking, str):
+            raise ValueError(
+                "SoftGRPOConfig.soft_thinking must be a SoftThinkingConfig, a dict or a JSON object string, "
+                f"got the string {self.soft_thinking!r}."
+            )
+        if self.soft_thinking is not None and not isinstance(self.soft_thinking, dict):
+            raise TypeError(
+                "SoftGRPOConfig.soft_thinking must be a SoftThinkingConfig, a dict of its fields, a JSON "
+                f"object string or None, got {type(self.soft_thinking).__name__}."
+            )
+        if self.soft_rollout != "hard":
+            for flag in ("use_vllm", "use_transformers_continuous_batching", "use_transformers_paged"):
+                if getattr(self, flag, False):
+                    raise ValueError(
+                        f"SoftGRPOConfig.{flag}=True is not supported with "
+                        f"soft_rollout={self.soft_rollout!r}: soft rollouts feed concept-token embeddings "
+                        "back through hf_softthink's decoder inside `model.generate`, which vLLM and "
+                        f"transformers' continuous-batching engine do not run. Set {flag}=False, or "
+                        "soft_rollout='hard' for plain GRPO."
+                    )
+            self.rollout_config()  # validates the decoder settings now, not at the first training step
+
+    def rollout_config(self) -> SoftThinkingConfig | None:
+        """The decoder config of the rollouts (None for `soft_rollout="hard"`).
+
+        `soft_thinking` with `noise` set from `soft_rollout` (and thinking temperature 1e-4 for "fuzzy").
+        Raises `ValueError` if `soft_thinking.noise` names another kind of noise, or for settings a soft
+        rollout cannot train with (no finite mixture size, no Gaussian noise).
+        """
+        if self.soft_rollout == "hard":
+            return None
+        values: dict[str, Any] = dict(self.soft_thinking or {})
+        base = SoftThinkingConfig.from_dict(values)
+        noise = _ROLLOUT_NOISE[self.soft_rollout]
+        if base.noise not in ("none", noise):
+            raise ValueError(
+                f"SoftGRPOConfig.soft_thinking.noise={base.noise!r} contradicts "
+                f"soft_rollout={self.soft_rollout!r}, which uses noise={noise!r}. Leave soft_thinking.noise "
+                "at 'none' (soft_rollout sets it) or choose the soft_rollout of that noise."
+            )
+        values["noise"] = noise
+        if self.soft_rollout == "fuzzy":
+            values["temperature"] = FUZZY_TEMPERATURE
+        config = SoftThinkingConfig.from_dict(values)
+        if config.max_topk is None and not config.top_k:
+            raise ValueError(
+                "SoftGRPOConfig.soft_thinking needs a finite mixture size for training: set max_topk (or "
+                "top_k). With max_topk=None and top_k=None every step would store the whole vocabulary "
+                "(O(B*T*V))."
+            )
+        if noise == "gaussian" and config.gaussian_sigma <= 0:
+            raise ValueError(
+                f"SoftGRPOConfig.soft_thinking.gaussian_sigma={config.gaussian_sigma} is invalid with "
+                f"soft_rollout={self.soft_rollout!r}: the Gaussian action needs noise, so gaussian_sigma "
+                "must be > 0."
+            )
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        if isinstance(values.get("soft_thinking"), SoftThinkingConfig):  # set after construction
+            values["soft_thinking"] = values["soft_thinking"].to_dict()
+        return values

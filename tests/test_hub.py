@@ -1,0 +1,162 @@
+"""Saved SoftGRPO folders: soft-thinking config in generation_config.json, model card, reloading."""
+
+import json
+
+import datasets
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from peft import LoraConfig, PeftModel
+from transformers import AutoModelForCausalLM, GenerationConfig
+
+from hf_softthink import SoftThinkingConfig
+from hf_softthink.hub import (
+    load_soft_adapter,
+    load_soft_thinking_config,
+    save_soft_thinking_config,
+    soft_model_card,
+)
+from hf_softthink.models import tiny_model, tiny_tokenizer
+from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
+
+TOKENIZER = tiny_tokenizer()
+SOFT = SoftThinkingConfig(max_topk=3, max_thinking_tokens=2, gaussian_sigma=0.5)
+
+
+def reward(completions, **kwargs):
+    return [float(len(c[0]["content"]) % 2) for c in completions]
+
+
+def train(tmp_path, lora=True, mode="gaussian"):
+    base = tmp_path / "base"
+    tiny_model("llama", seed=0).save_pretrained(base)
+    dataset = datasets.Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": f"{i} + 1"}] for i in range(4)], "task": ["chain_sum"] * 4}
+    )
+    args = SoftGRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        soft_rollout=mode,
+        soft_thinking=SOFT,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=5,
+        max_steps=1,
+        report_to=[],
+        save_strategy="no",
+        learning_rate=1e-2,
+        disable_tqdm=True,
+    )
+    trainer = SoftGRPOTrainer(
+        model=str(base),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=TOKENIZER,
+        peft_config=LoraConfig(r=4, target_modules="all-linear") if lora else None,
+    )
+    trainer.train()
+    trainer.save_model()
+    return trainer, base, tmp_path / "out"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("hub"))
+
+
+def prompt_inputs():
+    text = TOKENIZER.apply_chat_template(
+        [{"role": "user", "content": "2 + 2"}], add_generation_prompt=True, tokenize=False
+    )
+    return TOKENIZER(text, return_tensors="pt")
+
+
+def test_saved_folder_carries_the_soft_config_and_a_model_card(trained):
+    trainer, base, out = trained
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    saved = json.loads((out / "generation_config.json").read_text())
+    assert saved["soft_thinking"] == trainer.rollout_soft_config.to_dict()
+    assert saved["soft_thinking"]["noise"] == "gaussian" and saved["eos_token_id"] == TOKENIZER.eos_token_id
+    # transformers keeps the custom attribute on reload (the file is not marked _from_model_config)
+    assert GenerationConfig.from_pretrained(out).soft_thinking == saved["soft_thinking"]
+    assert load_soft_thinking_config(out) == trainer.rollout_soft_config
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "peft"
+    assert {"hf_softthink", "soft-thinking", "soft-rollout-gaussian"} <= set(card.data.tags)
+    assert str(base) in card.text  # local base model: named in the text, not in the Hub metadata
+    assert "`gaussian`" in card.text and "reasoning-gym (chain_sum)" in card.text
+    assert "load_soft_adapter" in card.text and "soft_thinking=True" in card.text
+    assert '"max_topk": 3' in card.text
+
+
+def test_peft_alone_does_not_load_the_soft_config(trained):
+    _, base, out = trained
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out)
+    assert getattr(model.get_base_model().generation_config, "soft_thinking", None) is None
+
+
+def test_load_soft_adapter_generates_with_the_saved_config(trained):
+    trainer, base, out = trained
+    model, tokenizer = load_soft_adapter(out)  # base model from adapter_config.json
+    assert isinstance(model, PeftModel) and tokenizer is not None
+    trained_lora = {n: p for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    loaded_lora = dict(model.named_parameters())
+    assert trained_lora and all(torch.equal(p, loaded_lora[n]) for n, p in trained_lora.items())
+    out_gen = model.generate(
+        **prompt_inputs(), soft_thinking=True, max_new_tokens=5, do_sample=False, return_dict_in_generate=True
+    )
+    assert out_gen.soft_topk_ids.shape[-1] == SOFT.max_topk  # the saved K, not the default 10
+    assert out_gen.thinking_mask[0].tolist()[:3] == [True, True, False]  # the saved thinking budget
+    assert out_gen.soft_input_embeddings is not None  # the saved Gaussian noise
+
+    again, _ = load_soft_adapter(
+        out, base_model=AutoModelForCausalLM.from_pretrained(base), tokenizer=TOKENIZER
+    )
+    assert again.get_base_model().generation_config.soft_thinking == SOFT.to_dict() | {"noise": "gaussian"}
+
+
+def test_full_fine_tuning_folder_reloads_with_its_soft_config(tmp_path):
+    trainer, _, out = train(tmp_path, lora=False, mode="gumbel")
+    assert not (out / "adapter_config.json").exists()
+    model, _ = load_soft_adapter(out)
+    assert not isinstance(model, PeftModel)
+    assert model.generation_config.soft_thinking["noise"] == "gumbel"
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "soft-rollout-gumbel" in card.data.tags
+
+
+def test_create_model_card_writes_the_soft_card(trained):
+    trainer, _, out = trained
+    trainer.create_model_card(model_name="my-adapter", dataset_name="org/addition")
+    card = ModelCard.load(out / "README.md")
+    assert card.text.lstrip().startswith("# my-adapter")
+    assert card.data.datasets == ["org/addition"]
+
+
+def test_model_card_maps_packaged_models_to_hub_ids(tmp_path):
+    card = soft_model_card(
+        base_model=str(tmp_path / "smollm2-135m"),
+        soft_rollout="gumbel",
+        soft_thinking=SOFT,
+        datasets=["reasoning-gym (chain_sum)"],
+        soft_density="soft_grpo_approx",
+    )
+    assert card.data.base_model is None  # not an existing folder
+    (tmp_path / "smollm2-135m").mkdir()
+    card = soft_model_card(
+        base_model=str(tmp_path / "smollm2-135m"), soft_rollout="gumbel", soft_thinking=SOFT
+    )
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "SofT-GRPO" in card.text
+    card = soft_model_card(base_model="org/model", soft_rollout="hard", soft_thinking=None, adapter=False)
+    assert card.data.base_model == "org/model" and "Soft-step log-density" not in card.text
+
+
+def test_save_soft_thinking_config_round_trip(tmp_path):
+    path = save_soft_thinking_config(tmp_path, SOFT, GenerationConfig(eos_token_id=7))
+    values = json.loads(path.read_text())
+    assert values["eos_token_id"] == 7 and values["soft_thinking"] == SOFT.to_dict()
+    assert load_soft_thinking_config(tmp_path) == SOFT
+    assert load_soft_thinking_config(tmp_path / "missing") is None
