@@ -5,7 +5,10 @@
 Both decoders run the same prompt for exactly `--new-tokens` steps (EOS suppressed with
 `min_new_tokens`); soft thinking uses the default thinking filters (max_topk=10, T=0.6, top_k=30,
 top_p=0.95, min_p=0.001) with `think_end=None`, so every step is a soft step. Runs alternate plain/soft
-the median and the best run are reported (on a shared CPU the best run is the least disturbed). Peak
+the median and the best run are reported (on a shared CPU the best run is the least disturbed). The time
+spent outside the model's forward passes (the decoding loop itself: processors, filters, mixing) is
+measured per step with forward hooks, which isolates the soft loop's overhead from forward-pass noise.
+Peak
 memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU the peak growth of the resident set during one
 generation in a fresh process per (mode, batch), sampled every millisecond.
 """
@@ -46,6 +49,23 @@ def run(model, inputs, mode: str, new_tokens: int) -> torch.Tensor:
     if mode == "soft":
         kwargs["soft_thinking"] = SoftThinkingConfig(think_end=None)
     return model.generate(**inputs, **kwargs)
+
+
+class ForwardTimer:
+    """Total wall time spent inside `model.forward`, through forward hooks."""
+
+    def __init__(self, model, device: str):
+        self.device, self.total, self.started = device, 0.0, 0.0
+        model.register_forward_pre_hook(self.start)
+        model.register_forward_hook(self.stop)
+
+    def start(self, *args) -> None:
+        synchronize(self.device)
+        self.started = time.perf_counter()
+
+    def stop(self, *args) -> None:
+        synchronize(self.device)
+        self.total += time.perf_counter() - self.started
 
 
 def synchronize(device: str) -> None:
@@ -112,32 +132,41 @@ def main() -> None:
     print(f"model={args.model} device={args.device} dtype={args.dtype} new_tokens={args.new_tokens} "
           f"repeats={args.repeats} torch_threads={torch.get_num_threads()}")
     rows = []
+    timer = ForwardTimer(model, args.device)
     for batch in [int(b) for b in args.batches.split(",")]:
         inputs = batch_inputs(tokenizer, batch, args.device)
         for mode in ("plain", "soft"):
             run(model, inputs, mode, 8)  # warm-up
         seconds = {"plain": [], "soft": []}
+        loop_ms = {"plain": [], "soft": []}  # per step, outside the forward passes
         for _ in range(args.repeats):
             for mode in ("plain", "soft"):
                 synchronize(args.device)
+                timer.total = 0.0
                 start = time.perf_counter()
                 out = run(model, inputs, mode, args.new_tokens)
                 synchronize(args.device)
                 seconds[mode].append(time.perf_counter() - start)
+                loop_ms[mode].append(1000 * (seconds[mode][-1] - timer.total) / args.new_tokens)
                 assert out.shape[1] - inputs["input_ids"].shape[1] == args.new_tokens
         rates = {mode: batch * args.new_tokens / statistics.median(times) for mode, times in seconds.items()}
         best = {mode: batch * args.new_tokens / min(times) for mode, times in seconds.items()}
         memory = {mode: peak_memory_mib(args, mode, batch) for mode in ("plain", "soft")}
-        rows.append((batch, rates, best, memory, seconds))
+        loop = {mode: statistics.median(values) for mode, values in loop_ms.items()}
+        step_ms = 1000 * statistics.median(seconds["plain"]) / args.new_tokens
+        overhead_ratio = step_ms / (step_ms + loop["soft"] - loop["plain"])
+        rows.append((batch, rates, best, memory, loop, overhead_ratio, seconds))
         print(f"batch {batch}: plain {rates['plain']:.1f} tok/s, soft {rates['soft']:.1f} tok/s, "
-              f"ratio {rates['soft'] / rates['plain']:.3f} (best runs {best['soft'] / best['plain']:.3f})", flush=True)
+              f"ratio {rates['soft'] / rates['plain']:.3f} (best runs {best['soft'] / best['plain']:.3f}); loop outside "
+              f"forward {loop['plain']:.2f} vs {loop['soft']:.2f} ms/step -> {overhead_ratio:.3f}", flush=True)
 
     print("\n| batch | plain tok/s (median) | soft tok/s (median) | soft / plain (median) | soft / plain (best run) "
-          "| plain peak MiB | soft peak MiB |")
-    print("|---|---|---|---|---|---|---|")
-    for batch, rates, best, memory, _ in rows:
+          "| loop ms/step plain | loop ms/step soft | soft / plain from loop overhead | plain peak MiB | soft peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for batch, rates, best, memory, loop, overhead_ratio, _ in rows:
         print(f"| {batch} | {rates['plain']:.1f} | {rates['soft']:.1f} | {rates['soft'] / rates['plain']:.3f} | "
-              f"{best['soft'] / best['plain']:.3f} | {memory['plain']:.0f} | {memory['soft']:.0f} |")
+              f"{best['soft'] / best['plain']:.3f} | {loop['plain']:.2f} | {loop['soft']:.2f} | {overhead_ratio:.3f} | "
+              f"{memory['plain']:.0f} | {memory['soft']:.0f} |")
     print("\nraw seconds per run:", json.dumps({b: s for b, *_, s in rows}))
 
 
