@@ -23,6 +23,7 @@ Example:
 >>> tokenizer = tiny_tokenizer()
 >>> model.config.vocab_size == len(tokenizer)
 True
+
 ```
 """
 

@@ -48,7 +48,8 @@ Returns:
     `pass@{k}` and `maj@{k}` for each k (means over problems), `num_problems`, `num_samples`,
     `min_samples_per_problem`.
 Examples:
-    >>> metric = evaluate.load("path/to/soft_pass_at_k")
+    >>> from hf_softthink.evaluation_metrics import SOFT_PASS_AT_K_METRIC
+    >>> metric = evaluate.load(SOFT_PASS_AT_K_METRIC)
     >>> metric.compute(predictions=[["4", "5"]], references=["4"], k=[1, 2])["pass@2"]
     1.0
 """
