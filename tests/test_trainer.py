@@ -262,10 +262,11 @@ def test_soft_data_travels_with_its_rows_through_shuffle_and_split(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- log-densities
-def test_forward_reproduces_the_rollout_mixture_and_gaussian_noise(tmp_path):
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: tied, sqrt(d)-scaled embeddings
+def test_forward_reproduces_the_rollout_mixture_and_gaussian_noise(tmp_path, arch):
     """At the rollout's parameters the forward pass sees what the decoder saw: p_theta equals the rollout's
     mixture weights, and (h - mu_theta) / s is the standard normal noise the decoder added."""
-    trainer = make_trainer(make_args(tmp_path, "gaussian"), lora=False)
+    trainer = make_trainer(make_args(tmp_path, "gaussian"), lora=False, model=tiny_model(arch, seed=0))
     batch = rollout_batch(trainer)
     captured = {}
     original = trainer.soft_log_density
@@ -371,6 +372,31 @@ def test_two_step_run_finishes_and_logs_soft_metrics(tmp_path, mode):
         assert (
             logs[0]["soft/mixture_entropy"] > 0 if mode != "fuzzy" else logs[0]["soft/mixture_entropy"] < 1e-3
         )
+
+
+def test_cold_stop_and_no_think_end_metrics(tmp_path):
+    # every step is "confident" under a 100-nat threshold: Cold Stop forces think-end after 2 soft steps
+    cold = SoftThinkingConfig(max_topk=K, cold_stop_entropy=100.0, cold_stop_patience=2)
+    trainer = make_trainer(make_args(tmp_path, "gumbel", soft=cold, max_steps=1))
+    trainer.train()
+    logs = trainer.state.log_history[0]
+    assert logs["soft/cold_stop_rate"] == 1.0 and logs["soft/thinking_length"] == 1.0
+    # think_end=None: no answer phase, every generated step is soft
+    endless = SoftThinkingConfig(max_topk=K, think_end=None)
+    trainer = make_trainer(make_args(tmp_path, "dirichlet", soft=endless, max_steps=1))
+    trainer.train()
+    logs = trainer.state.log_history[0]
+    assert logs["soft/think_end_rate"] == 0.0 and logs["soft/frac_soft_steps"] == 1.0
+    assert logs["soft/thinking_length"] == logs["completions/mean_length"]
+
+
+def test_evaluation_runs_soft_rollouts(tmp_path):
+    args = make_args(
+        tmp_path, "gaussian", max_steps=1, eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=4
+    )
+    trainer = make_trainer(args, eval_dataset=prompts(4, seed=1))
+    metrics = trainer.evaluate()
+    assert math.isfinite(metrics["eval_loss"]) and metrics["eval_soft/frac_soft_steps"] > 0
 
 
 def test_hard_mode_reproduces_grpo_trainer_losses(tmp_path):

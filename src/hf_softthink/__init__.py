@@ -28,4 +28,15 @@ __all__ = [
     "ThinkingBudgetLogitsProcessor",
     "enable_soft_thinking",
     "soft_thinking_sample",
+    "SoftGRPOConfig",
+    "SoftGRPOTrainer",
 ]
+
+
+def __getattr__(name):
+    # the trainer imports TRL (slow): load it on first use of `hf_softthink.SoftGRPOConfig` / `SoftGRPOTrainer`
+    if name in ("SoftGRPOConfig", "SoftGRPOTrainer"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import datasets
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -99,6 +100,16 @@ def load_soft_thinking_config(path: str | os.PathLike) -> SoftThinkingConfig | N
 
 
 # ------------------------------------------------------------------------------------------------ card
+def _packaged_name(name_or_path: str | None) -> str | None:
+    """The short name of a packaged model (`"smollm2-135m"`) given it or its converted cache folder."""
+    if not name_or_path:
+        return None
+    name = str(name_or_path).rstrip("/")
+    if name in PACKAGED_HUB_IDS:
+        return name
+    return Path(name).name if Path(name).name in PACKAGED_HUB_IDS and os.path.isdir(name) else None
+
+
 def _hub_id(name_or_path: str | None) -> str | None:
     """A Hub id for the card's `base_model` metadata: packaged models map to theirs; local paths give None."""
     if not name_or_path:
@@ -154,7 +165,9 @@ def soft_model_card(
         datasets=[d for d in datasets if d.count("/") == 1] or None,
     )
     config_json = json.dumps(soft.to_dict(), indent=2, sort_keys=True) if soft is not None else "null"
-    base_arg = f'"{base_model}"' if base_model else "None  # base model id or path"
+    packaged = _packaged_name(base_model)
+    loadable = packaged or hub_base or base_model  # what `load_soft_adapter(base_model=...)` accepts
+    base_arg = f'"{loadable}"' if loadable else "None  # base model id or path"
     dataset_text = ", ".join(datasets) if datasets else "not recorded"
     density = "" if soft_rollout == "hard" else f"\n- **Soft-step log-density:** `{soft_density}`"
     loader = (
@@ -168,10 +181,10 @@ def soft_model_card(
 
 # {title}
 
-{"A LoRA adapter" if adapter else "A model"} trained with `SoftGRPOTrainer` from `hf_softthink`
-(GRPO, via TRL, with a soft chain of thought): while thinking, the model
-feeds back *concept tokens* (probability-weighted mixtures of token embeddings) instead of sampled tokens,
-and answers with ordinary tokens after the think-end marker.
+{"A LoRA adapter" if adapter else "A model"} trained with `SoftGRPOTrainer` from `hf_softthink` (GRPO, via
+TRL, with a soft chain of thought): while thinking, the model feeds back *concept tokens*
+(probability-weighted mixtures of token embeddings) instead of sampled tokens, and answers with ordinary
+tokens after the think-end marker.
 
 ## Training
 
@@ -220,8 +233,8 @@ def _dataset_names(trainer: Any, dataset_name: str | None) -> list[str]:
         if candidate and candidate not in names and candidate != "generator":
             names.append(candidate)
     column_names = getattr(dataset, "column_names", None) or []
-    if "task" in column_names and len(dataset) > 0:
-        tasks = sorted({t for t in dataset.unique("task") if t})
+    if isinstance(dataset, datasets.Dataset) and "task" in column_names and len(dataset) > 0:
+        tasks = sorted({t for t in dataset.unique("task") if t})  # reasoning-gym task names
         if tasks:
             names.append(f"reasoning-gym ({', '.join(tasks)})")
     return names
@@ -269,8 +282,14 @@ def write_model_card(
             old = {}
         old = {k: v for k, v in old.items() if v not in (None, "", [])}
         new = card.data.to_dict()
-        # drop tags like PEFT's "base_model:adapter:" for an unnamed base model
-        old_tags = {t for t in old.get("tags") or [] if not str(t).endswith(":")}
+        # PEFT tags "base_model:adapter:<name or path>": keep it only for a Hub id, never a local path
+        old_tags = set()
+        for tag in old.get("tags") or []:
+            if str(tag).startswith("base_model:"):
+                hub = _hub_id(str(tag).split(":", 2)[-1])
+                tag = f"base_model:adapter:{hub}" if hub else None
+            if tag:
+                old_tags.add(tag)
         merged_tags = sorted(old_tags | set(new.get("tags") or []))
         card.data = ModelCardData(
             **{**old, **{k: v for k, v in new.items() if v is not None}, "tags": merged_tags}
@@ -287,7 +306,10 @@ def save_soft_thinking_files(trainer: Any, output_dir: str | os.PathLike) -> Non
     save_soft_thinking_config(
         output_dir, trainer.rollout_soft_config, getattr(base, "generation_config", None)
     )
-    write_model_card(trainer, output_dir)
+    folder = Path(output_dir).name
+    # the folder's name, unless the run has a Hub repo or this is a checkpoint (then the run's name)
+    name = None if trainer.args.hub_model_id or folder.startswith("checkpoint-") else folder
+    write_model_card(trainer, output_dir, model_name=name)
 
 
 # ------------------------------------------------------------------------------------------------ loading

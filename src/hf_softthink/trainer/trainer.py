@@ -36,6 +36,15 @@ the ordinary token log-prob at GRPO's `temperature`, exactly as `GRPOTrainer` co
 feeds what the rollout fed: the concept embedding of step t (rebuilt through the input-embedding module
 from the stored ids and detached weights) or the stored noisy embedding at position t, token embeddings
 elsewhere.
+
+Hard token log-probs come from TRL's fused LM head, which never holds `(B, T, V)` logits: it works in
+chunks and, with Triton (CUDA), only at positions that have a label; soft positions get none. Without
+Triton (CPU) the kernel scores every position chunk by chunk, so there the soft positions still cost a
+vocabulary-wide chunk of compute (not memory) that is then discarded.
+
+Fuzzy rollouts: at thinking temperature 1e-4 the thinking filters (top-p, min-p) usually keep a single id,
+so a fuzzy step's mixture is one token plus noise and its density does not depend on the logits (no policy
+gradient through the thinking steps; the answer tokens still train).
 """
 
 from __future__ import annotations
