@@ -85,6 +85,8 @@ def test_saved_folder_carries_the_soft_config_and_a_model_card(trained):
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "peft"
     assert {"hf_softthink", "soft-thinking", "soft-rollout-gaussian"} <= set(card.data.tags)
+    assert not any(tag.startswith("base_model:") for tag in card.data.tags)  # PEFT's tag names a local path
+    assert card.text.lstrip().startswith("# out")
     assert str(base) in card.text  # local base model: named in the text, not in the Hub metadata
     assert "`gaussian`" in card.text and "reasoning-gym (chain_sum)" in card.text
     assert "load_soft_adapter" in card.text and "soft_thinking=True" in card.text
@@ -149,6 +151,7 @@ def test_model_card_maps_packaged_models_to_hub_ids(tmp_path):
         base_model=str(tmp_path / "smollm2-135m"), soft_rollout="gumbel", soft_thinking=SOFT
     )
     assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert 'base_model="smollm2-135m"' in card.text  # the short name load_soft_adapter accepts
     assert "SofT-GRPO" in card.text
     card = soft_model_card(base_model="org/model", soft_rollout="hard", soft_thinking=None, adapter=False)
     assert card.data.base_model == "org/model" and "Soft-step log-density" not in card.text

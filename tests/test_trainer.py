@@ -494,17 +494,28 @@ def test_qlora_4bit_trains(tmp_path):
     assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
 
 
-def test_resume_from_checkpoint_continues_training(tmp_path):
-    args = make_args(tmp_path, "gaussian", save_strategy="steps", save_steps=1, max_steps=2)
-    make_trainer(args).train()
+def test_crash_mid_training_leaves_resumable_checkpoints(tmp_path):
+    calls = []
+
+    def crashing_reward(completions, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash at step 3")
+        return even_answer(completions, **kwargs)
+
+    args = make_args(tmp_path, "gaussian", save_strategy="steps", save_steps=1, max_steps=4)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        make_trainer(args, reward=crashing_reward).train()
     checkpoint = tmp_path / "out" / "checkpoint-2"
     assert (checkpoint / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "out" / "checkpoint-3").exists()
     saved = json.loads((checkpoint / "generation_config.json").read_text())["soft_thinking"]
     assert saved["noise"] == "gaussian" and saved["max_thinking_tokens"] == THINK
-    resumed = make_trainer(make_args(tmp_path, "gaussian", save_strategy="steps", save_steps=1, max_steps=3))
+    resumed = make_trainer(args)
     resumed.train(resume_from_checkpoint=True)
-    assert resumed.state.global_step == 3
-    assert (tmp_path / "out" / "checkpoint-3" / "generation_config.json").is_file()
+    assert resumed.state.global_step == 4
+    assert [e["step"] for e in resumed.state.log_history if "loss" in e][-2:] == [3, 4]
+    assert (tmp_path / "out" / "checkpoint-4" / "generation_config.json").is_file()
 
 
 # ---------------------------------------------------------------------------------------------- learning

@@ -59,6 +59,7 @@ class SoftGRPOConfig(GRPOConfig):
     ...                       soft_thinking=SoftThinkingConfig(max_topk=5, gumbel_tau=0.5))
     >>> args.rollout_config().noise
     'gumbel'
+
     ```
     """
 
