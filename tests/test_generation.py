@@ -318,10 +318,19 @@ def test_custom_generate_callable_without_enabling():
     assert torch.equal(out, expected)
 
 
-def test_user_generation_config_object_is_honoured(llama):
+def test_user_generation_config_object_is_honoured_without_a_deprecation_warning(llama, monkeypatch):
+    from transformers.generation import utils
+
+    messages = []
+    monkeypatch.setattr(utils.logger, "warning_once", lambda message, *args: messages.append(message))
     inputs = left_padded_batch(llama.config.vocab_size)
     gen = GenerationConfig(do_sample=False, max_new_tokens=5, pad_token_id=0)
+    llama.generate(**inputs, generation_config=gen, max_new_tokens=5)
+    assert any("together with generation-related" in m for m in messages), "the probe sees the warning"
+    messages.clear()
     out = llama.generate(**inputs, generation_config=gen, soft_thinking=GREEDY_TOP1)
+    assert not [m for m in messages if "together with generation-related" in m]
+    assert not hasattr(gen, "soft_thinking"), "the caller's config object is not modified"
     assert torch.equal(out, llama.generate(**inputs, generation_config=gen))
 
 

@@ -182,3 +182,10 @@ def test_think_end_forcers_follow_the_config():
     assert [type(f).__name__ for f in forcers] == [
         "ThinkingBudgetLogitsProcessor", "EntropySwitchLogitsProcessor", "ColdStopLogitsProcessor"
     ]
+
+
+def test_dirichlet_draws_that_underflow_stay_on_the_support():
+    torch.manual_seed(0)
+    weights = torch.tensor([0.999998, 0.000001, 0.000001, 0.0])
+    out = DirichletNoiseLogitsProcessor(alpha=0.01)(None, weights.log().expand(2000, 4))
+    assert torch.isfinite(out[:, :3]).all() and (out[:, 3] == -math.inf).all()

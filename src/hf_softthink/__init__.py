@@ -34,7 +34,7 @@ __all__ = [
 
 
 def __getattr__(name):
-    # the trainer imports TRL (slow): load it on first use of `hf_softthink.SoftGRPOConfig` / `SoftGRPOTrainer`
+    # the trainer imports TRL (slow): load it on first use of `SoftGRPOConfig` / `SoftGRPOTrainer`
     if name in ("SoftGRPOConfig", "SoftGRPOTrainer"):
         from . import trainer
 

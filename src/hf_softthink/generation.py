@@ -16,6 +16,7 @@ padding, `num_return_sequences`), then the decoding loop of `soft_thinking_sampl
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -374,7 +375,12 @@ class SoftThinkingGenerationMixin:
             )
         merged, _ = self._prepare_generation_config(generation_config, **dict(kwargs))
         check_soft_generation_mode(merged, kwargs.get("assistant_model"))
-        return super().generate(inputs, generation_config, soft_thinking=config, **kwargs)
+        if generation_config is None:
+            return super().generate(inputs, soft_thinking=config, **kwargs)
+        # on the caller's config object, not as a kwarg: transformers warns when both are given
+        generation_config = copy.deepcopy(generation_config)
+        setattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, config)
+        return super().generate(inputs, generation_config, **kwargs)
 
     def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
                 streamer=None, **model_kwargs):

@@ -61,8 +61,9 @@ class DirichletNoiseLogitsProcessor(LogitsProcessor):
 
     With $w = \mathrm{softmax}(s)$ over the finite entries, returns $\log y$, $y \sim \mathrm{Dir}(\alpha w)$,
     so `softmax` of the output is the randomised concept-token weights. Entries at `-inf` stay `-inf`. The
-    sample is drawn as normalised Gamma variates (`torch._standard_gamma`, i.e. `torch.distributions`);
-    a row with a single finite entry (a forced token) stays one-hot.
+    sample is drawn as normalised Gamma variates (`torch._standard_gamma`, as `torch.distributions` does);
+    draws that underflow stay on the support at the fp32 floor, and a row with a single finite entry (a
+    forced token) stays one-hot.
 
     Example:
 
@@ -87,9 +88,11 @@ class DirichletNoiseLogitsProcessor(LogitsProcessor):
         concentration = (self.alpha * weights).clamp_min(torch.finfo(torch.float32).tiny)
         gamma = torch._standard_gamma(concentration).where(support, 0.0)
         total = gamma.sum(-1, keepdim=True)
+        tiny = torch.finfo(torch.float32).tiny
         # all Gamma draws of a row underflowed (tiny concentrations): keep the row's weights
-        sample = torch.where(total > 0, gamma / total.clamp_min(torch.finfo(torch.float32).tiny), weights)
-        return sample.log()
+        sample = torch.where(total > 0, gamma / total.clamp_min(tiny), weights)
+        # a draw that underflowed stays on the support at the fp32 floor, so its log-density is finite
+        return torch.where(support, sample.clamp_min(tiny), 0.0).log()
 
 
 class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
