@@ -61,8 +61,8 @@ def make_args(tmp_path, mode="gaussian", soft=None, **overrides):
     return SoftGRPOConfig(**values)
 
 
-def make_trainer(args, lora=True, model=None, reward=even_answer, dataset=None, **kwargs):
-    return SoftGRPOTrainer(
+def make_trainer(args, lora=True, model=None, reward=even_answer, dataset=None, trainer_class=None, **kwargs):
+    return (trainer_class or SoftGRPOTrainer)(
         model=model if model is not None else tiny_model("llama", seed=0),
         reward_funcs=reward,
         args=args,
@@ -341,14 +341,7 @@ def test_new_minus_old_log_density_is_exactly_zero_before_any_update(tmp_path, m
 
     # num_iterations=2 makes TRL compute old log-probs at generation time (with the same formula)
     args = make_args(tmp_path, mode, num_iterations=2, steps_per_generation=2, max_steps=1)
-    trainer = Recording(
-        model=tiny_model("llama", seed=0),
-        reward_funcs=even_answer,
-        args=args,
-        train_dataset=prompts(),
-        processing_class=TOKENIZER,
-        peft_config=LoraConfig(r=4, target_modules="all-linear"),
-    )
+    trainer = make_trainer(args, trainer_class=Recording)
     trainer.train()
     ((diff, soft, completion),) = ratios
     assert soft.any()
@@ -401,14 +394,7 @@ def test_evaluation_runs_soft_rollouts(tmp_path):
 
 def test_hard_mode_reproduces_grpo_trainer_losses(tmp_path):
     def run(trainer_class, args):
-        trainer = trainer_class(
-            model=tiny_model("llama", seed=0),
-            reward_funcs=even_answer,
-            args=args,
-            train_dataset=prompts(),
-            processing_class=TOKENIZER,
-            peft_config=LoraConfig(r=4, target_modules="all-linear"),
-        )
+        trainer = make_trainer(args, trainer_class=trainer_class)
         trainer.train()
         return [(e["loss"], e["grad_norm"], e["reward"]) for e in trainer.state.log_history if "loss" in e]
 
