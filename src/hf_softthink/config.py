@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 NOISE_KINDS = ("none", "dirichlet", "gumbel", "gaussian")
 MODES = ("soft", "switch")
+STOP_DECISIONS = ("argmax", "sample")
 
 #: name of the attribute of `GenerationConfig` that holds the soft-thinking config
 GENERATION_CONFIG_ATTRIBUTE = "soft_thinking"
@@ -104,6 +105,15 @@ class SoftThinkingConfig:
         default="soft",
         metadata={"help": "'soft': every thinking step is soft; 'switch': SwiReasoning entropy-driven soft/explicit switching."},
     )
+    stop_decision: Literal["argmax", "sample"] = field(
+        default="argmax",
+        metadata={
+            "help": "How a thinking step decides to stop (emit EOS or the first token of think_end): 'argmax' "
+            "(the recorded top-1 token is a stop token) or 'sample' (draw x ~ w over the mixed ids; a stop token "
+            "ends thinking, otherwise the mixture continues without the stop ids). SoftGRPOTrainer's rollouts use "
+            "'sample', so the decision is an action of the policy with a probability."
+        },
+    )
     switch_window: int = field(
         default=512, metadata={"help": "Switch mode: minimum explicit steps before switching back to soft (>= 1)."}
     )
@@ -137,6 +147,8 @@ class SoftThinkingConfig:
         _check(self.max_thinking_tokens is None or (_is_int(self.max_thinking_tokens) and self.max_thinking_tokens >= 0),
                "max_thinking_tokens", self.max_thinking_tokens, "None or an integer >= 0")
         _check(self.mode in MODES, "mode", self.mode, f"one of {MODES}")
+        _check(self.stop_decision in STOP_DECISIONS, "stop_decision", self.stop_decision,
+               f"one of {STOP_DECISIONS}")
         _check(_is_int(self.switch_window) and self.switch_window >= 1, "switch_window", self.switch_window,
                "an integer >= 1")
         _check(self.max_switches is None or (_is_int(self.max_switches) and self.max_switches >= 1), "max_switches",

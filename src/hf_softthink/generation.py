@@ -64,6 +64,17 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
         soft_input_embeddings (`torch.FloatTensor` of shape `(batch_size, new_tokens, hidden)`):
             With Gaussian noise only: the noisy embedding fed back at each soft step (zeros elsewhere),
             the action whose density the trainer scores.
+        soft_topk_support (`torch.BoolTensor` of shape `(batch_size, new_tokens, K)`):
+            At thinking steps (soft steps and sampled stop decisions): which of `soft_topk_ids` had weight > 0 in
+            the thinking distribution w, after the filters and before noise or the removal of stop ids. False
+            elsewhere.
+        stop_decision_mask (`torch.BoolTensor` of shape `(batch_size, new_tokens)`):
+            True where a thinking step chose a stop token (EOS or the first token of `think_end`) by sampling,
+            with `SoftThinkingConfig(stop_decision="sample")`. The step feeds that token (one-hot) and its
+            `soft_topk_ids` hold it first, then the other ids of w.
+        forced_mask (`torch.BoolTensor` of shape `(batch_size, new_tokens)`):
+            True where the decoder forced the token (thinking budget, Cold Stop, switch limit, or spelling the rest
+            of a multi-token `think_end`): not a choice of the model.
     """
 
     soft_topk_ids: torch.LongTensor | None = None
@@ -72,6 +83,54 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
     entropies: torch.FloatTensor | None = None
     soft_topk_log_weights: torch.FloatTensor | None = None
     soft_input_embeddings: torch.FloatTensor | None = None
+    soft_topk_support: torch.BoolTensor | None = None
+    stop_decision_mask: torch.BoolTensor | None = None
+    forced_mask: torch.BoolTensor | None = None
+
+
+def stop_token_ids(generation_config: GenerationConfig, think_end: ThinkEnd | None, device) -> torch.Tensor:
+    """The *stop set* S of a thinking step: the EOS ids of `generation_config` and the first token of `think_end`."""
+    eos = generation_config.eos_token_id
+    ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    if think_end is not None:
+        ids.append(think_end.token_ids[0])
+    return torch.tensor(sorted(set(int(i) for i in ids)), dtype=torch.long, device=device)
+
+
+def sample_stop_decision(
+    scores: torch.Tensor, ids: torch.Tensor, stop_ids: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Sample a thinking step's stop decision: $x \sim \mathrm{Categorical}(w)$, $w = \mathrm{softmax}(s)$ over the K ids.
+
+    Every decision that ends thinking or the completion is an action of the policy (DESIGN.md section 3): a row
+    of `rows` stops when $x$ is in the stop set $S$ (`stop_ids`), with probability $p(S) = \sum_{j \in S} w_j$;
+    otherwise it continues with the mixture of $w$ restricted to the non-stop ids and renormalised,
+    $w'_j = w_j / (1 - p(S))$, $j \notin S$ (its scores get `-inf` on $S$; the noise comes after).
+
+    Args:
+        scores: `(B, K)` thinking scores after the filters (`-inf`: not in the support), before noise.
+        ids: `(B, K)` their token ids.
+        stop_ids: `(n,)` the stop set S.
+        rows: `(B,)` bool, the rows that decide freely this step (thinking, not forced).
+
+    Returns:
+        `(stop, index, continue_scores)`: `(B,)` bool rows that stop, `(B,)` the sampled position x in `ids`
+        (meaningful where `stop`), and `(B, K)` scores with S removed on the rows that continue.
+    """
+    is_stop = torch.isin(ids, stop_ids) & (scores > -math.inf)
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    empty = probs.sum(-1, keepdim=True) <= 0
+    probs = torch.where(empty, torch.ones_like(probs), probs)  # rows with no support cannot decide anyway
+    index = torch.multinomial(probs, num_samples=1)
+    stop = rows & is_stop.gather(-1, index)[:, 0]
+    continue_scores = torch.where((rows & ~stop)[:, None] & is_stop, -math.inf, scores)
+    return stop, index[:, 0], continue_scores
+
+
+def stop_one_hot(log_mixture: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Log-weights that are one-hot at `index` on `rows` (a stop decision feeds its token), else `log_mixture`."""
+    one_hot = torch.full_like(log_mixture, -math.inf).scatter_(-1, index[:, None], 0.0)
+    return torch.where(rows[:, None], one_hot, log_mixture)
 
 
 @dataclass
@@ -208,6 +267,8 @@ def soft_thinking_sample(
         else 0.0
     )
     switch = next((f for f in forcers if hasattr(f, "explicit")), None)
+    sample_stops = config.stop_decision == "sample"
+    stop_ids = stop_token_ids(generation_config, think_end, device)
 
     thinking = torch.ones(batch_size, dtype=torch.bool, device=device)
     think_end_progress = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -215,6 +276,7 @@ def soft_thinking_sample(
     unfinished = torch.ones(batch_size, dtype=torch.long, device=device)
     scores, raw_logits, attentions, hidden_states = [], [], [], []
     step_ids, step_weights, step_log_weights, step_soft, step_entropy, step_embeds = [], [], [], [], [], []
+    step_support, step_stop, step_forced = [], [], []
     one_hot = torch.zeros(batch_size, mixture_size, device=device)
     one_hot[:, 0] = 1.0
     log_one_hot = one_hot.log()
@@ -255,6 +317,8 @@ def soft_thinking_sample(
             forced = torch.zeros(batch_size, dtype=torch.bool, device=device)
             explicit = torch.zeros(batch_size, dtype=torch.bool, device=device)
             weights, log_weights, mixed_ids, candidate_scores = one_hot, log_one_hot, None, None
+            stop = torch.zeros(batch_size, dtype=torch.bool, device=device)
+            support = torch.zeros(batch_size, mixture_size, dtype=torch.bool, device=device)
             if n_thinking > 0:
                 spelling = active_thinking & (think_end_progress > 0)
                 thinking_scores = thinking_rest(input_ids, processed)
@@ -274,14 +338,26 @@ def soft_thinking_sample(
                     else:  # candidates are sorted by score and the warpers keep the order
                         candidate_scores = candidate_scores[:, :mixture_size]
                         candidate_ids = candidate_ids[:, :mixture_size]
+                candidate_support = candidate_scores > -math.inf
+                if switch is not None:
+                    explicit = switch.explicit & active_thinking
+                deciding = active_thinking & ~forced & ~explicit
+                if sample_stops and config.noise != "gumbel":
+                    stop, stop_index, candidate_scores = sample_stop_decision(
+                        candidate_scores, candidate_ids, stop_ids, deciding
+                    )
                 candidate_scores = noise(input_ids, candidate_scores)
                 log_mixture = torch.log_softmax(candidate_scores, dim=-1)
+                if sample_stops and config.noise == "gumbel":  # the Gumbel-max id is already a sample of w
+                    stop_index = log_mixture.argmax(-1)
+                    stop = deciding & torch.isin(candidate_ids.gather(-1, stop_index[:, None])[:, 0], stop_ids)
+                if sample_stops:
+                    log_mixture = stop_one_hot(log_mixture, stop_index, stop)
                 log_weights, order = log_mixture.sort(dim=-1, descending=True)
                 weights = log_weights.exp()
                 mixed_ids = candidate_ids.gather(-1, order)
+                support = candidate_support.gather(-1, order) & active_thinking[:, None] & ~forced[:, None]
                 next_tokens = torch.where(active_thinking, mixed_ids[:, 0], next_tokens)
-                if switch is not None:
-                    explicit = switch.explicit & active_thinking
 
             if has_eos_stopping_criteria:
                 next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
@@ -291,17 +367,21 @@ def soft_thinking_sample(
                 leaving = active_thinking & think_end.reached(input_ids)
             else:
                 leaving = torch.zeros_like(forced)
-            soft_step = active_thinking & ~forced & ~explicit & ~leaving
+            soft_step = active_thinking & ~forced & ~explicit & ~leaving & ~stop
+            support = support & (soft_step | stop)[:, None]
+            mixed_step = soft_step | stop  # a stop decision feeds its token, recorded with the ids of w
             hard_ids = torch.zeros(batch_size, mixture_size, dtype=torch.long, device=device)
             hard_ids[:, 0] = next_tokens
-            fed_ids = torch.where(soft_step[:, None], mixed_ids, hard_ids) if mixed_ids is not None else hard_ids
+            fed_ids = torch.where(mixed_step[:, None], mixed_ids, hard_ids) if mixed_ids is not None else hard_ids
             fed_weights = torch.where(soft_step[:, None], weights, one_hot)
             fed_log_weights = torch.where(soft_step[:, None], log_weights, log_one_hot)
             fed_embeds = concept_embedding(embedding, fed_ids, fed_weights)
             if noise_std > 0:
                 fed_embeds = add_gaussian_noise(fed_embeds, noise_std, soft_step)
             if think_end is not None and len(think_end.token_ids) > 1:
-                think_end_progress = torch.where(forced & active_thinking, think_end_progress + 1, think_end_progress)
+                # a sampled first piece of the marker is the decision; the rest is spelled (forced)
+                starts = (forced | (stop & (next_tokens == think_end_first))) & active_thinking
+                think_end_progress = torch.where(starts, think_end_progress + 1, think_end_progress)
                 think_end_progress = torch.where(leaving, 0, think_end_progress)
             thinking = thinking & ~leaving
 
@@ -314,6 +394,9 @@ def soft_thinking_sample(
                     step_embeds.append(fed_embeds.float() * soft_step[:, None])
                 step_soft.append(soft_step)
                 step_entropy.append(entropy)
+                step_support.append(support & live[:, None])
+                step_stop.append(stop & live)
+                step_forced.append(forced & active_thinking & live)
                 if output_scores:
                     recorded = answer_scores if answer_scores is not None else processed
                     if candidate_scores is not None:
@@ -350,6 +433,9 @@ def soft_thinking_sample(
         soft_input_embeddings=torch.stack(step_embeds, dim=1) if step_embeds else None,
         thinking_mask=torch.stack(step_soft, dim=1),
         entropies=torch.stack(step_entropy, dim=1),
+        soft_topk_support=torch.stack(step_support, dim=1),
+        stop_decision_mask=torch.stack(step_stop, dim=1),
+        forced_mask=torch.stack(step_forced, dim=1),
     )
 
 
