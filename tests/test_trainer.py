@@ -264,29 +264,33 @@ def test_soft_data_travels_with_its_rows_through_shuffle_and_split(tmp_path):
 # ---------------------------------------------------------------------------------------- log-densities
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: tied, sqrt(d)-scaled embeddings
 def test_forward_reproduces_the_rollout_mixture_and_gaussian_noise(tmp_path, arch):
-    """At the rollout's parameters the forward pass sees what the decoder saw: p_theta equals the rollout's
-    mixture weights, and (h - mu_theta) / s is the standard normal noise the decoder added."""
+    """At the rollout's parameters the forward pass sees what the decoder saw: p'_theta (the non-stop part of the
+    thinking distribution, renormalised) equals the rollout's mixture weights, and (h - mu'_theta) / s is the
+    standard normal noise the decoder added."""
     trainer = make_trainer(make_args(tmp_path, "gaussian"), lora=False, model=tiny_model(arch, seed=0))
     batch = rollout_batch(trainer)
     captured = {}
     original = trainer.soft_log_density
 
-    def spy(model, hidden, ids, log_weights, fed, noise_std):
-        captured.update(hidden=hidden, ids=ids, log_weights=log_weights, fed=fed, std=noise_std, model=model)
-        return original(model, hidden, ids, log_weights, fed, noise_std)
+    def spy(model, hidden, ids, support, stop, log_weights, fed, noise_std):
+        captured.update(hidden=hidden, ids=ids, support=support, stop=stop, log_weights=log_weights, fed=fed,
+                        std=noise_std, model=model)
+        return original(model, hidden, ids, support, stop, log_weights, fed, noise_std)
 
     trainer.soft_log_density = spy
     score(trainer, batch)
     config = trainer.rollout_soft_config
-    logits = (
-        trainer.candidate_logits(captured["model"], captured["hidden"], captured["ids"]) / config.temperature
-    )
-    valid = captured["log_weights"] > -math.inf
-    log_p = torch.log_softmax(logits.masked_fill(~valid, -math.inf), -1)
-    assert torch.allclose(log_p[valid], captured["log_weights"][valid], atol=1e-4)
-    vectors = trainer.model.get_input_embeddings()(captured["ids"])
+    go_on = ~captured["stop"]
+    ids = captured["ids"][go_on]
+    logits = trainer.candidate_logits(captured["model"], captured["hidden"][go_on], ids) / config.temperature
+    keep = captured["support"][go_on] & ~torch.isin(ids, trainer.stop_ids)
+    log_p = torch.log_softmax(logits.masked_fill(~keep, -math.inf), -1)
+    log_weights = captured["log_weights"][go_on]
+    assert torch.equal(keep, log_weights > -math.inf)
+    assert torch.allclose(log_p[keep], log_weights[keep], atol=1e-4)
+    vectors = trainer.model.get_input_embeddings()(ids)
     mean = (log_p.exp().unsqueeze(-1) * vectors).sum(-2)
-    eps = (captured["fed"] - mean) / captured["std"][:, None]
+    eps = (captured["fed"][go_on] - mean) / captured["std"][go_on, None]
     # about 4 standard errors of 768 draws
     assert abs(eps.square().mean().item() - 1.0) < 0.2 and abs(eps.mean().item()) < 0.15
 

@@ -153,6 +153,7 @@ class SoftGRPOConfig(GRPOConfig):
                 "at 'none' (soft_rollout sets it) or choose the soft_rollout of that noise."
             )
         values["noise"] = noise
+        values["stop_decision"] = "sample"  # stopping is an action of the policy: sampled and scored
         if self.soft_rollout == "fuzzy":
             values["temperature"] = FUZZY_TEMPERATURE
         config = SoftThinkingConfig.from_dict(values)

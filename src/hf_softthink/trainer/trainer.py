@@ -77,9 +77,18 @@ from .densities import (
 __all__ = ["SOFT_BATCH_KEYS", "SoftGRPOTrainer"]
 
 #: keys of the per-completion soft tensors in the batch dict (all with a leading batch dimension)
-SOFT_BATCH_KEYS = ("soft_mask", "soft_ids", "soft_log_weights", "soft_embeds", "soft_noise_std")
+SOFT_BATCH_KEYS = (
+    "soft_mask",
+    "soft_stop",
+    "soft_support",
+    "soft_ids",
+    "soft_log_weights",
+    "soft_embeds",
+    "soft_noise_std",
+)
 # keys whose second dimension is the completion position
-_POSITIONAL_KEYS = ("soft_mask", "soft_ids", "soft_log_weights", "soft_embeds")
+_POSITIONAL_KEYS = ("soft_mask", "soft_stop", "soft_support", "soft_ids", "soft_log_weights", "soft_embeds")
+_BOOL_KEYS = ("soft_mask", "soft_stop", "soft_support")
 
 
 def _pad_positions(tensor: torch.Tensor, length: int, value: float | bool | int) -> torch.Tensor:
@@ -96,7 +105,7 @@ def align_soft_batch(soft: dict[str, torch.Tensor], length: int) -> dict[str, to
     out = dict(soft)
     for key in _POSITIONAL_KEYS:
         if key in out:
-            out[key] = _pad_positions(out[key], length, False if key == "soft_mask" else 0)
+            out[key] = _pad_positions(out[key], length, False if key in _BOOL_KEYS else 0)
     return out
 
 
@@ -285,6 +294,9 @@ class SoftGRPOTrainer(GRPOTrainer):
                     "model.resize_token_embeddings), choose a marker the tokenizer can spell, or set "
                     "think_end=None (every step soft)."
                 ) from error
+            stops = set(self.eos_token_ids) | ({self.think_end.token_ids[0]} if self.think_end else set())
+            #: the stop set S of a thinking step: EOS ids and the first token of the think-end marker
+            self.stop_ids = torch.tensor(sorted(stops), dtype=torch.long)
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -359,11 +371,15 @@ class SoftGRPOTrainer(GRPOTrainer):
         positions = torch.arange(is_eos.size(1), device=device).expand(is_eos.size(0), -1)
         completion_mask = positions <= eos_idx.unsqueeze(1)
 
-        soft_mask = out.thinking_mask & completion_mask
+        stop = out.stop_decision_mask & completion_mask
+        soft_mask = (out.thinking_mask | stop) & completion_mask  # every step scored by the thinking policy
         rollout = {
             "soft_mask": soft_mask,
+            "soft_stop": stop,
+            "soft_support": out.soft_topk_support & soft_mask[..., None],
             "soft_ids": out.soft_topk_ids.masked_fill(~soft_mask[..., None], 0),
             "soft_log_weights": out.soft_topk_log_weights.masked_fill(~soft_mask[..., None], 0.0),
+            "policy_mask": completion_mask & ~out.forced_mask,
         }
         if config.noise == "gaussian":
             rollout["soft_embeds"] = out.soft_input_embeddings.float()
@@ -452,9 +468,18 @@ class SoftGRPOTrainer(GRPOTrainer):
                     "SoftGRPOTrainer: no soft rollout was recorded for this batch (the generation did not go "
                     "through _generate_single_turn)."
                 )
-            soft = align_soft_batch(self._rollout, output["completion_ids"].size(1))
-            soft["soft_mask"] = soft["soft_mask"] & output["completion_mask"].bool()
+            length = output["completion_ids"].size(1)
+            soft = dict(self._rollout)
+            policy_mask = _pad_positions(soft.pop("policy_mask"), length, True)
+            soft = align_soft_batch(soft, length)
+            completion_mask = output["completion_mask"]
+            soft["soft_mask"] = soft["soft_mask"] & completion_mask.bool()
             output.update(soft)
+            # forced tokens are not the policy's choices: out of the loss, as TRL keeps tool outputs out (tool_mask)
+            tool_mask = output.get("tool_mask")
+            tool_mask = policy_mask.to(completion_mask.dtype) * (1 if tool_mask is None else tool_mask)
+            output["tool_mask"] = tool_mask
+            output["num_items_in_batch"] = self.accelerator.gather((completion_mask * tool_mask).sum()).sum()
             return output
         finally:
             self._rollout = None
@@ -551,6 +576,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         if any_soft:
             ids = soft["soft_ids"][mask]
             log_weights = soft["soft_log_weights"][mask].float()
+            support = soft["soft_support"][mask]
+            stop = soft["soft_stop"][mask]
             if "soft_embeds" in soft:
                 fed = soft["soft_embeds"][mask]
             else:
@@ -587,7 +614,7 @@ class SoftGRPOTrainer(GRPOTrainer):
         if any_soft:
             hidden = captured[0][:, completion_start - 1 : input_ids.size(1) - 1][mask]
             std = soft["soft_noise_std"][:, None].expand_as(mask)[mask] if "soft_noise_std" in soft else None
-            density, entropy = self.soft_log_density(unwrapped, hidden, ids, log_weights, fed, std)
+            density, entropy = self.soft_log_density(unwrapped, hidden, ids, support, stop, log_weights, fed, std)
             logps = logps.masked_scatter(mask, density.to(logps.dtype))
             if entropies is not None:
                 entropies = entropies.masked_scatter(mask, entropy.to(entropies.dtype))
@@ -621,47 +648,68 @@ class SoftGRPOTrainer(GRPOTrainer):
         model: nn.Module,
         hidden: torch.Tensor,
         ids: torch.Tensor,
+        support: torch.Tensor,
+        stop: torch.Tensor,
         log_weights: torch.Tensor,
-        fed: torch.Tensor,
+        fed: torch.Tensor | None,
         noise_std: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-density of `n` soft actions under the current parameters, and the entropy of $p_\\theta$.
+        r"""Log-probability of `n` thinking actions under the current parameters, and the entropy of $p_\theta$.
+
+        $p_\theta = \mathrm{softmax}(z_\theta / T)$ over the stored support (module docstring), $S$ the stop set.
+        A stop step (`stop`) emitted $x$ = `ids[:, 0]` and scores $\log p_\theta(x)$. A continue step scores
+        (gaussian / fuzzy) $\log(1 - p_\theta(S)) + \log \mathcal N(h;\ \mu'_\theta, s^2 I)$ with
+        $\mu'_\theta = \sum_{j \notin S} p'_\theta(j)\,E_j$, $p'_\theta$ the renormalised non-stop
+        probabilities; (dirichlet) $\log(1 - p_\theta(S)) + \log \mathrm{Dir}(y';\ \alpha p'_\theta)$;
+        (gumbel) the Concrete density of $y$ over the whole support (whether $\arg\max y \in S$ is a function
+        of $y$, so that density already covers the decision).
 
         Args:
             model: the (unwrapped) policy or reference model.
-            hidden: `(n, d)` final hidden states at the positions before the soft steps.
+            hidden: `(n, d)` final hidden states at the positions before the thinking steps.
             ids: `(n, K)` stored ids.
-            log_weights: `(n, K)` stored rollout log-weights (`-inf`: not in the support).
-            fed: `(n, d)` the fed embeddings (the Gaussian action).
-            noise_std: `(n,)` Gaussian noise scale (Gaussian / fuzzy rollouts).
+            support: `(n, K)` bool, the stored ids with weight > 0 in the rollout's thinking distribution.
+            stop: `(n,)` bool, the step was a sampled stop decision (its token is `ids[:, 0]`).
+            log_weights: `(n, K)` stored log-weights of the fed mixture (`-inf`: weight 0).
+            fed: `(n, d)` the fed embeddings (the Gaussian action), or None.
+            noise_std: `(n,)` Gaussian noise scale (Gaussian / fuzzy rollouts), or None.
 
         Returns:
-            `(n,)` log-densities and `(n,)` entropies (nats) of $p_\\theta$ over the stored support.
+            `(n,)` log-probabilities / log-densities and `(n,)` entropies (nats) of $p_\theta$ over the support.
         """
         config = self.rollout_soft_config
-        valid = log_weights > -math.inf
         logits = self.candidate_logits(model, hidden, ids) / config.temperature
-        logits = logits.masked_fill(~valid, -math.inf)
-        log_p = torch.log_softmax(logits, dim=-1)
+        log_p = torch.log_softmax(logits.masked_fill(~support, -math.inf), dim=-1)
         p = log_p.exp()
-        entropy = -torch.where(valid, p * log_p, torch.zeros_like(p)).sum(-1)
-        if config.noise == "gaussian":
-            vectors = input_embedding_module(model)(ids).float()
-            mean = (p.unsqueeze(-1) * vectors).sum(-2)
-            density = gaussian_log_density(fed.float(), mean, noise_std.float())
-        elif config.noise == "gumbel":
-            log_y = log_weights.masked_fill(~valid, 0.0)
+        # log p is -inf off the support: zero it *before* the product, or backward computes 0 * -inf = nan
+        safe_log_p = log_p.masked_fill(~support, 0.0)
+        entropy = -(p * safe_log_p).sum(-1)
+        stop_density = safe_log_p[:, 0]
+        if config.noise == "gumbel":
+            log_y = log_weights.masked_fill(~support, 0.0)
+            scores = logits.masked_fill(~support, -math.inf)
             if self.soft_density == "soft_grpo_approx":
-                density = soft_grpo_gumbel_log_density(logits, log_y, config.gumbel_tau)
+                density = soft_grpo_gumbel_log_density(scores, log_y, config.gumbel_tau)
             else:
-                density = concrete_log_density(logits, log_y, config.gumbel_tau)
+                density = concrete_log_density(scores, log_y, config.gumbel_tau)
+            return torch.where(stop, stop_density, density), entropy
+        # continue steps: the non-stop part of the support, log(1 - p(S)) = logsumexp of its log-probs
+        keep = support & ~torch.isin(ids, self.stop_ids.to(ids.device))
+        keep = torch.where(stop[:, None] | ~keep.any(-1, keepdim=True), support, keep)  # rows not scored as such
+        log_continue = torch.logsumexp(log_p.masked_fill(~keep, -math.inf), dim=-1)
+        p_continue = (log_p - log_continue[:, None]).exp().masked_fill(~keep, 0.0)
+        if config.noise == "gaussian":
+            # the embedding table maps the chosen mixture to a vector: it is not differentiated here (docs/soft_rl.md)
+            vectors = input_embedding_module(model)(ids).float().detach()
+            mean = (p_continue.unsqueeze(-1) * vectors).sum(-2)
+            density = gaussian_log_density(fed.float(), mean, noise_std.float())
         elif config.noise == "dirichlet":
             density = dirichlet_log_density(
-                None, config.dirichlet_alpha * p, log_y=log_weights.masked_fill(~valid, 0.0)
+                None, config.dirichlet_alpha * p_continue, log_y=log_weights.masked_fill(~keep, 0.0)
             )
         else:  # pragma: no cover - SoftGRPOConfig sets the noise of every soft rollout
             raise ValueError(f"no soft-step density for noise={config.noise!r}")
-        return density, entropy
+        return torch.where(stop, stop_density, log_continue + density), entropy
 
     # ------------------------------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict=None):

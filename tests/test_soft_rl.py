@@ -1,0 +1,155 @@
+"""Soft RL correctness: what the rollout did is exactly what the loss scores (issue 7's defects)."""
+
+import math
+
+import pytest
+import torch
+from test_trainer import THINK, THINK_END, TOKENIZER, K, make_args, make_trainer, rollout_batch, score
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from hf_softthink import SoftThinkingConfig, enable_soft_thinking
+from hf_softthink.models import tiny_model
+from hf_softthink.trainer import SOFT_ROLLOUTS
+from hf_softthink.trainer.densities import concrete_log_density, dirichlet_log_density, gaussian_log_density
+
+SOFT_MODES = [m for m in SOFT_ROLLOUTS if m != "hard"]
+EOS = TOKENIZER.eos_token_id
+
+
+# ------------------------------------------------------------------------------------- defect 1: entropy
+@pytest.mark.parametrize("mode", SOFT_MODES)
+@pytest.mark.parametrize("entropy", [dict(entropy_coef=0.05), dict(use_adaptive_entropy=True, entropy_target=9.0)])
+def test_entropy_bonus_keeps_gradients_finite_with_ids_outside_the_support(tmp_path, mode, entropy):
+    """T=0.05 and top_p=0.6 leave stored ids outside the support (log p = -inf there): the entropy's backward must not give
+    0 * -inf = nan."""
+    soft = SoftThinkingConfig(max_topk=K, max_thinking_tokens=THINK, temperature=0.05, top_p=0.6)
+    trainer = make_trainer(make_args(tmp_path, mode, soft=soft, **entropy), lora=False)
+    batch = rollout_batch(trainer)
+    support = batch["soft_support"][batch["soft_mask"]]
+    assert (~support).any() and support.any(-1).all()  # some stored ids are off the support
+    trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+
+
+# ---------------------------------------------------------------------------- defect 2: stop decisions
+class FixedScores(LogitsProcessor):
+    """Every step: EOS has probability 0.41, ids 10, 11, 12 share the rest (0.3, 0.2, 0.09)."""
+
+    def __call__(self, input_ids, scores):
+        fixed = torch.full_like(scores, -math.inf)
+        fixed[:, EOS], fixed[:, 10], fixed[:, 11], fixed[:, 12] = map(math.log, (0.41, 0.3, 0.2, 0.09))
+        return fixed
+
+
+@pytest.mark.parametrize("noise", ["none", "gaussian", "dirichlet", "gumbel"])
+def test_sampled_stop_decisions_stop_with_the_stop_probability(noise):
+    """argmax always stops without weight noise (EOS has the largest weight); 'sample' stops with probability p(EOS) = 0.41 and
+    otherwise continues with the non-stop ids only (gumbel: the Gumbel-max id is the sample)."""
+    model = enable_soft_thinking(tiny_model("llama", seed=0), tokenizer=TOKENIZER)
+    prompt = TOKENIZER("abc", return_tensors="pt")
+    rows = 400
+    stopped = {}
+    for decision in ("argmax", "sample"):
+        torch.manual_seed(0)
+        config = SoftThinkingConfig(max_topk=K, temperature=1.0, top_p=1.0, min_p=0.0, noise=noise,
+                                    stop_decision=decision)
+        out = model.generate(
+            **prompt, soft_thinking=config, max_new_tokens=2, do_sample=True, num_return_sequences=rows,
+            logits_processor=LogitsProcessorList([FixedScores()]), return_dict_in_generate=True,
+            pad_token_id=TOKENIZER.pad_token_id, eos_token_id=EOS,
+        )
+        first = out.sequences[:, prompt["input_ids"].shape[1]]
+        stopped[decision] = (first == EOS).float().mean().item()
+        if decision == "sample":
+            assert torch.equal(out.stop_decision_mask[:, 0], first == EOS)
+            assert not (out.thinking_mask[:, 0] & (first == EOS)).any()
+            go_on = ~out.stop_decision_mask[:, 0]
+            weights = out.soft_topk_weights[go_on, 0]
+            eos_weight = (weights * (out.soft_topk_ids[go_on, 0] == EOS)).sum(-1)
+            if noise == "gumbel":  # y keeps weight on EOS; continuing means its Gumbel-max id is not EOS
+                assert (eos_weight > 0).all() and (out.soft_topk_ids[go_on, 0, 0] != EOS).all()
+            else:  # continuing mixtures hold no EOS
+                assert torch.equal(eos_weight, torch.zeros_like(eos_weight))
+            assert out.soft_topk_support[:, 0].sum(-1).eq(4).all()  # the 4 ids of w, EOS included
+    if noise in ("none", "gaussian"):  # the noise-free top-1 is EOS on every row
+        assert stopped["argmax"] == 1.0
+    assert abs(stopped["sample"] - 0.41) < 0.08
+
+
+def _rollout_logits(trainer, monkeypatch):
+    """Run one generation batch, keeping the rollout's own per-step raw logits (output_logits=True)."""
+    model_class = type(trainer.accelerator.unwrap_model(trainer.model).get_base_model()
+                       if hasattr(trainer.model, "get_base_model") else trainer.model)
+    original = model_class.generate
+    captured = {}
+
+    def generate(self, *args, **kwargs):
+        out = original(self, *args, output_logits=True, **kwargs)
+        captured["logits"] = torch.stack(out.logits, dim=1)
+        return out
+
+    monkeypatch.setattr(model_class, "generate", generate)
+    batch = rollout_batch(trainer)
+    monkeypatch.setattr(model_class, "generate", original)
+    return batch, captured["logits"]
+
+
+@pytest.mark.parametrize("mode", SOFT_MODES)
+def test_loss_scores_exactly_what_the_rollout_sampled(tmp_path, mode, monkeypatch):
+    """Rollout/loss consistency: at every scored position the loss's log-probability at the rollout's parameters
+    equals the one implied by the rollout's own logits (thinking steps: the thinking distribution over the stored
+    support, stop decisions included; answer tokens: GRPO's temperature), and forced tokens are out of the loss."""
+    soft = SoftThinkingConfig(max_topk=K, max_thinking_tokens=THINK, temperature=0.8, top_p=0.9, min_p=0.0)
+    args = make_args(tmp_path, mode, soft=soft, temperature=0.7, max_completion_length=THINK + 3,
+                     per_device_train_batch_size=8, num_generations=8)
+    trainer = make_trainer(args, lora=False)
+    torch.manual_seed(3)
+    batch, rollout = _rollout_logits(trainer, monkeypatch)
+    logps, _, _ = score(trainer, batch)
+    config = trainer.rollout_soft_config
+    completion = batch["completion_ids"]
+    length = completion.size(1)
+    rollout = rollout[:, :length]
+    scored = batch["soft_mask"]
+    stops = batch["soft_stop"]
+    policy = batch["completion_mask"].bool() & batch["tool_mask"].bool()
+    assert scored.any() and (policy & ~scored).any()
+    # thinking steps, from the rollout's logits and the stored actions
+    ids, support = batch["soft_ids"][scored], batch["soft_support"][scored]
+    z = rollout[scored].gather(-1, ids) / config.temperature
+    log_p = torch.log_softmax(z.masked_fill(~support, -math.inf), -1)
+    is_stop = torch.isin(ids, trainer.stop_ids)
+    keep = support & ~is_stop
+    stop_rows = stops[scored]
+    expected = torch.empty(len(ids))
+    expected[stop_rows] = log_p[stop_rows, 0]
+    cont = ~stop_rows
+    log_keep = torch.logsumexp(log_p.masked_fill(~keep, -math.inf), -1)
+    p_keep = (log_p - log_keep[:, None]).exp().masked_fill(~keep, 0.0)
+    log_w = batch["soft_log_weights"][scored]
+    if mode in ("gaussian", "fuzzy"):
+        vectors = trainer.model.get_input_embeddings()(ids).float()
+        mean = (p_keep[..., None] * vectors).sum(-2)
+        std = batch["soft_noise_std"][:, None].expand_as(scored)[scored]
+        density = gaussian_log_density(batch["soft_embeds"][scored], mean, std[:, None])
+        # the fed mixture is p' exactly (no noise on the weights)
+        torch.testing.assert_close(log_w[cont].exp(), p_keep[cont].gather(-1, torch.arange(K).expand(cont.sum(), K)),
+                                   atol=1e-5, rtol=0)
+        expected[cont] = (log_keep + density)[cont]
+    elif mode == "dirichlet":
+        density = dirichlet_log_density(None, config.dirichlet_alpha * p_keep, log_y=log_w.masked_fill(~keep, 0.0))
+        expected[cont] = (log_keep + density)[cont]
+    else:
+        density = concrete_log_density(z.masked_fill(~support, -math.inf), log_w.masked_fill(~support, 0.0),
+                                       config.gumbel_tau)
+        expected[cont] = density[cont]
+    torch.testing.assert_close(logps[scored], expected, atol=2e-4, rtol=1e-5)
+    # answer tokens: the token log-prob at GRPO's temperature
+    hard = policy & ~scored
+    token_logps = torch.log_softmax(rollout / args.temperature, -1).gather(-1, completion[..., None])[..., 0]
+    torch.testing.assert_close(logps[hard], token_logps[hard], atol=2e-4, rtol=1e-5)
+    # the forced think-end (thinking budget) is the only position out of the loss, and it is not scored
+    forced = batch["completion_mask"].bool() & ~batch["tool_mask"].bool()
+    assert (completion[forced] == THINK_END).all() and not (forced & scored).any()
+    assert batch["num_items_in_batch"] == policy.sum()
