@@ -1,6 +1,7 @@
 """Saved SoftGRPO folders: soft-thinking config in generation_config.json, model card, reloading."""
 
 import json
+import os
 
 import datasets
 import pytest
@@ -163,3 +164,45 @@ def test_save_soft_thinking_config_round_trip(tmp_path):
     assert values["eos_token_id"] == 7 and values["soft_thinking"] == SOFT.to_dict()
     assert load_soft_thinking_config(tmp_path) == SOFT
     assert load_soft_thinking_config(tmp_path / "missing") is None
+
+
+def test_packaged_base_models_are_recorded_by_hub_id_and_load_offline(tmp_path, monkeypatch):
+    """A folder trained from a packaged model (its converted checkpoint lives in this machine's cache) records
+    the original Hub id in adapter_config.json and the card, and `load_soft_adapter` maps that id back to the
+    packaged model without the Hub."""
+    from hf_softthink.models import load_model
+
+    monkeypatch.setenv("HF_SOFTTHINK_CACHE", str(tmp_path / "cache"))
+    tiny_model("llama", seed=0).save_pretrained(tmp_path / "cache" / "smollm2-135m")  # stands in for the real one
+    TOKENIZER.save_pretrained(tmp_path / "cache" / "smollm2-135m")
+    model, tokenizer = load_model("smollm2-135m")
+    assert str(tmp_path) in model.config._name_or_path  # what PEFT would record
+    args = SoftGRPOConfig(
+        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, soft_rollout="gumbel", soft_thinking=SOFT,
+        per_device_train_batch_size=2, num_generations=2, max_completion_length=4, max_steps=1, report_to=[],
+        save_strategy="no", disable_tqdm=True,
+    )
+    dataset = datasets.Dataset.from_dict({"prompt": [[{"role": "user", "content": "1 + 1"}]] * 2})
+    trainer = SoftGRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=LoraConfig(r=2, target_modules="all-linear"))
+    trainer.train()
+    trainer.save_model()
+    out = tmp_path / "out"
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert ModelCard.load(out / "README.md").data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert str(tmp_path) not in (out / "README.md").read_text()
+
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def offline(cls, name, *args, **kwargs):
+        if not os.path.isdir(name):
+            raise OSError(f"no network to the Hub in this test ({name})")
+        return original(cls, name, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(offline))
+    reloaded, _ = load_soft_adapter(out)  # base from adapter_config.json: the Hub id -> the packaged model
+    assert isinstance(reloaded, PeftModel)
+    assert str(tmp_path / "cache" / "smollm2-135m") in reloaded.get_base_model().config._name_or_path
+    generated = reloaded.generate(**prompt_inputs(), soft_thinking=True, max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == prompt_inputs()["input_ids"].shape[1] + 3

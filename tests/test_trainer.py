@@ -196,17 +196,33 @@ def test_tokenizer_without_the_think_end_token_fails_at_init(tmp_path):
         make_trainer(make_args(tmp_path, soft=soft))
 
 
-def test_reward_functions_returning_nan_or_the_wrong_length_raise(tmp_path):
-    def nan_reward(completions, **kwargs):
-        return [math.nan] * len(completions)
-
+def test_reward_functions_returning_the_wrong_length_raise(tmp_path):
     def short_reward(completions, **kwargs):
         return [1.0]
 
-    with pytest.raises(ValueError, match="'nan_reward' returned nan for completion 0"):
-        make_trainer(make_args(tmp_path, max_steps=1), reward=nan_reward).train()
     with pytest.raises(ValueError, match="'short_reward' returned 1 rewards, but 4 were expected"):
         make_trainer(make_args(tmp_path, max_steps=1), reward=short_reward).train()
+
+
+def nan_for_the_first(completions, completion_ids, **kwargs):
+    """NaN (no verdict) for the first completion of each call, the even-answer reward for the others."""
+    return [math.nan] + even_answer(completions[1:], completion_ids[1:])
+
+
+@pytest.mark.parametrize("mode", SOFT_ROLLOUTS)
+def test_nan_rewards_are_unscored_as_in_grpo_trainer(tmp_path, mode):
+    """GRPOTrainer treats a NaN reward as 'no verdict' (like None); hard mode is GRPOTrainer exactly."""
+    args = make_args(tmp_path, mode, max_steps=2)
+    trainer = make_trainer(args, reward=nan_for_the_first)
+    trainer.train()
+    logs = [(e["loss"], e["grad_norm"], e["reward"]) for e in trainer.state.log_history if "loss" in e]
+    assert len(logs) == 2 and all(math.isfinite(x) for entry in logs for x in entry)
+    if mode == "hard":
+        fields = set(GRPOConfig.__dataclass_fields__) - {"generation_batch_size"}
+        common = {k: v for k, v in args.to_dict().items() if k in fields}
+        reference = make_trainer(GRPOConfig(**common), reward=nan_for_the_first, trainer_class=GRPOTrainer)
+        reference.train()
+        assert logs == [(e["loss"], e["grad_norm"], e["reward"]) for e in reference.state.log_history if "loss" in e]
 
 
 def test_none_rewards_keep_trl_handling(tmp_path):

@@ -45,11 +45,14 @@ __all__ = [
     "write_model_card",
 ]
 
-#: Hub ids of the models `hf_softthink.models.load_model` ships under a short name (for model-card metadata)
+#: Hub ids of the models `hf_softthink.models.load_model` ships under a short name. A folder trained from a
+#: packaged model records the Hub id (model card `base_model`, the adapter's `base_model_name_or_path`), so it
+#: names its base anywhere; `load_soft_adapter` maps these ids back to the packaged models, offline.
 PACKAGED_HUB_IDS = {
     "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "gemma3-270m": "google/gemma-3-270m",
 }
+_PACKAGED_NAMES = {hub_id: name for name, hub_id in PACKAGED_HUB_IDS.items()}
 
 _ROLLOUT_DESCRIPTIONS = {
     "hard": "ordinary token sampling (plain GRPO)",
@@ -299,13 +302,34 @@ def write_model_card(
     return path
 
 
+def record_hub_base_model(output_dir: str | os.PathLike) -> str | None:
+    """Replace a packaged model's local cache path in `output_dir/adapter_config.json` by its Hub id.
+
+    PEFT records `base_model_name_or_path` from the model's `_name_or_path`, which for a packaged model is the
+    converted checkpoint in this machine's cache. The Hub id loads anywhere (and `load_soft_adapter` maps it
+    back to the packaged model). Returns the id written, or None when nothing was changed.
+    """
+    path = Path(output_dir) / "adapter_config.json"
+    if not path.is_file():
+        return None
+    values = json.loads(path.read_text(encoding="utf-8"))
+    packaged = _packaged_name(values.get("base_model_name_or_path"))
+    if packaged is None or values["base_model_name_or_path"] == PACKAGED_HUB_IDS[packaged]:
+        return None
+    values["base_model_name_or_path"] = PACKAGED_HUB_IDS[packaged]
+    path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return values["base_model_name_or_path"]
+
+
 def save_soft_thinking_files(trainer: Any, output_dir: str | os.PathLike) -> None:
-    """What `SoftGRPOTrainer._save` adds to a saved folder: `generation_config.json` and `README.md`."""
+    """What `SoftGRPOTrainer._save` adds to a saved folder: `generation_config.json`, `README.md`, and the Hub
+    id of a packaged base model in `adapter_config.json`."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     save_soft_thinking_config(
         output_dir, trainer.rollout_soft_config, getattr(base, "generation_config", None)
     )
+    record_hub_base_model(output_dir)
     folder = Path(output_dir).name
     # the folder's name, unless the run has a Hub repo or this is a checkpoint (then the run's name)
     name = None if trainer.args.hub_model_id or folder.startswith("checkpoint-") else folder
@@ -326,7 +350,9 @@ def load_soft_adapter(
     Args:
         path: the saved folder (a local path; download a Hub repo with `huggingface_hub.snapshot_download`).
         base_model: for an adapter, the base model: a loaded model, a packaged short name
-            (`"smollm2-135m"`), a Hub id or path; None uses the adapter's `base_model_name_or_path`.
+            (`"smollm2-135m"`), a Hub id or path; None uses the adapter's `base_model_name_or_path`. The Hub ids
+            of the packaged models (`PACKAGED_HUB_IDS`, what folders trained from them record) load the
+            packaged model, offline; pass a loaded model to use another copy.
         tokenizer: the tokenizer; by default the one saved in `path` (else the base model's).
         is_trainable: load the adapter trainable (PEFT's flag).
         **from_pretrained_kwargs: passed to the base model's `from_pretrained` (dtype, device_map,
@@ -363,6 +389,7 @@ def load_soft_adapter(
 def _load_base(name: str, **kwargs: Any):
     from .models import PACKAGED_MODELS, load_model
 
+    name = _PACKAGED_NAMES.get(name, name)
     if name in PACKAGED_MODELS:
         return load_model(name, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(name, **kwargs)

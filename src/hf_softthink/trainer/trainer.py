@@ -49,8 +49,6 @@ gradient through the thinking steps; the answer tokens still train).
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from typing import Any
 
@@ -128,35 +126,6 @@ def _transformers_model(model: nn.Module) -> nn.Module:
     return model.get_base_model() if is_peft_model(model) else model
 
 
-def _finite_rewards(func, name: str):
-    """Wrap a reward function so that a NaN / inf reward raises instead of vanishing silently in `nansum`."""
-
-    def check(values):
-        for index, value in enumerate(values):
-            if value is not None and isinstance(value, (int, float)) and not math.isfinite(value):
-                raise ValueError(
-                    f"The reward function {name!r} returned {value!r} for completion {index}. Rewards must "
-                    "be finite numbers; return None for a completion the function cannot score (TRL then "
-                    "leaves it out of that function's mean and gives it no advantage when no function scores "
-                    "it)."
-                )
-        return values
-
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def checked_async(*args, **kwargs):
-            return check(await func(*args, **kwargs))
-
-        return checked_async
-
-    @functools.wraps(func)
-    def checked(*args, **kwargs):
-        return check(func(*args, **kwargs))
-
-    return checked
-
-
 class SoftGRPOTrainer(GRPOTrainer):
     r"""GRPO with soft-thinking rollouts: a `trl.GRPOTrainer` whose chain of thought feeds concept tokens.
 
@@ -177,7 +146,8 @@ class SoftGRPOTrainer(GRPOTrainer):
     environments, `rollout_func`, vision-language models.
 
     Notes:
-        * Reward functions that return NaN or inf raise a `ValueError` (`None` is TRL's "no verdict").
+        * Rewards are handled by TRL: `None` or NaN means "no verdict" for that completion (left out of that
+          function's mean; no advantage when no function scores it), exactly as in `GRPOTrainer`.
         * The think-end marker and hard steps inside the thinking phase (forced by Cold Stop or the budget,
           explicit steps of switch mode) are scored as ordinary tokens at GRPO's `temperature` (DESIGN.md §5).
         * Dirichlet draws that underflow to exactly 0 in the decoder are recorded with log-weight `-inf`,
@@ -268,10 +238,6 @@ class SoftGRPOTrainer(GRPOTrainer):
             rollout_func=rollout_func,
             environment_factory=environment_factory,
         )
-        self.reward_funcs = [
-            f if isinstance(f, nn.Module) else _finite_rewards(f, name)
-            for f, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
-        ]
         self.think_end = None
         if self.is_soft:
             if self._is_vlm:
