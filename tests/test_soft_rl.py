@@ -10,7 +10,12 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from hf_softthink import SoftThinkingConfig, enable_soft_thinking
 from hf_softthink.models import tiny_model
 from hf_softthink.trainer import SOFT_ROLLOUTS
-from hf_softthink.trainer.densities import concrete_log_density, dirichlet_log_density, gaussian_log_density
+from hf_softthink.trainer.densities import (
+    concrete_log_density,
+    dirichlet_log_density,
+    gaussian_log_density,
+    gaussian_step_kl,
+)
 
 SOFT_MODES = [m for m in SOFT_ROLLOUTS if m != "hard"]
 EOS = TOKENIZER.eos_token_id
@@ -153,3 +158,45 @@ def test_loss_scores_exactly_what_the_rollout_sampled(tmp_path, mode, monkeypatc
     forced = batch["completion_mask"].bool() & ~batch["tool_mask"].bool()
     assert (completion[forced] == THINK_END).all() and not (forced & scored).any()
     assert batch["num_items_in_batch"] == policy.sum()
+
+
+# ------------------------------------------------------------------------ defect 4: Gaussian KL and ratios
+@pytest.mark.parametrize("mode", ["gaussian", "fuzzy"])
+@pytest.mark.parametrize("overrides", [dict(num_iterations=2), dict(steps_per_generation=2)])
+def test_gaussian_rollouts_refuse_off_policy_training_and_say_why(tmp_path, mode, overrides):
+    with pytest.raises(ValueError, match="trains on-policy only.*leave the clip range"):
+        make_args(tmp_path, mode, **overrides)
+
+
+def test_gaussian_step_kl_matches_torch_distributions():
+    from torch.distributions import Categorical, Normal, kl_divergence
+
+    torch.manual_seed(0)
+    logits, ref_logits = torch.randn(5), torch.randn(5)
+    stop_set = torch.tensor([True, False, False, True, False])
+    mean, ref_mean, std = torch.randn(7), torch.randn(7), 0.3
+    log_p, ref_log_p = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
+    kl = gaussian_step_kl(log_p, ref_log_p, stop_set, mean, ref_mean, std)
+
+    def branches(log_probs):  # the stop tokens, then "continue"
+        return torch.cat([log_probs[stop_set], torch.logsumexp(log_probs[~stop_set], -1, keepdim=True)])
+
+    expected = kl_divergence(Categorical(logits=branches(log_p)), Categorical(logits=branches(ref_log_p)))
+    continue_prob = log_p[~stop_set].exp().sum()
+    expected = expected + continue_prob * kl_divergence(Normal(mean, std), Normal(ref_mean, std)).sum()
+    torch.testing.assert_close(kl, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gaussian_kl_penalty_is_exact_and_stays_finite(tmp_path):
+    """beta > 0 with gaussian rollouts: the KL at thinking steps is the exact per-step KL (logged as soft/kl),
+    0 before the first update and finite after large LoRA updates (k3 on the Gaussian density ratio has a
+    variance of order d |mu - mu_ref|^2 / s^2 and overflowed on SmolLM2, issue 7)."""
+    args = make_args(tmp_path, "gaussian", beta=0.04, max_steps=4, learning_rate=5e-2)
+    trainer = make_trainer(args)
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    kls = [e["kl"] for e in logs]
+    assert kls[0] == 0.0 and logs[0]["soft/kl"] == 0.0
+    assert all(math.isfinite(k) for k in kls) and all(math.isfinite(e["soft/kl"]) for e in logs)
+    assert any(e["soft/kl"] > 0 for e in logs[1:])
+    assert all(math.isfinite(e["loss"]) for e in logs)

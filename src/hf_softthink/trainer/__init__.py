@@ -14,6 +14,7 @@ from .densities import (
     concrete_log_density,
     dirichlet_log_density,
     gaussian_log_density,
+    gaussian_step_kl,
     soft_grpo_gumbel_log_density,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "concrete_log_density",
     "dirichlet_log_density",
     "gaussian_log_density",
+    "gaussian_step_kl",
     "soft_grpo_gumbel_log_density",
     *_LAZY,
 ]

@@ -133,6 +133,18 @@ class SoftGRPOConfig(GRPOConfig):
                         "soft_rollout='hard' for plain GRPO."
                     )
             self.rollout_config()  # validates the decoder settings now, not at the first training step
+        generate_every = self.steps_per_generation * self.num_iterations
+        if self.soft_rollout in ("gaussian", "fuzzy") and self.gradient_accumulation_steps % generate_every:
+            raise ValueError(
+                f"SoftGRPOConfig: soft_rollout={self.soft_rollout!r} trains on-policy only, but num_iterations="
+                f"{self.num_iterations} and steps_per_generation={self.steps_per_generation} with "
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps} reuse rollouts after an update. "
+                "The importance ratio of a Gaussian step is exp((|h - mu_old|^2 - |h - mu_new|^2) / (2 s^2)) "
+                "with s = sigma * rms(E) small: after one update most ratios leave the clip range, so those "
+                "steps carry no gradient and the rest are unstable. Set num_iterations=1 and "
+                "steps_per_generation=gradient_accumulation_steps (the defaults), or use "
+                "soft_rollout='gumbel' / 'dirichlet' for multi-iteration training."
+            )
 
     def rollout_config(self) -> SoftThinkingConfig | None:
         """The decoder config of the rollouts (None for `soft_rollout="hard"`).

@@ -39,6 +39,7 @@ __all__ = [
     "concrete_log_density",
     "dirichlet_log_density",
     "gaussian_log_density",
+    "gaussian_step_kl",
     "soft_grpo_gumbel_log_density",
 ]
 
@@ -132,6 +133,59 @@ def gaussian_log_density(x: Tensor, mean: Tensor, std: float | Tensor) -> Tensor
         )
     mean, std_t = torch.broadcast_tensors(mean, std_t)
     return Independent(Normal(mean, std_t, validate_args=False), 1, validate_args=False).log_prob(x)
+
+
+def gaussian_step_kl(
+    log_p: Tensor, ref_log_p: Tensor, stop_set: Tensor, mean: Tensor, ref_mean: Tensor, std: float | Tensor
+) -> Tensor:
+    r"""Exact KL(policy || reference) of one Gaussian thinking step with a sampled stop decision.
+
+    The step (DESIGN.md section 3, `SoftThinkingConfig(stop_decision="sample")`) emits a stop token $x \in S$
+    with probability $p(x)$, or continues with probability $c = 1 - p(S)$ and feeds
+    $h \sim \mathcal N(\mu', s^2 I)$. For two such steps with thinking distributions $p$, $q$ over the same
+    ids and continue means $\mu'$, $\mu'_q$ (same $s$):
+
+    .. math::
+
+        \mathrm{KL} = \sum_{x \in S} p(x) \log\frac{p(x)}{q(x)} + c \log\frac{c}{c_q}
+                     + c\,\frac{\lVert \mu' - \mu'_q\rVert^2}{2 s^2}
+
+    (the Gaussian term is the closed-form KL of two isotropic Gaussians with equal covariance). Without stop
+    ids it is $\lVert \mu' - \mu'_q\rVert^2 / (2 s^2)$.
+
+    Args:
+        log_p: ``(..., K)`` policy log-probabilities of the K ids (``-inf`` off the support; differentiable).
+        ref_log_p: ``(..., K)`` reference log-probabilities of the same ids.
+        stop_set: ``(..., K)`` bool, the ids in S.
+        mean: ``(..., d)`` policy continue mean (differentiable).
+        ref_mean: ``(..., d)`` reference continue mean.
+        std: noise scale $s$: a float or a tensor broadcastable to ``(...)``.
+
+    Returns:
+        ``(...)`` KL values (float32 at least).
+
+    Example:
+        >>> log_p = torch.log(torch.tensor([0.2, 0.8]))
+        >>> stop = torch.tensor([True, False])
+        >>> kl = gaussian_step_kl(log_p, log_p, stop, torch.ones(3), torch.zeros(3), 1.0)
+        >>> round(kl.item(), 4)  # 0.8 * 3 / 2
+        1.2
+    """
+    dtype = _compute_dtype(log_p, ref_log_p, mean, ref_mean, std)
+    log_p, ref_log_p = log_p.to(dtype), ref_log_p.to(dtype)
+    support = log_p > -math.inf
+    ratio = torch.where(support, log_p - ref_log_p.clamp_min(torch.finfo(dtype).min), torch.zeros_like(log_p))
+    stop_terms = torch.where(stop_set & support, log_p.exp() * ratio, torch.zeros_like(log_p)).sum(-1)
+    non_stop = support & ~stop_set
+    log_c = torch.logsumexp(log_p.masked_fill(~non_stop, -math.inf), -1)
+    ref_log_c = torch.logsumexp(ref_log_p.masked_fill(~non_stop, -math.inf), -1)
+    has_continue = non_stop.any(-1)
+    log_c_safe = torch.where(has_continue, log_c, torch.zeros_like(log_c))
+    ref_log_c_safe = torch.where(has_continue, ref_log_c, torch.zeros_like(ref_log_c))
+    c = torch.where(has_continue, log_c_safe.exp(), torch.zeros_like(log_c))
+    std_t = _positive_param("std", std, dtype, log_p.device)
+    gaussian = (mean.to(dtype) - ref_mean.to(dtype)).square().sum(-1) / (2 * std_t.square())
+    return stop_terms + c * (log_c_safe - ref_log_c_safe) + c * gaussian
 
 
 # --------------------------------------------------------------------------------------------

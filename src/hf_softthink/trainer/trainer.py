@@ -69,6 +69,7 @@ from .densities import (
     concrete_log_density,
     dirichlet_log_density,
     gaussian_log_density,
+    gaussian_step_kl,
     soft_grpo_gumbel_log_density,
 )
 
@@ -222,6 +223,7 @@ class SoftGRPOTrainer(GRPOTrainer):
                     )
         self._rollout: dict[str, torch.Tensor] | None = None  # soft tensors of the batch being generated
         self._soft_context: dict[str, torch.Tensor] | None = None  # soft tensors of the rows being scored
+        self._step_terms: dict[str, Any] | None = None  # per-position terms of the exact KL, while collected
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -427,6 +429,9 @@ class SoftGRPOTrainer(GRPOTrainer):
         if not self.is_soft:
             return super()._generate_and_score_completions(inputs)
         self._rollout = None
+        # gaussian / fuzzy with beta > 0: the reference's per-position terms of the exact KL (the only scoring
+        # call in here: gaussian rollouts refuse the old log-probs of off-policy training)
+        self._step_terms = {} if self.beta != 0.0 and self.rollout_soft_config.noise == "gaussian" else None
         try:
             output = super()._generate_and_score_completions(inputs)
             if self._rollout is None:
@@ -446,10 +451,14 @@ class SoftGRPOTrainer(GRPOTrainer):
             tool_mask = policy_mask.to(completion_mask.dtype) * (1 if tool_mask is None else tool_mask)
             output["tool_mask"] = tool_mask
             output["num_items_in_batch"] = self.accelerator.gather((completion_mask * tool_mask).sum()).sum()
+            if self._step_terms is not None:
+                output["soft_ref_log_p"] = self._step_terms["log_p"]
+                output["soft_ref_mean"] = self._step_terms["mean"]
             return output
         finally:
             self._rollout = None
             self._soft_context = None
+            self._step_terms = None
 
     # ------------------------------------------------------------------------------------------ scoring
     def _compute_loss(self, model, inputs):
@@ -462,10 +471,88 @@ class SoftGRPOTrainer(GRPOTrainer):
         if not self.is_soft:
             return super()._compute_loss(model, inputs)
         self._soft_context = {key: inputs[key] for key in SOFT_BATCH_KEYS if key in inputs}
+        exact_kl = self.beta != 0.0 and self.rollout_soft_config.noise == "gaussian"
+        beta = self.beta
+        self._step_terms = {}  # filled by the scoring call below with the policy's per-position terms
         try:
-            return super()._compute_loss(model, inputs)
+            if not exact_kl:
+                return super()._compute_loss(model, inputs)
+            self.beta = 0.0  # TRL's k3 term is replaced by the one below
+            loss = super()._compute_loss(model, inputs)
         finally:
+            self.beta = beta
             self._soft_context = None
+        terms, self._step_terms = self._step_terms, None
+        return loss + beta * self._gaussian_kl_loss(inputs, terms)
+
+    def _gaussian_kl_loss(self, inputs, terms) -> torch.Tensor:
+        r"""The KL penalty of gaussian / fuzzy rollouts, aggregated as TRL aggregates its loss (`loss_type`).
+
+        At answer tokens, TRL's k3 estimate $e^{r - l} - (r - l) - 1$ ($l$, $r$: policy and reference
+        log-probs). At thinking steps the exact KL of the step's distribution given its prefix: with $p$, $q$
+        the policy's and the reference's thinking distributions over the stored support, $S$ the stop set,
+        $c = 1 - p(S)$, $c_q = 1 - q(S)$ and $\mu'$, $\mu'_q$ the means of the continue branch,
+
+        $$\mathrm{KL} = \sum_{x \in S} p(x) \log\frac{p(x)}{q(x)} + c \log\frac{c}{c_q}
+        + c\,\frac{\lVert \mu' - \mu'_q \rVert^2}{2 s^2}.$$
+
+        k3 on the Gaussian density ratio has a variance of order $d\,\lVert\mu' - \mu'_q\rVert^2 / s^2$ and
+        overflows after a few updates (issue 7); the exact term is deterministic given the prefix.
+        """
+        completion_mask = inputs["completion_mask"]
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+        logps = terms["logps"]
+        ref = inputs["ref_per_token_logps"]
+        per_token_kl = torch.exp(ref - logps) - (ref - logps) - 1
+        thinking = inputs["soft_mask"][:, : logps.size(1)]
+        if thinking.any():
+            step_kl = gaussian_step_kl(
+                terms["log_p"][thinking],
+                inputs["soft_ref_log_p"][:, : logps.size(1)][thinking],
+                terms["stop_set"][thinking],
+                terms["mean"][thinking],
+                inputs["soft_ref_mean"][:, : logps.size(1)][thinking],
+                inputs["soft_noise_std"][:, None].expand_as(thinking)[thinking],
+            )
+            per_token_kl = per_token_kl.masked_scatter(thinking, step_kl.to(per_token_kl.dtype))
+        if self.args.use_bias_correction_kl:
+            log_ratio = logps - logps.detach()  # on-policy: gaussian rollouts refuse old log-probs
+            if self.importance_sampling_level == "sequence":
+                log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0))[:, None]
+            per_token_kl = per_token_kl * torch.exp(log_ratio)
+        if self.top_entropy_quantile < 1.0:
+            mask = mask * self.get_high_entropy_mask(terms["entropies"], mask, 1 - self.top_entropy_quantile)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl.detach(), mask))
+        self._metrics[mode]["soft/kl"].append(
+            self._global_masked_mean(per_token_kl.detach(), mask * thinking.to(mask.dtype))
+        )
+        return self._aggregate_like_loss(per_token_kl, mask, inputs)
+
+    def _global_masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
+        totals = torch.stack([(values * mask).sum(), mask.sum().float()])
+        totals = self.accelerator.reduce(totals, reduction="sum")
+        return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+
+    def _aggregate_like_loss(self, per_token: torch.Tensor, mask: torch.Tensor, inputs) -> torch.Tensor:
+        """Reduce a per-token term exactly as `GRPOTrainer._compute_loss` reduces its loss (TRL 1.16)."""
+        mode = "train" if self.model.training else "eval"
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        masked = per_token * mask
+        if self.loss_type in ("grpo", "sapo"):
+            return (masked.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / accumulation
+        if self.loss_type == "bnpo":
+            return masked.sum() / mask.sum().clamp(min=1.0) / accumulation
+        if self.loss_type == "dr_grpo":
+            return masked.sum() / (per_token.size(0) * self.max_completion_length) / accumulation
+        if self.loss_type in ("cispo", "dapo", "vespo"):
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            return masked.sum() / normalizer
+        if self.loss_type == "luspo":
+            return masked.sum(-1).mean() / accumulation
+        raise ValueError(f"Unknown loss type: {self.loss_type}")
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -526,6 +613,11 @@ class SoftGRPOTrainer(GRPOTrainer):
         logps = torch.cat(all_logps, dim=0)
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
         aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
+        if self._step_terms is not None and self._step_terms.get("chunks"):
+            chunks = self._step_terms.pop("chunks")
+            for key in ("log_p", "mean", "stop_set"):
+                self._step_terms[key] = torch.cat([chunk[key] for chunk in chunks], dim=0)
+            self._step_terms.update(logps=logps, entropies=entropies)
         return logps, entropies, aux_loss
 
     def _soft_forward(
@@ -580,10 +672,23 @@ class SoftGRPOTrainer(GRPOTrainer):
         if any_soft:
             hidden = captured[0][:, completion_start - 1 : input_ids.size(1) - 1][mask]
             std = soft["soft_noise_std"][:, None].expand_as(mask)[mask] if "soft_noise_std" in soft else None
-            density, entropy = self.soft_log_density(unwrapped, hidden, ids, support, stop, log_weights, fed, std)
+            terms = {} if self._step_terms is not None else None
+            density, entropy = self.soft_log_density(
+                unwrapped, hidden, ids, support, stop, log_weights, fed, std, terms=terms
+            )
             logps = logps.masked_scatter(mask, density.to(logps.dtype))
             if entropies is not None:
                 entropies = entropies.masked_scatter(mask, entropy.to(entropies.dtype))
+        if self._step_terms is not None:  # per-position terms of the exact Gaussian KL: (B, T, K), (B, T, d)
+            shape = (*mask.shape, soft["soft_ids"].size(-1))
+            chunk = {
+                "log_p": torch.full(shape, -math.inf, device=mask.device),
+                "stop_set": torch.zeros(shape, dtype=torch.bool, device=mask.device),
+                "mean": inputs_embeds.new_zeros(*mask.shape, inputs_embeds.size(-1), dtype=torch.float32),
+            }
+            if any_soft and terms:
+                chunk = {key: value.masked_scatter(mask[..., None], terms[key]) for key, value in chunk.items()}
+            self._step_terms.setdefault("chunks", []).append(chunk)
         return logps, entropies, aux
 
     def candidate_logits(self, model: nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -619,6 +724,7 @@ class SoftGRPOTrainer(GRPOTrainer):
         log_weights: torch.Tensor,
         fed: torch.Tensor | None,
         noise_std: torch.Tensor | None,
+        terms: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Log-probability of `n` thinking actions under the current parameters, and the entropy of $p_\theta$.
 
@@ -639,6 +745,9 @@ class SoftGRPOTrainer(GRPOTrainer):
             log_weights: `(n, K)` stored log-weights of the fed mixture (`-inf`: weight 0).
             fed: `(n, d)` the fed embeddings (the Gaussian action), or None.
             noise_std: `(n,)` Gaussian noise scale (Gaussian / fuzzy rollouts), or None.
+            terms: a dict to fill, for gaussian / fuzzy, with `log_p` `(n, K)` ($\log p_\theta$, `-inf` off the
+                support), `stop_set` `(n, K)` (the ids in S) and `mean` `(n, d)` ($\mu'_\theta$): what the exact KL
+                needs.
 
         Returns:
             `(n,)` log-probabilities / log-densities and `(n,)` entropies (nats) of $p_\theta$ over the support.
@@ -651,6 +760,9 @@ class SoftGRPOTrainer(GRPOTrainer):
         safe_log_p = log_p.masked_fill(~support, 0.0)
         entropy = -(p * safe_log_p).sum(-1)
         stop_density = safe_log_p[:, 0]
+        # a stop step's fed weights are one-hot: give the (unselected) density branch finite inputs, or its
+        # backward is 0 * nan
+        log_weights = log_weights.masked_fill(stop[:, None], 0.0)
         if config.noise == "gumbel":
             log_y = log_weights.masked_fill(~support, 0.0)
             scores = logits.masked_fill(~support, -math.inf)
@@ -660,8 +772,8 @@ class SoftGRPOTrainer(GRPOTrainer):
                 density = concrete_log_density(scores, log_y, config.gumbel_tau)
             return torch.where(stop, stop_density, density), entropy
         # continue steps: the non-stop part of the support, log(1 - p(S)) = logsumexp of its log-probs
-        keep = support & ~torch.isin(ids, self.stop_ids.to(ids.device))
-        keep = torch.where(stop[:, None] | ~keep.any(-1, keepdim=True), support, keep)  # rows not scored as such
+        stop_set = support & torch.isin(ids, self.stop_ids.to(ids.device))
+        keep = torch.where(stop[:, None] | stop_set.all(-1, keepdim=True), support, support & ~stop_set)
         log_continue = torch.logsumexp(log_p.masked_fill(~keep, -math.inf), dim=-1)
         p_continue = (log_p - log_continue[:, None]).exp().masked_fill(~keep, 0.0)
         if config.noise == "gaussian":
@@ -669,6 +781,12 @@ class SoftGRPOTrainer(GRPOTrainer):
             vectors = input_embedding_module(model)(ids).float().detach()
             mean = (p_continue.unsqueeze(-1) * vectors).sum(-2)
             density = gaussian_log_density(fed.float(), mean, noise_std.float())
+            if terms is not None:  # the step's distribution, whatever the action: the continue mean of every row
+                non_stop = support & ~stop_set
+                log_p_non_stop = log_p.masked_fill(~non_stop, -math.inf)
+                log_c = torch.logsumexp(log_p_non_stop, -1, keepdim=True)
+                weights = (log_p_non_stop - log_c.clamp_min(-1e30)).exp().masked_fill(~non_stop, 0.0)
+                terms.update(log_p=log_p, stop_set=stop_set, mean=(weights.unsqueeze(-1) * vectors).sum(-2))
         elif config.noise == "dirichlet":
             density = dirichlet_log_density(
                 None, config.dirichlet_alpha * p_continue, log_y=log_weights.masked_fill(~keep, 0.0)
