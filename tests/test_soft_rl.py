@@ -200,3 +200,16 @@ def test_gaussian_kl_penalty_is_exact_and_stays_finite(tmp_path):
     assert all(math.isfinite(k) for k in kls) and all(math.isfinite(e["soft/kl"]) for e in logs)
     assert any(e["soft/kl"] > 0 for e in logs[1:])
     assert all(math.isfinite(e["loss"]) for e in logs)
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "dirichlet"])
+def test_thinking_step_metrics_and_gradient_norm_split_are_logged(tmp_path, mode):
+    trainer = make_trainer(make_args(tmp_path, mode, beta=0.04, log_soft_grad_norms=True))
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    for entry in logs:
+        assert entry["soft/forced_rate"] == 1.0  # the thinking budget forces every think-end here
+        assert 0.0 <= entry["soft/eos_in_thinking_rate"] <= 1.0
+        assert entry["soft/ratio_clip_frac"] == 0.0 and entry["soft/log_ratio_abs_mean"] == 0.0  # on-policy
+        assert math.isfinite(entry["soft/kl" if mode == "gaussian" else "soft/k3"])
+    assert all(e["soft/grad_norm_thinking"] > 0 and e["soft/grad_norm_tokens"] > 0 for e in logs)

@@ -93,6 +93,15 @@ class SoftGRPOConfig(GRPOConfig):
         },
     )
 
+    log_soft_grad_norms: bool = field(
+        default=False,
+        metadata={
+            "help": "Log soft/grad_norm_thinking and soft/grad_norm_tokens: the gradient norms of the loss "
+            "through the thinking-step scores and through the token log-probs (two extra backward passes per "
+            "step; a diagnostic)."
+        },
+    )
+
     def __post_init__(self):
         if isinstance(self.soft_thinking, SoftThinkingConfig):
             self.soft_thinking = self.soft_thinking.to_dict()

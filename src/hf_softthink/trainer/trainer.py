@@ -137,11 +137,15 @@ class SoftGRPOTrainer(GRPOTrainer):
     `num_iterations > 1`, gradient accumulation and checkpointing, LoRA / QLoRA via `peft_config`) runs
     on them unchanged. `soft_rollout="hard"` is `GRPOTrainer` exactly.
 
-    Logged metrics (besides TRL's): `soft/frac_soft_steps` (soft steps / completion tokens),
-    `soft/mixture_entropy` (mean entropy of the rollout mixture weights at soft steps, nats),
+    Logged metrics (besides TRL's): `soft/frac_soft_steps` (steps scored by the thinking policy / completion
+    tokens), `soft/mixture_entropy` (mean entropy of the rollout mixture weights at soft steps, nats),
     `soft/thinking_length` (completion tokens before the think-end marker; the whole completion without one),
-    `soft/think_end_rate`, and `soft/cold_stop_rate` (fraction of completions whose think-end Cold Stop
-    forced, detected from the recorded entropies; 0 when Cold Stop is off).
+    `soft/think_end_rate`, `soft/cold_stop_rate` (fraction of completions whose think-end Cold Stop forced,
+    detected from the recorded entropies; 0 when Cold Stop is off), `soft/eos_in_thinking_rate` (completions
+    that ended with an EOS chosen while thinking), `soft/forced_rate` (completions with a forced token:
+    budget, Cold Stop, switch limit, marker spelling), the thinking-step ratio / KL statistics of the loss
+    (`soft/log_ratio_abs_mean`, `soft/ratio_clip_frac`, `soft/k3`, gaussian `soft/kl`) and, with
+    `log_soft_grad_norms=True`, `soft/grad_norm_thinking` vs `soft/grad_norm_tokens`.
 
     Not supported with soft rollouts (clear errors): vLLM, transformers continuous batching, tools /
     environments, `rollout_func`, vision-language models.
@@ -382,6 +386,9 @@ class SoftGRPOTrainer(GRPOTrainer):
             start = (end + 1 - patience).clamp_min(0)
             count = run.gather(1, (end + 1)[:, None]) - run.gather(1, start[:, None])
             cold = has_end & (end + 1 >= patience) & (count[:, 0] >= patience)
+        eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device))
+        stopped_thinking = (out.stop_decision_mask & completion_mask & eos).any(1)  # EOS chosen while thinking
+        forced = (out.forced_mask & completion_mask).any(1)
         stats = torch.stack(
             [
                 soft_mask.sum().float(),
@@ -391,16 +398,20 @@ class SoftGRPOTrainer(GRPOTrainer):
                 has_end.sum().float(),
                 cold.sum().float(),
                 torch.tensor(float(lengths.numel()), device=device),
+                stopped_thinking.sum().float(),
+                forced.sum().float(),
             ]
         )
         stats = self.accelerator.reduce(stats, reduction="sum").tolist()
-        n_soft, n_tokens, entropy_sum, thinking_sum, ends, colds, rows = stats
+        n_soft, n_tokens, entropy_sum, thinking_sum, ends, colds, rows, eos_stops, forced_rows = stats
         metrics = self._metrics[mode]
         metrics["soft/frac_soft_steps"].append(n_soft / max(n_tokens, 1.0))
         metrics["soft/mixture_entropy"].append(entropy_sum / n_soft if n_soft else float("nan"))
         metrics["soft/thinking_length"].append(thinking_sum / max(rows, 1.0))
         metrics["soft/think_end_rate"].append(ends / max(rows, 1.0))
         metrics["soft/cold_stop_rate"].append(colds / max(rows, 1.0))
+        metrics["soft/eos_in_thinking_rate"].append(eos_stops / max(rows, 1.0))
+        metrics["soft/forced_rate"].append(forced_rows / max(rows, 1.0))
 
     def _think_end_positions(
         self, completion_ids: torch.Tensor, completion_mask: torch.Tensor
@@ -475,15 +486,54 @@ class SoftGRPOTrainer(GRPOTrainer):
         beta = self.beta
         self._step_terms = {}  # filled by the scoring call below with the policy's per-position terms
         try:
-            if not exact_kl:
-                return super()._compute_loss(model, inputs)
-            self.beta = 0.0  # TRL's k3 term is replaced by the one below
+            if exact_kl:
+                self.beta = 0.0  # TRL's k3 term is replaced by the exact one below
             loss = super()._compute_loss(model, inputs)
         finally:
             self.beta = beta
             self._soft_context = None
-        terms, self._step_terms = self._step_terms, None
-        return loss + beta * self._gaussian_kl_loss(inputs, terms)
+            terms, self._step_terms = self._step_terms, None
+        if exact_kl:
+            loss = loss + beta * self._gaussian_kl_loss(inputs, terms)
+        self._log_soft_step_stats(model, inputs, terms, loss)
+        return loss
+
+    def _log_soft_step_stats(self, model, inputs, terms, loss) -> None:
+        """Metrics of the thinking steps in the loss: importance ratios, k3, and (opt-in) gradient norms.
+
+        * `soft/log_ratio_abs_mean`, `soft/ratio_clip_frac`: |log pi_theta - log pi_old| and the share of
+          thinking steps whose ratio is outside [1 - epsilon_low, 1 + epsilon_high] (0 when on-policy);
+        * `soft/k3`: TRL's k3 KL estimate at thinking steps (beta > 0; gaussian logs the exact `soft/kl`);
+        * `soft/grad_norm_thinking`, `soft/grad_norm_tokens` (`log_soft_grad_norms=True`): the norms of the
+          gradients of the loss through the thinking-step scores and through the token log-probs, before
+          clipping (two extra backward passes).
+        """
+        logps = terms.get("logps")
+        if logps is None:
+            return
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        completion_mask = inputs["completion_mask"]
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+        thinking = inputs["soft_mask"][:, : logps.size(1)].to(mask.dtype) * mask
+        with torch.no_grad():
+            old = inputs.get("old_per_token_logps")
+            log_ratio = (logps - old) if old is not None else torch.zeros_like(logps)
+            outside = (log_ratio.exp() < 1 - self.epsilon_low) | (log_ratio.exp() > 1 + self.epsilon_high)
+            metrics["soft/log_ratio_abs_mean"].append(self._global_masked_mean(log_ratio.abs(), thinking))
+            metrics["soft/ratio_clip_frac"].append(self._global_masked_mean(outside.float(), thinking))
+            if self.beta != 0.0 and self.rollout_soft_config.noise != "gaussian":
+                diff = inputs["ref_per_token_logps"] - logps
+                metrics["soft/k3"].append(self._global_masked_mean(diff.exp() - diff - 1, thinking))
+        if self.args.log_soft_grad_norms and mode == "train" and logps.requires_grad:
+            params = [p for p in model.parameters() if p.requires_grad]
+            (upstream,) = torch.autograd.grad(loss, logps, retain_graph=True)
+            for name, part in (("thinking", thinking), ("tokens", mask - thinking)):
+                grads = torch.autograd.grad(
+                    logps, params, grad_outputs=upstream * part, retain_graph=True, allow_unused=True
+                )
+                norm = torch.sqrt(sum(g.float().square().sum() for g in grads if g is not None))
+                metrics[f"soft/grad_norm_{name}"].append(norm.item())
 
     def _gaussian_kl_loss(self, inputs, terms) -> torch.Tensor:
         r"""The KL penalty of gaussian / fuzzy rollouts, aggregated as TRL aggregates its loss (`loss_type`).
@@ -613,9 +663,9 @@ class SoftGRPOTrainer(GRPOTrainer):
         logps = torch.cat(all_logps, dim=0)
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
         aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
-        if self._step_terms is not None and self._step_terms.get("chunks"):
-            chunks = self._step_terms.pop("chunks")
-            for key in ("log_p", "mean", "stop_set"):
+        if self._step_terms is not None:
+            chunks = self._step_terms.pop("chunks", None)
+            for key in ("log_p", "mean", "stop_set") if chunks else ():
                 self._step_terms[key] = torch.cat([chunk[key] for chunk in chunks], dim=0)
             self._step_terms.update(logps=logps, entropies=entropies)
         return logps, entropies, aux_loss
@@ -679,7 +729,8 @@ class SoftGRPOTrainer(GRPOTrainer):
             logps = logps.masked_scatter(mask, density.to(logps.dtype))
             if entropies is not None:
                 entropies = entropies.masked_scatter(mask, entropy.to(entropies.dtype))
-        if self._step_terms is not None:  # per-position terms of the exact Gaussian KL: (B, T, K), (B, T, d)
+        if self._step_terms is not None and self.rollout_soft_config.noise == "gaussian":
+            # per-position terms of the exact Gaussian KL: (B, T, K), (B, T, d)
             shape = (*mask.shape, soft["soft_ids"].size(-1))
             chunk = {
                 "log_p": torch.full(shape, -math.inf, device=mask.device),
