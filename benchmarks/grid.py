@@ -18,9 +18,10 @@ What it does, each stage saved under ``--out`` (default ``runs/grid``) and skipp
    removed from the SFT and RL data, so the evaluation is on problems never trained on.
 2. **RL.** From the SFT checkpoint, `SoftGRPOTrainer` (full fine-tune, the model is 0.7M parameters) for the
    same number of steps in each training mode: ``hard`` (plain GRPO), ``soft`` (``soft_rollout="gaussian"``:
-   concept tokens at the sampling temperature plus Gaussian noise on the input embedding) and ``fuzzy``
-   (``soft_rollout="fuzzy"``: thinking temperature 1e-4 plus the same noise), for each seed. Reward: the
-   reasoning-gym verifier (`hf_softthink.rewards.reasoning_gym_reward`).
+   concept tokens at the sampling temperature plus Gaussian noise on the input embedding), ``fuzzy``
+   (``soft_rollout="fuzzy"``: thinking temperature 1e-4 plus the same noise), ``gumbel`` and ``dirichlet``
+   (SofT-GRPO's ``soft_rollout="gumbel"``: Gumbel-Softmax mixture weights, and ``"dirichlet"``: Dirichlet
+   weights), for each seed. Reward: the reasoning-gym verifier (`hf_softthink.rewards.reasoning_gym_reward`).
 3. **Evaluation.** Every model (the SFT start and each RL run) with every inference preset of
    `hf_softthink.evaluation` (hard/soft/fuzzy x greedy/sample) on the same held-out problems, ``--samples``
    completions per problem, pass@1 and pass@k (unbiased estimator).
@@ -30,8 +31,24 @@ What it does, each stage saved under ``--out`` (default ``runs/grid``) and skipp
    {pass@1, pass@k}), drift and wall times, written between the markers of ``--results``
    (default ``benchmarks/RESULTS_grid.md``; text outside the markers is kept), and a PNG plot (``--plot``).
 
-Stage folders carry a hash of the settings they depend on, so changing a flag recomputes what it affects and
-reuses the rest.
+**Cache rule.** A stage folder's name ends with a hash of everything the stage's output depends on, so a
+rerun reuses a folder only when the stage would compute the same thing, and changing a flag or the code
+recomputes what it affects and reuses the rest. The hash covers:
+
+* the settings the stage reads (``SFT_KEYS``, ``RL_KEYS``, ``EVAL_KEYS`` in ``grid_stages/settings.py``;
+  ``tests/test_grid.py`` checks that a stage module reads no setting outside its key);
+* the folders of the stages it starts from: an RL run names its SFT folder (and its training mode and seed
+  are in its own folder name); an evaluation names the folder that made the model (``rl/<mode>-s<seed>-<hash>``
+  or the SFT folder, hence every RL setting and the SFT start) and the SFT folder (the OOD reference);
+* the code: a digest of the source of every module the stage runs, in ``grid_stages`` and ``hf_softthink``
+  (its import closure, e.g. ``hf_softthink/trainer/`` for RL, ``hf_softthink/evaluation/`` for the
+  evaluation), and of the versions of the libraries those modules import
+  (``grid_stages/fingerprint.py`` states the rules). Editing the trainer reruns RL and the evaluations of
+  the RL models, not SFT nor the SFT start's evaluation.
+
+Left out on purpose: ``--threads`` and the output paths (how fast and where, not what). The report (tables,
+plot, ``grid.json``) is not cached: it is rewritten from the stage records on every run. An interrupted
+stage leaves no record and is redone (an evaluation resumes from its ``samples.jsonl``).
 
 This script is the driver (:func:`main`); the stages live in ``benchmarks/grid_stages/``, one concern a
 module (settings and CLI, task, SFT, RL, evaluation and drift, report).
@@ -51,7 +68,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the grid_stages package next to this script
 from grid_stages.common import log, read_json, write_json  # noqa: E402
-from grid_stages.evaluate import ood_drift, run_eval, token_logprobs  # noqa: E402
+from grid_stages.evaluate import eval_run_folder, ood_drift, run_eval, token_logprobs  # noqa: E402
 from grid_stages.report import (  # noqa: E402
     BEGIN,
     END,
@@ -64,7 +81,7 @@ from grid_stages.report import (  # noqa: E402
     report,
     row_label,
 )
-from grid_stages.rl import rl_dataset, run_rl  # noqa: E402
+from grid_stages.rl import rl_dataset, rl_run_folder, run_rl  # noqa: E402
 from grid_stages.settings import (  # noqa: E402
     EVAL_KEYS,
     INFERENCE_MODES,
@@ -76,7 +93,7 @@ from grid_stages.settings import (  # noqa: E402
     parse_args,
     settings_hash,
 )
-from grid_stages.sft import run_sft, sft_batch  # noqa: E402
+from grid_stages.sft import run_sft, sft_batch, sft_run_folder  # noqa: E402
 from grid_stages.task import TASK, build_splits, chain_trace, completion_text, ood_texts  # noqa: E402
 
 #: the stages' helpers, importable from this script (tests, notebooks)
@@ -94,6 +111,7 @@ __all__ = [
     "chain_trace",
     "completion_text",
     "drift_table",
+    "eval_run_folder",
     "format_mean_std",
     "grid_table",
     "main",
@@ -105,12 +123,14 @@ __all__ = [
     "plot_grid",
     "report",
     "rl_dataset",
+    "rl_run_folder",
     "row_label",
     "run_eval",
     "run_rl",
     "run_sft",
     "settings_hash",
     "sft_batch",
+    "sft_run_folder",
     "token_logprobs",
 ]
 

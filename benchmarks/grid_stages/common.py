@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ def write_json(path: Path, value: Any) -> None:
 
 def log(message: str) -> None:
     print(f"[grid {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def mean_or_nan(values: Sequence[float]) -> float:
+    """The mean of ``values``; NaN for none."""
+    return sum(values) / len(values) if values else float("nan")
 
 
 def load_model(path: Path):

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .common import load_model, log, read_json, write_json
+from .fingerprint import stage_code_digest
 from .settings import EVAL_KEYS, GridSettings, settings_hash
 from .task import TASK, THINK_END, prompt_text
 
@@ -50,6 +51,15 @@ def ood_drift(model, reference, tokenizer, texts: list[str]) -> dict[str, float]
     }
 
 
+def eval_run_folder(settings: GridSettings, name: str, model_folder: Path, sft_folder: Path) -> Path:
+    """One model's evaluation folder: ``eval/<name>-<hash>`` of EVAL_KEYS, the path of the stage folder that
+    made the model (its name holds that stage's key: for an RL model every RL setting, the SFT start and the
+    trainer code), the SFT folder (the OOD reference and the test problems) and the stage's code."""
+    made_by = model_folder.resolve().relative_to(Path(settings.out).resolve()).as_posix()
+    tag = settings_hash(settings, EVAL_KEYS, made_by, sft_folder.name, stage_code_digest("evaluate"))
+    return Path(settings.out) / "eval" / f"{name}-{tag}"
+
+
 def run_eval(
     settings: GridSettings, name: str, model_folder: Path, sft_folder: Path, splits, tokenizer, ood: list[str]
 ) -> dict[str, Any]:
@@ -58,8 +68,7 @@ def run_eval(
 
     from hf_softthink.evaluation import evaluate_modes
 
-    tag = settings_hash(settings, EVAL_KEYS, settings.inference_modes, model_folder.name, len(splits["test"]))
-    folder = Path(settings.out) / "eval" / f"{name}-{tag}"
+    folder = eval_run_folder(settings, name, model_folder, sft_folder)
     if (folder / "grid_eval.json").exists():
         log(f"eval {name}: reusing {folder}")
         return read_json(folder / "grid_eval.json")
@@ -100,7 +109,14 @@ def run_eval(
     summary = {
         mode: {key: value for key, value in s.items() if key != "mode"} for mode, s in result.summary.items()
     }
-    record = {"name": name, "model": str(model_folder), "seconds": seconds, "summary": summary, "ood": drift}
+    record = {
+        "name": name,
+        "model": str(model_folder),
+        "code": stage_code_digest("evaluate"),
+        "seconds": seconds,
+        "summary": summary,
+        "ood": drift,
+    }
     write_json(folder / "grid_eval.json", record)
     cells = ", ".join(
         f"{m} {s[f'pass@{settings.ks[0]}']:.2f}/{s[f'pass@{settings.ks[-1]}']:.2f}"

@@ -10,12 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .common import mean_or_nan
 from .settings import START, GridSettings
 from .task import OOD_TASK, TASK, chain_trace
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -35,10 +32,19 @@ def format_mean_std(values: Sequence[float], digits: int = 2, signed: bool = Fal
     return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
+#: table and legend label of each row (training mode); the soft rollouts name their noise
+ROW_LABELS = {
+    START: "SFT start (no RL)",
+    "hard": "hard",
+    "soft": "soft (gaussian)",
+    "fuzzy": "fuzzy",
+    "gumbel": "soft (gumbel)",
+    "dirichlet": "soft (dirichlet)",
+}
+
+
 def row_label(mode: str) -> str:
-    return {START: "SFT start (no RL)", "hard": "hard", "soft": "soft (gaussian)", "fuzzy": "fuzzy"}.get(
-        mode, mode
-    )
+    return ROW_LABELS.get(mode, mode)
 
 
 def grid_table(
@@ -78,8 +84,8 @@ def drift_table(
         reward, rl_seconds = "–", "–"
         if runs.get(train):
             tails = [max(1, len(r["rewards"]) // 5) for r in runs[train]]
-            first = [_mean(r["rewards"][:t]) for r, t in zip(runs[train], tails, strict=True)]
-            last = [_mean(r["rewards"][-t:]) for r, t in zip(runs[train], tails, strict=True)]
+            first = [mean_or_nan(r["rewards"][:t]) for r, t in zip(runs[train], tails, strict=True)]
+            last = [mean_or_nan(r["rewards"][-t:]) for r, t in zip(runs[train], tails, strict=True)]
             reward = f"{format_mean_std(first)} → {format_mean_std(last)}"
             rl_seconds = format_mean_std([r["seconds"] for r in runs[train]], 0)
         thinking = "–"
@@ -201,8 +207,10 @@ def report(
         f"* RL: `SoftGRPOTrainer`, full fine-tune, {s.rl_steps} steps x {s.rl_prompts} prompts x "
         f"{s.rl_generations} generations, AdamW lr {s.rl_lr} constant, beta 0, TRL's default loss (dapo), "
         f"grad-norm clip 1.0; sampling temperature {s.rl_temperature} for hard tokens and for soft thinking "
-        f"(fuzzy: 1e-4), soft mixture over the top {s.rl_max_topk} tokens, Gaussian noise sigma "
-        f"{s.rl_sigma} x embedding rms; at most {s.max_new_tokens} new tokens (soft rollouts: at most "
+        f"(fuzzy: 1e-4), soft mixture over the top {s.rl_max_topk} tokens; noise of the soft rollouts: "
+        f"Gaussian sigma {s.rl_sigma} x embedding rms (soft, fuzzy), Gumbel-Softmax tau {s.rl_gumbel_tau} "
+        f"(gumbel), Dirichlet alpha {s.rl_dirichlet_alpha} (dirichlet); "
+        f"at most {s.max_new_tokens} new tokens (soft rollouts: at most "
         f"{s.max_thinking_tokens} "
         f"thinking); seeds {seeds}. Reward: reasoning-gym verifier (1 right, 0 wrong).",
         f"* Evaluation: `evaluate_modes` presets, {s.samples} samples per problem, pass@{ks[0]} and "

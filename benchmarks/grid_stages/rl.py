@@ -7,8 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .common import load_model, log, write_json
-from .report import _mean
+from .common import load_model, log, mean_or_nan, write_json
+from .fingerprint import stage_code_digest
 from .settings import RL_KEYS, TRAIN_MODES, GridSettings, settings_hash
 from .task import THINK_END
 
@@ -29,14 +29,19 @@ def rl_dataset(settings: GridSettings, splits, seed: int):
     )
 
 
+def rl_run_folder(settings: GridSettings, mode: str, seed: int, sft_folder: Path) -> Path:
+    """One RL run's folder: ``rl/<mode>-s<seed>-<hash of RL_KEYS, the SFT folder, the rollout, the code>``."""
+    tag = settings_hash(settings, RL_KEYS, sft_folder.name, TRAIN_MODES[mode], stage_code_digest("rl"))
+    return Path(settings.out) / "rl" / f"{mode}-s{seed}-{tag}"
+
+
 def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, splits, tokenizer) -> Path:
     """One RL run (or reuse); returns its folder (the trained model and ``run.json``)."""
     from hf_softthink import SoftThinkingConfig
     from hf_softthink.rewards import reasoning_gym_reward
     from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
 
-    tag = settings_hash(settings, RL_KEYS, sft_folder.name)
-    folder = Path(settings.out) / "rl" / f"{mode}-s{seed}-{tag}"
+    folder = rl_run_folder(settings, mode, seed, sft_folder)
     if (folder / "run.json").exists():
         log(f"RL {mode} seed {seed}: reusing {folder}")
         return folder
@@ -47,6 +52,8 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
         top_k=None,
         top_p=1.0,
         gaussian_sigma=settings.rl_sigma,
+        gumbel_tau=settings.rl_gumbel_tau,
+        dirichlet_alpha=settings.rl_dirichlet_alpha,
         think_end=THINK_END,
         max_thinking_tokens=settings.max_thinking_tokens,
     )
@@ -109,6 +116,7 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
             "soft_rollout": TRAIN_MODES[mode],
             "seed": seed,
             "seconds": seconds,
+            "code": stage_code_digest("rl"),
             "steps": settings.rl_steps,
             "rewards": rewards,
             "history": history,
@@ -116,8 +124,8 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
     )
     tail = max(1, len(rewards) // 5)
     log(
-        f"RL {mode} seed {seed}: {seconds:.0f} s, train reward {_mean(rewards[:tail]):.2f} "
-        f"(first {tail} steps) -> {_mean(rewards[-tail:]):.2f} (last {tail})"
+        f"RL {mode} seed {seed}: {seconds:.0f} s, train reward {mean_or_nan(rewards[:tail]):.2f} "
+        f"(first {tail} steps) -> {mean_or_nan(rewards[-tail:]):.2f} (last {tail})"
     )
     del trainer, model
     return folder

@@ -1,5 +1,5 @@
 """Every knob of the grid (:class:`GridSettings`), the command line, the ``--smoke`` sizes, and the
-settings each stage's cache key covers."""
+settings each stage's cache key covers (the rule is in ``benchmarks/grid.py``'s docstring)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from typing import Any
 DESCRIPTION = 'Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.'
 REPO = Path(__file__).resolve().parents[2]
 #: training modes: grid label -> SoftGRPOConfig.soft_rollout
-TRAIN_MODES = {"hard": "hard", "soft": "gaussian", "fuzzy": "fuzzy"}
+TRAIN_MODES = {
+    "hard": "hard",
+    "soft": "gaussian",
+    "fuzzy": "fuzzy",
+    "gumbel": "gumbel",
+    "dirichlet": "dirichlet",
+}
 INFERENCE_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
 START = "sft"  # the row of the SFT start
 
@@ -56,6 +62,8 @@ class GridSettings:
     rl_temperature: float = 1.0
     rl_sigma: float = 0.33
     rl_max_topk: int = 10
+    rl_gumbel_tau: float = 0.5
+    rl_dirichlet_alpha: float = 1.0
     # inference / evaluation
     inference_modes: tuple[str, ...] = INFERENCE_MODES
     samples: int = 32
@@ -67,10 +75,6 @@ class GridSettings:
     # out-of-domain drift
     ood_size: int = 200
     smoke: bool = False
-
-    @property
-    def task_config(self) -> dict[str, int]:
-        return {"min_terms": self.terms, "max_terms": self.terms, "min_digits": 1, "max_digits": 1}
 
 
 SMOKE = {
@@ -162,6 +166,9 @@ def settings_hash(settings: GridSettings, keys: Iterable[str], *extra: Any) -> s
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+# The settings each stage reads (tests/test_grid.py checks that a stage module reads no other). The splits
+# (task settings) are made once and shared: they are in SFT_KEYS, and the RL and evaluation keys hold the SFT
+# folder's name. `threads` and the output paths are in no key: they change how fast and where, not what.
 SFT_KEYS = (
     "terms",
     "full_question",
@@ -179,6 +186,7 @@ SFT_KEYS = (
     "sft_eval_every",
     "sft_target",
     "max_new_tokens",
+    "eval_batch",
 )
 RL_KEYS = (
     "rl_steps",
@@ -188,7 +196,18 @@ RL_KEYS = (
     "rl_temperature",
     "rl_sigma",
     "rl_max_topk",
+    "rl_gumbel_tau",
+    "rl_dirichlet_alpha",
     "max_new_tokens",
     "max_thinking_tokens",
 )
-EVAL_KEYS = ("samples", "ks", "max_new_tokens", "max_thinking_tokens", "eval_seed", "ood_size")
+EVAL_KEYS = (
+    "inference_modes",
+    "samples",
+    "ks",
+    "eval_batch",
+    "max_new_tokens",
+    "max_thinking_tokens",
+    "eval_seed",
+    "ood_size",
+)

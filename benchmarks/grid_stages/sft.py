@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .common import log, write_json
+from .fingerprint import stage_code_digest
 from .settings import SFT_KEYS, GridSettings, settings_hash
 from .task import THINK_END, completion_text, prompt_text
 
@@ -65,11 +66,16 @@ def sft_batch(tokenizer, rows: list[dict[str, Any]]) -> tuple[torch.Tensor, torc
     return input_ids, mask, label_ids
 
 
+def sft_run_folder(settings: GridSettings) -> Path:
+    """The SFT stage's folder: ``sft-<hash of SFT_KEYS and the stage's code>``."""
+    return Path(settings.out) / f"sft-{settings_hash(settings, SFT_KEYS, stage_code_digest('sft'))}"
+
+
 def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
     """Train (or reuse) the SFT start; returns its folder."""
     from hf_softthink.models import tiny_model
 
-    folder = Path(settings.out) / f"sft-{settings_hash(settings, SFT_KEYS)}"
+    folder = sft_run_folder(settings)
     if (folder / "sft.json").exists():
         log(f"SFT: reusing {folder}")
         return folder
@@ -126,6 +132,7 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
         {
             "steps": step,
             "seconds": seconds,
+            "code": stage_code_digest("sft"),
             "parameters": params,
             "dev_greedy_accuracy": accuracy,
             "curve": curve,

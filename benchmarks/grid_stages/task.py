@@ -38,13 +38,18 @@ def completion_text(expression: str) -> str:
     return f"{THINK_START}{trace}{THINK_END}{answer}{EOS}"
 
 
+def task_config(settings: GridSettings) -> dict[str, int]:
+    """reasoning-gym's chain_sum config: ``--terms`` single-digit terms."""
+    return {"min_terms": settings.terms, "max_terms": settings.terms, "min_digits": 1, "max_digits": 1}
+
+
 def load_problems(settings: GridSettings, size: int, seed: int) -> list[dict[str, Any]]:
     """``size`` chain_sum problems as rows: ``expression``, ``content`` (the user message), ``answer``,
     ``task``, ``entry`` (reasoning-gym's entry, for the verifier)."""
     from hf_softthink.data import decode_entry, reasoning_gym_dataset
 
     ds = reasoning_gym_dataset(
-        TASK, size=size, seed=seed, config=settings.task_config, thinking_instruction=None
+        TASK, size=size, seed=seed, config=task_config(settings), thinking_instruction=None
     )
     rows = []
     for row in ds:
