@@ -117,7 +117,8 @@ def test_load_soft_adapter_generates_with_the_saved_config(trained):
     again, _ = load_soft_adapter(
         out, base_model=AutoModelForCausalLM.from_pretrained(base), tokenizer=TOKENIZER
     )
-    assert again.get_base_model().generation_config.soft_thinking == SOFT.to_dict() | {"noise": "gaussian"}
+    saved = SOFT.to_dict() | {"noise": "gaussian", "stop_decision": "sample"}  # as the rollouts decoded
+    assert again.get_base_model().generation_config.soft_thinking == saved
 
 
 def test_full_fine_tuning_folder_reloads_with_its_soft_config(tmp_path):

@@ -9,30 +9,38 @@ releases (hence `trl>=1.16,<1.17` in the package requirements):
   shuffles and splits everything with a leading batch dimension together with the completions;
 * `_get_per_token_logps_and_entropies` -- feeds the rollout's inputs back and scores soft steps with their
   log-density (hard steps keep the token log-prob of TRL's fused LM head);
-* `_compute_loss` -- only hands the batch's soft tensors to the seam above, TRL's loss is unchanged;
+* `_compute_loss` -- hands the batch's soft tensors to the seam above; TRL's loss is unchanged except that
+  with `beta > 0` gaussian / fuzzy thinking steps use the exact per-step KL instead of k3;
 * `_save` / `create_model_card` -- the saved folder carries the soft-thinking config and a model card
   (`hf_softthink.hub`).
 
 With `soft_rollout="hard"` none of the soft code runs: every seam defers to `GRPOTrainer`.
 
-**What is stored per completion position** (right-padded to the completion length): the soft-step mask
-`(B, T)`, the K mixed ids `(B, T, K)` and their log-weights `(B, T, K)` (from a log-softmax, so Gumbel
-weights that underflow stay finite), plus for Gaussian/fuzzy rollouts the noisy embedding that was fed
-`(B, T, d)` and the noise scale `(B,)`. That is O(B·T·K) (+ B·T·d), never O(B·T·V).
+**What is stored per completion position** (right-padded to the completion length): which steps the thinking
+policy took (`soft_mask`: continue steps and sampled stop decisions) and which of them stopped (`soft_stop`),
+the K ids `(B, T, K)`, their support in the thinking distribution `(B, T, K)` and the fed log-weights
+`(B, T, K)` (from a log-softmax, so Gumbel weights that underflow stay finite), plus for Gaussian/fuzzy
+rollouts the noisy embedding that was fed `(B, T, d)` and the noise scale `(B,)`. That is O(B·T·K)
+(+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0 in the batch's `tool_mask` (out of the loss).
 
-**Log-density of a soft step** at completion position t under the current parameters, from the final
-hidden state at the previous position and the K stored ids only (their rows of the output embedding; no
-(B, T, V) logits at soft positions), with $z$ the K logits and $T$ the thinking temperature:
+**Score of a thinking step** at completion position t under the current parameters, from the final hidden
+state at the previous position and the K stored ids only (their rows of the output embedding; no (B, T, V)
+logits at soft positions). With $z$ the K logits, $T$ the thinking temperature,
+$p_\theta = \mathrm{softmax}(z / T)$ over the stored support, $S$ the stop set (EOS ids, the first token
+of the think-end marker) and $p'_\theta$ its renormalised non-stop part (`docs/soft_rl.md` has the
+derivation):
 
-* gaussian / fuzzy: $\log \mathcal N(h;\ \mu_\theta, s^2 I)$ with $\mu_\theta = \sum_j p_\theta(j) E_j$,
-  $p_\theta = \mathrm{softmax}(z / T)$ over the stored ids whose rollout weight was > 0, $h$ the stored
-  noisy embedding, $s = \sigma\,\mathrm{rms}(E)$;
-* gumbel: the Concrete density of the stored log-weights with logits $z / T$ (`soft_density="exact"`), or
-  SofT-GRPO's clamped Gumbel score (`"soft_grpo_approx"`, a labelled compatibility option);
-* dirichlet: $\log \mathrm{Dir}(y;\ \alpha\,p_\theta)$.
+* a stop step that emitted $x \in S$: $\log p_\theta(x)$;
+* gaussian / fuzzy continue step: $\log(1 - p_\theta(S)) + \log \mathcal N(h;\ \mu'_\theta, s^2 I)$ with
+  $\mu'_\theta = \sum_{j \notin S} p'_\theta(j) E_j$ (not differentiated through the embedding table),
+  $h$ the stored noisy embedding, $s = \sigma\,\mathrm{rms}(E)$;
+* gumbel continue step: the Concrete density of the stored log-weights with logits $z / T$
+  (`soft_density="exact"`), or SofT-GRPO's clamped Gumbel score (`"soft_grpo_approx"`, a labelled
+  compatibility option);
+* dirichlet continue step: $\log(1 - p_\theta(S)) + \log \mathrm{Dir}(y';\ \alpha\,p'_\theta)$.
 
-Hard steps (the answer after the think-end marker, the marker itself, explicit steps of switch mode) keep
-the ordinary token log-prob at GRPO's `temperature`, exactly as `GRPOTrainer` computes it. The forward pass
+Hard steps (the answer after the think-end marker, explicit steps of switch mode) keep the ordinary token
+log-prob at GRPO's `temperature`, exactly as `GRPOTrainer` computes it. The forward pass
 feeds what the rollout fed: the concept embedding of step t (rebuilt through the input-embedding module
 from the stored ids and detached weights) or the stored noisy embedding at position t, token embeddings
 elsewhere.
@@ -132,10 +140,10 @@ class SoftGRPOTrainer(GRPOTrainer):
 
     Takes the arguments of `trl.GRPOTrainer` (TRL 1.16), with `args` a `SoftGRPOConfig`. Rollouts decode with
     `args.rollout_config()` through hf_softthink's decoder; rewards see the decoded text (the top-1 trace, the
-    think-end marker and the answer). Soft steps are scored with the log-density of the action that was fed
+    think-end marker and the answer). Thinking steps are scored with the probability of what the rollout did
     (module docstring), hard steps with the token log-prob, and TRL's loss (any `loss_type`, `beta > 0`,
-    `num_iterations > 1`, gradient accumulation and checkpointing, LoRA / QLoRA via `peft_config`) runs
-    on them unchanged. `soft_rollout="hard"` is `GRPOTrainer` exactly.
+    gradient accumulation and checkpointing, LoRA / QLoRA via `peft_config`; `num_iterations > 1` with
+    gumbel / dirichlet rollouts) runs on them. `soft_rollout="hard"` is `GRPOTrainer` exactly.
 
     Logged metrics (besides TRL's): `soft/frac_soft_steps` (steps scored by the thinking policy / completion
     tokens), `soft/mixture_entropy` (mean entropy of the rollout mixture weights at soft steps, nats),
@@ -153,11 +161,13 @@ class SoftGRPOTrainer(GRPOTrainer):
     Notes:
         * Rewards are handled by TRL: `None` or NaN means "no verdict" for that completion (left out of that
           function's mean; no advantage when no function scores it), exactly as in `GRPOTrainer`.
-        * The think-end marker and hard steps inside the thinking phase (forced by Cold Stop or the budget,
-          explicit steps of switch mode) are scored as ordinary tokens at GRPO's `temperature` (DESIGN.md §5).
-        * Dirichlet draws that underflow to exactly 0 in the decoder are recorded with log-weight `-inf`,
-          which cannot be told apart from an id outside the support: such ids are left out of the density
-          (the density of the remaining coordinates). It is exact when no draw underflows.
+        * Rollouts sample the stop decision (`SoftThinkingConfig.stop_decision="sample"`, also saved with the
+          adapter). A think-end or EOS chosen while thinking is scored at the thinking temperature over the
+          stored support; tokens forced by the budget, Cold Stop, the switch limit or the spelling of a
+          multi-token marker are out of the loss. Explicit steps of switch mode are scored as tokens at
+          GRPO's `temperature`.
+        * gaussian / fuzzy rollouts train on-policy only (`num_iterations=1`, `steps_per_generation` dividing
+          `gradient_accumulation_steps`); `SoftGRPOConfig` refuses the rest and says why.
         * The caller's answer-phase logits processors (e.g. `repetition_penalty`) also shape the rollout's
           mixture weights; the soft density ignores them, as GRPO's token log-probs do.
         * The saved folders (`save_model`, checkpoints, `push_to_hub`) carry `generation_config.json` with the
