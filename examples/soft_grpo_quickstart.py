@@ -70,8 +70,9 @@ print(train_dataset[0]["prompt"], "->", train_dataset[0]["answer"])
 #
 # * `soft_rollout="gumbel"`: Gumbel-Softmax mixture weights (temperature `gumbel_tau=0.5`), scored with
 #   the exact Concrete log-density. `"gaussian"` (noise on the mixed embedding, arXiv:2509.19170),
-#   `"fuzzy"`, `"dirichlet"` and `"hard"` (plain GRPO) are the other rollout kinds; the Gaussian score is
-#   much noisier (it grows with the embedding dimension), so give it a smaller learning rate.
+#   `"fuzzy"`, `"dirichlet"` and `"hard"` (plain GRPO) are the other rollout kinds. The Gaussian score is
+#   much noisier than the token terms (`log_soft_grad_norms=True` logs both gradient norms) and Gaussian
+#   rollouts did not raise this task's reward in our runs (`benchmarks/RESULTS_train.md`).
 # * `soft_thinking`: the decoder settings of the rollouts: top-10 mixtures, a thinking budget of 16 soft
 #   steps (then `</think>` is forced and the answer is ordinary sampling at `temperature`).
 # * `peft_config`: a rank-16 LoRA adapter on every linear layer.
