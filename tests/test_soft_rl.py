@@ -262,3 +262,30 @@ def test_soft_rl_learns_a_task_solved_only_by_the_thinking_steps(tmp_path, mode)
           f"{flipped:.2f} (flipped)")
     assert trained >= without + 0.15 and trained >= 0.9
     assert flipped <= without - 0.15
+
+
+# -------------------------------------------------------------------- defect 3: the Gaussian mean and E
+@pytest.mark.parametrize("mode", ["gaussian", "fuzzy"])
+def test_gaussian_scores_do_not_differentiate_the_embedding_table_through_the_noise_mean(tmp_path, mode):
+    """Full fine-tuning: the score of a Gaussian step through E_j is p_j eps / s, pure noise of norm ~ sqrt(d)/s
+    (it sent ~7e3 into the embedding rows of the tiny model). The trainer differentiates the mean through
+    p_theta only: from fixed hidden states, a Gaussian step's score gives the (untied) input embedding no
+    gradient, and the LM head (the logits) one."""
+    trainer = make_trainer(make_args(tmp_path, mode), lora=False)
+    model = trainer.model
+    assert not model.config.tie_word_embeddings
+    torch.manual_seed(0)
+    n, d = 6, model.config.hidden_size
+    ids = torch.randint(10, 200, (n, K))
+    support = torch.ones(n, K, dtype=torch.bool)
+    std = torch.full((n,), 0.01)
+    fed = model.get_input_embeddings()(ids).mean(1).detach() + 0.01 * torch.randn(n, d)
+    model.zero_grad()
+    density, _ = trainer.soft_log_density(
+        model, torch.randn(n, d), ids, support, torch.zeros(n, dtype=torch.bool), torch.zeros(n, K), fed, std
+    )
+    density.sum().backward()
+    embedding = model.get_input_embeddings().weight.grad
+    assert embedding is None or torch.count_nonzero(embedding) == 0
+    if mode == "gaussian":  # fuzzy: p_theta is one-hot at T = 1e-4, so the logits get nothing either
+        assert model.lm_head.weight.grad.abs().sum() > 0
