@@ -10,15 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
 from ..evaluation_metrics import DEFAULT_THINK_END, parse_ks
 from .decoding import _decode_mode, _DecodeSettings, _eos_ids
+from .lock import output_folder_lock
 from .modes import DecodingMode, resolve_modes
 from .records import _finish_record, _problem_key, _RecordsLog, _run_key
 from .results import EvaluationResult, _summarize_mode
@@ -80,11 +81,16 @@ def evaluate_modes(
     Raises:
         ValueError: unknown mode, k larger than samples, empty dataset, a problem without gold answer or
             verifier, bad sizes.
+        OSError: ``output_dir`` is a file, lies under a file or cannot be written
+            (:func:`hf_softthink.checks.prepare_output_dir`), or another process is evaluating into it
+            (:class:`~.lock.OutputFolderLockedError`); both before any decoding.
     """
     _check_sizes(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end)
     ks_list = parse_ks(ks if ks is not None else sorted({1, samples}), samples)
     mode_list = resolve_modes(modes, max_thinking_tokens=max_thinking_tokens, think_end=think_end)
     rows = _rows(dataset)
+    out_dir = prepare_output_dir(output_dir, "output_dir") if output_dir is not None else None
+    _warn_on_settings(model, tokenizer, mode_list, max_new_tokens, max_thinking_tokens, think_end)
     if any(m.soft_thinking is not None for m in mode_list):
         from ..generation import enable_soft_thinking
 
@@ -106,33 +112,35 @@ def evaluate_modes(
         "batch_size": batch_size,
         "modes": [m.name for m in mode_list],
     }
-    out_dir = Path(output_dir) if output_dir is not None else None
-    log = _RecordsLog.open(out_dir)
     run_keys = {m.name: _run_key(model_label, m, decode) for m in mode_list}
-    pending = {
-        m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
-        for m in mode_list
-    }
-    _decode_pending(
-        model,
-        tokenizer,
-        mode_list,
-        pending,
-        rows,
-        prompts,
-        decode,
-        problem_keys=problem_keys,
-        run_keys=run_keys,
-        log=log,
-        save_completions=save_completions,
-        progress=progress,
-        on_record=on_record,
-    )
-    records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
-    summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
-    result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
-    if out_dir is not None:
-        result.save(out_dir)
+    with contextlib.ExitStack() as stack:
+        if out_dir is not None:
+            stack.enter_context(output_folder_lock(out_dir))
+        log = _RecordsLog.open(out_dir)
+        pending = {
+            m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
+            for m in mode_list
+        }
+        _decode_pending(
+            model,
+            tokenizer,
+            mode_list,
+            pending,
+            rows,
+            prompts,
+            decode,
+            problem_keys=problem_keys,
+            run_keys=run_keys,
+            log=log,
+            save_completions=save_completions,
+            progress=progress,
+            on_record=on_record,
+        )
+        records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
+        summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
+        result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
+        if out_dir is not None:
+            result.save(out_dir)
     return result
 
 
@@ -155,6 +163,27 @@ def _check_sizes(
         raise ValueError(f"max_thinking_tokens must be None or an integer >= 0, got {max_thinking_tokens!r}")
     if not isinstance(think_end, str) or not think_end:
         raise ValueError(f"think_end must be a non-empty string such as '</think>', got {think_end!r}")
+
+
+def _warn_on_settings(
+    model: Any,
+    tokenizer: Any,
+    modes: list[DecodingMode],
+    max_new_tokens: int,
+    max_thinking_tokens: int | None,
+    think_end: str,
+) -> None:
+    """Warn about settings that cannot do what they say: a thinking budget (the evaluation's or a soft mode's
+    own) that fills ``max_new_tokens``, a think-end marker that is the end-of-sequence token."""
+    budgets = [max_thinking_tokens] + [m.soft_thinking.max_thinking_tokens for m in modes if m.soft_thinking]
+    budgets = [b for b in budgets if b is not None]
+    if budgets:
+        warn_if_budget_fills_length(
+            max(budgets), max_new_tokens, budget_name="max_thinking_tokens", length_name="max_new_tokens",
+            stacklevel=4,
+        )
+    marker_ids = tokenizer.encode(think_end, add_special_tokens=False)
+    warn_if_think_end_is_eos(think_end, marker_ids, _eos_ids(model, tokenizer), stacklevel=4)
 
 
 def _model_label(model: Any, model_name: str | None) -> str:
