@@ -231,6 +231,21 @@ def test_empty_prompts_name_the_row_before_the_model_loads(datasets_, fragment, 
     assert message.startswith("SoftGRPOTrainer:") and fragment in message, message
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_dir_that_cannot_be_a_folder_is_named_before_the_model_loads(where, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    output_dir = taken if where == "a file" else taken / "out"
+    with pytest.raises(NotADirectoryError, match=f"SoftGRPOConfig.output_dir '{output_dir}'"):
+        SoftGRPOTrainer(
+            MISSING_MODEL,
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path, output_dir=str(output_dir)),
+            train_dataset=prompts(),
+            processing_class=TOKENIZER,
+        )
+
+
 def test_prompts_with_text_are_accepted(tmp_path):
     rows = [
         {"prompt": "a?"},

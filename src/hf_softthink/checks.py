@@ -17,7 +17,7 @@ Settings that cannot do what they say (a `UserWarning`, since a run with them is
 Example:
 
 ```python
->>> from hf_softthink.paths import looks_like_local_path
+>>> from hf_softthink.checks import looks_like_local_path
 >>> looks_like_local_path("/models/qwen"), looks_like_local_path("Qwen/Qwen3-0.6B"), looks_like_local_path("smollm2-135m")
 (True, False, False)
 

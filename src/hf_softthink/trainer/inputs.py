@@ -6,8 +6,9 @@
   or an element that is not a real number or `None` (a string, a list, a dict), raises a `TypeError` naming the
   function, the completion and the fix. A list of the wrong length is TRL's own `ValueError`, which names the
   function too.
-* **Prompts** (`check_prompt_datasets`): the train and eval datasets need a `prompt` column, and no row may
-  have an empty prompt (a blank string, no messages, or only blank user messages); the row is named.
+* **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need a `prompt`
+  column, and no row may have an empty prompt (a blank string, no messages, or only blank user messages); the
+  row is named. `output_dir` must be a folder that can be created and written (not a file, not under a file).
 * **Rollout settings** (`warn_on_rollout_settings`): a `UserWarning` when `max_completion_length` does not
   exceed the thinking budget (every rollout that does not end its thinking by itself is cut mid-thought and
   earns no answer reward), and when the think-end marker is an end-of-sequence token (no answer phase).
@@ -25,10 +26,16 @@ import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name, is_async_callable
 
-from ..checks import warn_if_budget_fills_length, warn_if_think_end_is_eos
+from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
 from ..config import SoftThinkingConfig
 
-__all__ = ["check_prompt_datasets", "check_reward_output", "checked_reward_funcs", "warn_on_rollout_settings"]
+__all__ = [
+    "check_prompt_datasets",
+    "check_reward_output",
+    "check_trainer_inputs",
+    "checked_reward_funcs",
+    "warn_on_rollout_settings",
+]
 
 
 # ------------------------------------------------------------------------------------------------ rewards
@@ -158,6 +165,13 @@ def check_prompt_datasets(train_dataset: Any = None, eval_dataset: Any = None) -
         _check_prompts(train_dataset, "train_dataset")
     if eval_dataset is not None:
         _check_prompts(eval_dataset, "eval_dataset")
+
+
+def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any = None) -> None:
+    """Check the output folder (on the process that saves) and the prompts, before the model loads."""
+    if args.should_save:
+        prepare_output_dir(args.output_dir, "SoftGRPOConfig.output_dir")
+    check_prompt_datasets(train_dataset, eval_dataset)
 
 
 # ------------------------------------------------------------------------------------------------ settings

@@ -73,7 +73,7 @@ from .densities import (
     gaussian_log_density,
     soft_grpo_gumbel_log_density,
 )
-from .inputs import check_prompt_datasets, checked_reward_funcs, warn_on_rollout_settings
+from .inputs import check_trainer_inputs, checked_reward_funcs, warn_on_rollout_settings
 
 __all__ = ["SOFT_BATCH_KEYS", "SoftGRPOTrainer"]
 
@@ -228,7 +228,7 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_rollout = args.soft_rollout
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
-        check_prompt_datasets(train_dataset, eval_dataset)  # before the model loads (trainer/inputs.py)
+        check_trainer_inputs(args, train_dataset, eval_dataset)  # before the model loads (trainer/inputs.py)
         reward_funcs = checked_reward_funcs(reward_funcs)
         if self.is_soft:
             unsupported = {
