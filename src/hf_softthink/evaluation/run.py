@@ -8,8 +8,10 @@ log (:mod:`.records`), decode what is not saved yet mode by mode (:mod:`.decodin
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +30,23 @@ from .results import EvaluationResult, _summarize_mode
 DEFAULT_MAX_THINKING_TOKENS = 64
 
 
+def _one_run_per_output_dir(evaluate: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
+    """``evaluate`` with its ``output_dir`` checked (:func:`hf_softthink.checks.prepare_output_dir`) and locked
+    (:func:`.lock.output_folder_lock`) for the whole run, before anything else: two evaluations never write one
+    folder."""
+
+    @functools.wraps(evaluate)
+    def locked(*args: Any, output_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> EvaluationResult:
+        if output_dir is None:
+            return evaluate(*args, **kwargs)
+        out = prepare_output_dir(output_dir, "output_dir")
+        with output_folder_lock(out):
+            return evaluate(*args, output_dir=out, **kwargs)
+
+    return locked
+
+
+@_one_run_per_output_dir
 def evaluate_modes(
     model: Any,
     tokenizer: Any,
@@ -83,13 +102,12 @@ def evaluate_modes(
             verifier, bad sizes.
         OSError: ``output_dir`` is a file, lies under a file or cannot be written
             (:func:`hf_softthink.checks.prepare_output_dir`), or another process is evaluating into it
-            (:class:`~.lock.OutputFolderLockedError`); both before any decoding.
+            (:class:`~.lock.OutputFolderLockedError`); both before anything else.
     """
     _check_sizes(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end)
     ks_list = parse_ks(ks if ks is not None else sorted({1, samples}), samples)
     mode_list = resolve_modes(modes, max_thinking_tokens=max_thinking_tokens, think_end=think_end)
     rows = _rows(dataset)
-    out_dir = prepare_output_dir(output_dir, "output_dir") if output_dir is not None else None
     _warn_on_settings(model, tokenizer, mode_list, max_new_tokens, max_thinking_tokens, think_end)
     if any(m.soft_thinking is not None for m in mode_list):
         from ..generation import enable_soft_thinking
@@ -112,35 +130,33 @@ def evaluate_modes(
         "batch_size": batch_size,
         "modes": [m.name for m in mode_list],
     }
+    out_dir = Path(output_dir) if output_dir is not None else None
+    log = _RecordsLog.open(out_dir)
     run_keys = {m.name: _run_key(model_label, m, decode) for m in mode_list}
-    with contextlib.ExitStack() as stack:
-        if out_dir is not None:
-            stack.enter_context(output_folder_lock(out_dir))
-        log = _RecordsLog.open(out_dir)
-        pending = {
-            m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
-            for m in mode_list
-        }
-        _decode_pending(
-            model,
-            tokenizer,
-            mode_list,
-            pending,
-            rows,
-            prompts,
-            decode,
-            problem_keys=problem_keys,
-            run_keys=run_keys,
-            log=log,
-            save_completions=save_completions,
-            progress=progress,
-            on_record=on_record,
-        )
-        records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
-        summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
-        result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
-        if out_dir is not None:
-            result.save(out_dir)
+    pending = {
+        m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
+        for m in mode_list
+    }
+    _decode_pending(
+        model,
+        tokenizer,
+        mode_list,
+        pending,
+        rows,
+        prompts,
+        decode,
+        problem_keys=problem_keys,
+        run_keys=run_keys,
+        log=log,
+        save_completions=save_completions,
+        progress=progress,
+        on_record=on_record,
+    )
+    records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
+    summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
+    result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
+    if out_dir is not None:
+        result.save(out_dir)
     return result
 
 
@@ -177,13 +193,17 @@ def _warn_on_settings(
     own) that fills ``max_new_tokens``, a think-end marker that is the end-of-sequence token."""
     budgets = [max_thinking_tokens] + [m.soft_thinking.max_thinking_tokens for m in modes if m.soft_thinking]
     budgets = [b for b in budgets if b is not None]
+    stacklevel = 5  # warnings.warn < check < this < evaluate_modes < its output-folder wrapper < the caller
     if budgets:
         warn_if_budget_fills_length(
-            max(budgets), max_new_tokens, budget_name="max_thinking_tokens", length_name="max_new_tokens",
-            stacklevel=4,
+            max(budgets),
+            max_new_tokens,
+            budget_name="max_thinking_tokens",
+            length_name="max_new_tokens",
+            stacklevel=stacklevel,
         )
     marker_ids = tokenizer.encode(think_end, add_special_tokens=False)
-    warn_if_think_end_is_eos(think_end, marker_ids, _eos_ids(model, tokenizer), stacklevel=4)
+    warn_if_think_end_is_eos(think_end, marker_ids, _eos_ids(model, tokenizer), stacklevel=stacklevel)
 
 
 def _model_label(model: Any, model_name: str | None) -> str:
