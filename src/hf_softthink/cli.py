@@ -7,7 +7,6 @@ decoding) on the embedded SmolLM2-135M-Instruct default, fully offline.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -252,6 +251,8 @@ def _check_task_flags(args: argparse.Namespace, is_file: bool) -> None:
 
 def _task_config(text: str | None) -> dict | None:
     """The --task-config JSON object (None when not given)."""
+    import json
+
     if not text:
         return None
     example = '\'{"max_terms": 2}\''
