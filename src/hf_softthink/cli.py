@@ -277,14 +277,33 @@ def build_parser() -> argparse.ArgumentParser:
                           help="system prompt (default: the package's thinking instruction; '' for none)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=command_eval)
+
+    commands.add_parser(
+        "lm-eval",
+        add_help=False,
+        help="lm-evaluation-harness's command line with the hf-softthink model registered (needs the lm-eval "
+        "extra): hf-softthink lm-eval --model hf-softthink --model_args pretrained=...,soft_max_topk=10 ...",
+    )
     return parser
+
+
+def command_lm_eval(arguments: Sequence[str]) -> int:
+    """`hf-softthink lm-eval ARGS`: `lm_eval ARGS` after registering the `hf-softthink` model."""
+    from .lm_eval_harness import main as lm_eval_main
+
+    return lm_eval_main(list(arguments))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:  # every later argument is lm_eval's own, options included
+        handler, args = command_lm_eval, argv[1:]
+    else:
+        args = parser.parse_args(argv)
+        handler = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except (ValueError, ImportError) as error:
         print(f"hf-softthink: error: {error}", file=sys.stderr)
         return 2
