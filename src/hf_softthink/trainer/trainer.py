@@ -228,6 +228,7 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
         if self.is_soft:
+            args.check_generation_engine()  # again: the flags may have been set after the config was built
             unsupported = {
                 "tools": tools,
                 "rollout_func": rollout_func,
