@@ -175,8 +175,37 @@ def gradient_recorder(store: list):
 
 
 # ------------------------------------------------------------------------------------------------- roles
+def allow_fsdp_on_cpu() -> None:
+    """Let accelerate run FSDP on CPU processes (gloo), which it otherwise silently turns into DDP.
+
+    accelerate 1.15 sets `DistributedType.FSDP` only for GPU-like devices (`AcceleratorState.__init__`): with
+    `use_cpu` the run is MULTI_CPU and the FSDP plugin is dropped. torch's FSDP2 (`fully_shard`) itself runs on
+    CPU tensors with gloo, so for a CPU check of our code under sharded parameters this switches the state to
+    FSDP when accelerate launched with an FSDP config. Not for production use: a test harness only.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    original = AcceleratorState.__init__
+    if getattr(original, "_hf_softthink_cpu_fsdp", False):
+        return
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            # both shared states: every AcceleratorState() copies PartialState's distributed_type again
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    init._hf_softthink_cpu_fsdp = True
+    AcceleratorState.__init__ = init
+
+
 def record(args) -> None:
     """One rank of the N-process run: train, and save what it generated and the gradients it stepped with."""
+    if args.cpu_fsdp:
+        allow_fsdp_on_cpu()
     out = Path(args.out)
     for mode in args.modes.split(","):
         trainer = build_trainer(args, mode, args.per_device_batch, out / mode / "trainer")
@@ -186,7 +215,8 @@ def record(args) -> None:
         def recording_generate(*call_args, _target=target, _calls=calls, **kwargs):
             result = type(_target).generate(_target, *call_args, **kwargs)
             saved = {"input_ids": kwargs["input_ids"].cpu(), "attention_mask": kwargs["attention_mask"].cpu()}
-            saved["sequences"] = result.sequences.cpu()
+            saved["tensor"] = isinstance(result, torch.Tensor)  # plain GRPO ("hard") gets the sequences only
+            saved["sequences"] = (result if saved["tensor"] else result.sequences).cpu()
             for field in STEP_FIELDS:
                 value = getattr(result, field, None)
                 saved[field] = value.cpu() if value is not None else None
@@ -268,6 +298,8 @@ def replay(args) -> None:
                     value = value.roll(1, dims=0)
                 fields[field] = value.to(input_ids.device)
             sequences = torch.cat([input_ids, completions.to(input_ids.device)], dim=1)
+            if parts[0]["tensor"]:
+                return sequences
             return SoftThinkingGenerateOutput(sequences=sequences, **fields)
 
         target.generate = replaying_generate
@@ -377,7 +409,7 @@ def role_arguments(args) -> list[str]:
         "--num-generations", str(args.num_generations), "--num-iterations", str(args.num_iterations),
         "--beta", str(args.beta),
     ]  # fmt: skip
-    for name in ("full_finetune", "bf16", "misalign_soft_rows"):
+    for name in ("full_finetune", "bf16", "misalign_soft_rows", "cpu_fsdp"):
         if getattr(args, name):
             flags.append("--" + name.replace("_", "-"))
     return flags
@@ -399,11 +431,9 @@ def drive(args) -> int:
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    commands = [
-        [*launcher, script, "--role", "record", *role_arguments(args)],
-        [sys.executable, script, "--role", "replay", *role_arguments(args)],
-    ]
-    for command in commands[1:] if args.skip_record else commands:
+    commands = [] if args.skip_record else [[*launcher, script, "--role", "record", *role_arguments(args)]]
+    commands.append([sys.executable, script, "--role", "replay", *role_arguments(args)])
+    for command in commands:
         print("$", shlex.join(command), flush=True)
         subprocess.run(command, check=True, env=env)
     report = compare(args)
@@ -433,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtol", type=float, default=None, help="tolerance (default 1e-4, 2e-2 with --bf16)")
     parser.add_argument("--misalign-soft-rows", action="store_true", help="negative control: must FAIL")
     parser.add_argument("--skip-record", action="store_true", help="reuse the N-process records in --out")
+    parser.add_argument(
+        "--cpu-fsdp",
+        action="store_true",
+        help="with an FSDP accelerate config on CPU: run FSDP (accelerate otherwise falls back to DDP on CPU)",
+    )
     args = parser.parse_args(argv)
     if args.role == "record":
         record(args)

@@ -1,4 +1,5 @@
-"""SoftGRPOTrainer on 2 CPU processes (torchrun, DDP over gloo) trains exactly as one process on the same rollouts.
+"""SoftGRPOTrainer on 2 CPU processes (torchrun, DDP over gloo; and FSDP2) trains exactly as one process on the
+same rollouts.
 
 `benchmarks/check_distributed.py` records a 2-process run (each rank's `generate` outputs, the all-reduced
 gradients before every optimizer step, the logged loss and grad norm, the final LoRA weights), replays the
@@ -56,6 +57,18 @@ def test_two_process_soft_grpo_matches_one_process_on_the_same_rollouts(two_proc
             assert step["loss_close"] and step["grad_norm_close"]
         assert result["param_rel_diff"] < 1e-4
         assert any(abs(step["loss_multi"]) > 1e-4 for step in result["steps"])  # beta > 0: the loss is not ~0
+
+
+def test_fsdp2_two_process_soft_grpo_matches_one_process(tmp_path):
+    """The same check under FSDP2 (parameters sharded across the 2 processes). accelerate runs FSDP only on GPUs
+    and silently falls back to DDP on CPU; `--cpu-fsdp` lifts that gate, and the record says FSDP was used."""
+    config = SCRIPT.parents[1] / "examples" / "accelerate" / "fsdp_cpu.yaml"
+    launcher = f"{sys.executable} -m accelerate.commands.launch --config_file {config}"
+    result, report = run_check(tmp_path / "fsdp", "--cpu-fsdp", "--launcher", launcher)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for mode, result in report["modes"].items():
+        assert result["distributed_type"] == "DistributedType.FSDP", mode
+        assert result["passed"] and result["param_rel_diff"] < 1e-4, mode
 
 
 def test_misaligned_soft_tensors_fail_the_comparison(two_process_run, tmp_path):
