@@ -146,9 +146,16 @@ def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def trainable_state(trainer) -> dict[str, torch.Tensor]:
-    """The trainable parameters, gathered to full tensors, keyed by name without wrapper prefixes."""
+    """The trainable parameters, gathered to full tensors, keyed by name without wrapper prefixes (FSDP2 shards
+    and DeepSpeed ZeRO-3 partitions are gathered; every process must call it)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    return {clean_name(name): full_tensor(p) for name, p in model.named_parameters() if p.requires_grad}
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if any(hasattr(p, "ds_id") for _, p in named):  # ZeRO-3: the parameters are partitioned
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p for _, p in named]):
+            return {clean_name(name): full_tensor(p) for name, p in named}
+    return {clean_name(name): full_tensor(p) for name, p in named}
 
 
 def clean_name(name: str) -> str:
@@ -158,7 +165,10 @@ def clean_name(name: str) -> str:
 
 
 def gradient_recorder(store: list):
-    """A callback that saves the gradients right before each optimizer step (after all-reduce and clipping)."""
+    """A callback that saves the gradients right before each optimizer step (after all-reduce and clipping).
+
+    DeepSpeed keeps gradients in its own partitioned buffers (`p.grad` is None): the record is then empty and the
+    comparison falls back to the loss, the grad norm and the trained weights."""
     from transformers import TrainerCallback
 
     class GradientRecorder(TrainerCallback):
@@ -334,11 +344,13 @@ def compare(args) -> dict:
         multi = ranks[0]
         steps = []
         for step, (m_log, s_log) in enumerate(zip(multi["logs"], single["logs"], strict=True)):
+            has_grads = bool(multi["grads"] and multi["grads"][step])  # DeepSpeed: none recorded
             grad_diff = (
-                relative_difference(multi["grads"][step], single["grads"][step]) if multi["grads"] else None
+                relative_difference(multi["grads"][step], single["grads"][step]) if has_grads else None
             )
             rank_diff = max(
-                (relative_difference(r["grads"][step], multi["grads"][step]) for r in ranks[1:]), default=0.0
+                (relative_difference(r["grads"][step], multi["grads"][step]) for r in ranks[1:] if has_grads),
+                default=0.0,
             )
             steps.append(
                 {

@@ -71,6 +71,26 @@ def test_fsdp2_two_process_soft_grpo_matches_one_process(tmp_path):
         assert result["passed"] and result["param_rel_diff"] < 1e-4, mode
 
 
+def test_distributed_example_trains_on_two_processes(tmp_path):
+    """examples/soft_grpo_distributed.py under torchrun (the README's command, with a tiny model and 1 step)."""
+    from hf_softthink.models import tiny_model, tiny_tokenizer
+
+    tiny_model("llama", seed=0).save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer().save_pretrained(tmp_path / "tiny")
+    example = SCRIPT.parents[1] / "examples" / "soft_grpo_distributed.py"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(example),
+        "--model", str(tmp_path / "tiny"), "--max-steps", "1", "--per-device-batch", "4", "--num-generations", "4",
+        "--output-dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "2 processes (DistributedType.MULTI_CPU)" in result.stdout
+    assert (tmp_path / "out" / "adapter_config.json").exists()
+
+
 def test_misaligned_soft_tensors_fail_the_comparison(two_process_run, tmp_path):
     """Negative control: the same records replayed with the soft ids / weights / noisy embeddings rolled by one
     row against their completions must not pass."""
