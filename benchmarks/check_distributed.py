@@ -22,13 +22,13 @@ Examples (from the repository root):
 
     python benchmarks/check_distributed.py --out dist_check       # 2 CPU processes (torchrun), DDP over gloo
     python benchmarks/check_distributed.py --out dist_check --full-finetune
-    python benchmarks/check_distributed.py --out dist_check \\
+    python benchmarks/check_distributed.py --out dist_check --cpu-fsdp \\
         --launcher "accelerate launch --config_file examples/accelerate/fsdp_cpu.yaml"
     python benchmarks/check_distributed.py --out dist_check --model smollm2-135m --bf16 \\
         --launcher "accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml"
 
-`benchmarks/check_multi_gpu.sh` runs the DeepSpeed ZeRO-2/3 and FSDP configs of `examples/accelerate/` on a
-GPU machine and writes their results into `benchmarks/RESULTS.md`.
+`benchmarks/check_multi_gpu.py` runs the DDP, FSDP2 and DeepSpeed ZeRO-2/3 configs of `examples/accelerate/`
+on a GPU machine and writes their results for `benchmarks/RESULTS.md`.
 """
 
 from __future__ import annotations
