@@ -759,6 +759,10 @@ class SoftThinkingGenerationMixin:
     _soft_thinking_tokenizer: Any = None
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None, **kwargs):
+        if not hasattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE):
+            # a generation config assigned after enable_soft_thinking: transformers accepts `soft_thinking=` only
+            # as an attribute of the model's generation config
+            setattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
         saved = getattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
         config = SoftThinkingConfig.coerce(kwargs.pop(GENERATION_CONFIG_ATTRIBUTE, None), saved=saved)
         if config is None:
@@ -776,6 +780,15 @@ class SoftThinkingGenerationMixin:
         generation_config = copy.deepcopy(generation_config)
         setattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, config)
         return super().generate(inputs, generation_config, **kwargs)
+
+    def __reduce_ex__(self, protocol):
+        # The class is made at run time with the original's name, so pickle cannot find it by name: pickle the
+        # original class and rebuild the soft-thinking subclass of it on loading (torch.save, deepcopy).
+        function, arguments, *rest = super().__reduce_ex__(protocol)
+        if arguments and arguments[0] is type(self):
+            original = next(base for base in type(self).__bases__ if base is not SoftThinkingGenerationMixin)
+            return (_new_soft_model, (original, function, arguments[1:]), *rest)
+        return (function, arguments, *rest)
 
     def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
                 streamer=None, **model_kwargs):
@@ -798,6 +811,11 @@ def _soft_class(cls: type) -> type:
         # Same name as the original, so `save_pretrained` records the real architecture in config.json.
         _SOFT_CLASSES[cls] = type(cls.__name__, (SoftThinkingGenerationMixin, cls), {"__module__": cls.__module__})
     return _SOFT_CLASSES[cls]
+
+
+def _new_soft_model(original: type, function, arguments: tuple):
+    """Unpickling: an empty instance of the soft-thinking subclass of `original` (see `__reduce_ex__`)."""
+    return function(_soft_class(original), *arguments)
 
 
 def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfig | None = None):
