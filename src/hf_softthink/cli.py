@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -71,6 +72,7 @@ class DecodeResult:
     thinking_tokens: int
     answer_tokens: int
     seconds: float
+    output: Any = None  # the generate output (soft thinking: for the trace views)
 
     @property
     def tokens(self) -> int:
@@ -111,7 +113,7 @@ def run_soft(model, tokenizer, inputs, config: SoftThinkingConfig, max_new_token
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds)
+    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
 
 
 def run_standard(model, tokenizer, inputs, max_new_tokens: int) -> DecodeResult:
@@ -147,6 +149,15 @@ def command_generate(args: argparse.Namespace) -> int:
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}) ===")
     print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩ marks an uncertain mixture]\n{soft.trace}")
     print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer}")
+    if args.html or args.plot:
+        from .trace import SoftThinkingTrace
+
+        trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True)
+        if args.html:
+            print(f"trace: {trace.save_html(args.html, title=f'Soft-thinking trace: {args.question}')}", file=sys.stderr)
+        if args.plot:
+            trace.plot(args.plot)
+            print(f"entropy plot: {args.plot}", file=sys.stderr)
     if args.compare:
         torch.manual_seed(args.seed)
         standard = run_standard(model, tokenizer, inputs, args.max_new_tokens)
@@ -238,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=160)
     generate.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="system prompt ('' for none)")
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--html", default=None, metavar="PATH",
+                          help="write the soft-thinking trace as a self-contained HTML page (hover a step: its mixture)")
+    generate.add_argument("--plot", default=None, metavar="PATH", help="write a PNG of entropy and mode per step")
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
