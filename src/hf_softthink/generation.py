@@ -127,19 +127,23 @@ class ThinkEnd:
         return self.stop_string(input_ids, None)
 
 
-def resolve_think_end(think_end: str | int | None, tokenizer: Any, vocab_size: int) -> ThinkEnd | None:
-    """Turn `SoftThinkingConfig.think_end` into token ids, or raise a `ValueError` that names the fix."""
+def resolve_think_end(
+    think_end: str | int | None, tokenizer: Any, vocab_size: int, name: str = "think_end"
+) -> ThinkEnd | None:
+    """Turn `SoftThinkingConfig.think_end` (or another marker field, `name`) into token ids, or raise a
+    `ValueError` that names the fix."""
     if think_end is None:
         return None
     if isinstance(think_end, int):
         if not 0 <= think_end < vocab_size:
-            raise ValueError(f"think_end={think_end} is not a token id of this model (vocabulary size {vocab_size}).")
+            raise ValueError(f"{name}={think_end} is not a token id of this model (vocabulary size {vocab_size}).")
         return ThinkEnd((think_end,))
     if tokenizer is None:
+        alternative = " or `think_end=None` (every step soft)" if name == "think_end" else ""
         raise ValueError(
-            f"think_end={think_end!r} is a string, so soft thinking needs a tokenizer to find its tokens: pass "
+            f"{name}={think_end!r} is a string, so soft thinking needs a tokenizer to find its tokens: pass "
             "`generate(..., tokenizer=tokenizer)` or `enable_soft_thinking(model, tokenizer=tokenizer)`, or set "
-            "`SoftThinkingConfig(think_end=<token id>)` or `think_end=None` (every step soft)."
+            f"`SoftThinkingConfig({name}=<token id>)`{alternative}."
         )
     vocab = tokenizer.get_vocab()
     if think_end in vocab:
@@ -149,8 +153,8 @@ def resolve_think_end(think_end: str | int | None, tokenizer: Any, vocab_size: i
     decoded = tokenizer.decode(token_ids) if token_ids else ""
     if not token_ids or (unk is not None and unk in token_ids) or decoded.strip() != think_end.strip():
         raise ValueError(
-            f"think_end={think_end!r} cannot be produced by this tokenizer (it encodes to {token_ids}, which "
-            f"decodes to {decoded!r}). Use a string the tokenizer can spell, a token id, or think_end=None."
+            f"{name}={think_end!r} cannot be produced by this tokenizer (it encodes to {token_ids}, which "
+            f"decodes to {decoded!r}). Use a string the tokenizer can spell, a token id, or {name}=None."
         )
     if len(token_ids) == 1:
         return ThinkEnd((token_ids[0],), think_end)
@@ -192,7 +196,7 @@ def check_soft_generation_mode(generation_config: GenerationConfig, assistant_mo
 
 def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str) -> int:
     """The token id of a marker that must be one token (a blended embedding needs exactly one row of E)."""
-    resolved = resolve_think_end(marker, tokenizer, vocab_size)
+    resolved = resolve_think_end(marker, tokenizer, vocab_size, name)
     if len(resolved.token_ids) != 1:
         raise ValueError(
             f"SoftThinkingConfig.{name}={marker!r} is {len(resolved.token_ids)} tokens of this tokenizer "
@@ -252,15 +256,18 @@ def plan_soft_thinking(
 ) -> SoftThinkingPlan:
     """Resolve and validate everything a soft-thinking `generate` needs before its first step."""
     vocab_size = model.config.get_text_config().vocab_size
+    switching = config.mode == "switch"
     if tokenizer is None and via_custom_generate:
-        for name in ("think_end", "think_start", "final_answer"):
-            value = getattr(config, name)
-            used = name == "think_end" or (name == "think_start" and config.mode == "switch" and config.switch_alpha < 1)
-            if isinstance(value, str) and (used or (name == "final_answer" and value is not None)):
+        markers = {
+            "think_end": config.think_end,
+            "think_start": config.think_start if switching and config.switch_alpha < 1 else None,
+            "final_answer": config.final_answer if switching else None,
+        }
+        for name, value in markers.items():
+            if isinstance(value, str):
                 raise missing_tokenizer_error(name, value)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
     think_end_first = think_end.token_ids[0] if think_end is not None else None
-    switching = config.mode == "switch"
     with torch.no_grad():
         think_end_marker = think_start_marker = None
         if switching and config.switch_beta < 1:
@@ -326,7 +333,7 @@ class Mixture:
     `ids` / `weights` / `log_weights` are `(B, R)`, by decreasing weight: what the outputs record. The
     embedding is mixed from `dense_weights` (`(B, V)`) on the dense path, else from every mixed id
     (`mixed_ids`, `mixed_weights`, `(B, K)`). `scores` / `score_ids` are the final candidate scores (for
-    `output_scores`).
+    `output_scores`; `score_ids` None: the whole vocabulary in vocabulary order).
     """
 
     ids: torch.Tensor
@@ -336,7 +343,7 @@ class Mixture:
     mixed_weights: torch.Tensor | None
     dense_weights: torch.Tensor | None
     scores: torch.Tensor
-    score_ids: torch.Tensor
+    score_ids: torch.Tensor | None
 
     @property
     def total(self) -> torch.Tensor:
@@ -357,27 +364,30 @@ def thinking_mixture(scores: torch.Tensor, input_ids: torch.LongTensor, plan: So
     The noise comes after the `max_topk` cut, so the fed weights are exactly the noise distribution around the
     renormalised top-K weights (e.g. Dir(alpha w) over the K ids) and the trainer can score them in closed form.
     """
-    candidate_scores, candidate_ids = top_k_candidates(scores, plan.candidates)
+    candidate_scores, candidate_ids = top_k_candidates(scores, plan.candidates)  # ids None: vocabulary order
     candidate_scores = plan.warpers(input_ids, shift_to_zero_max(candidate_scores))
     if candidate_scores.shape[-1] > plan.mixture_size:
-        if plan.candidates is None:
-            candidate_scores, order = torch.topk(candidate_scores, plan.mixture_size, dim=-1)
-            candidate_ids = candidate_ids.gather(-1, order)
+        if candidate_ids is None:
+            candidate_scores, candidate_ids = torch.topk(candidate_scores, plan.mixture_size, dim=-1)
         else:  # candidates are sorted by score and the warpers keep the order
             candidate_scores = candidate_scores[:, : plan.mixture_size]
             candidate_ids = candidate_ids[:, : plan.mixture_size]
     candidate_scores = plan.noise(input_ids, candidate_scores)
     log_mixture = torch.log_softmax(candidate_scores, dim=-1)
+
+    def ids_at(order: torch.Tensor) -> torch.Tensor:
+        return order if candidate_ids is None else candidate_ids.gather(-1, order)
+
     if plan.dense:
         log_weights, order = torch.topk(log_mixture, plan.recorded, dim=-1)
-        if candidate_scores.shape[-1] == scores.shape[-1]:  # the whole vocabulary, in vocabulary order
+        if candidate_ids is None:  # the whole vocabulary, in vocabulary order
             dense_weights = log_mixture.exp()
         else:
             dense_weights = torch.zeros_like(scores).scatter_(-1, candidate_ids, log_mixture.exp())
-        ids = candidate_ids.gather(-1, order)
-        return Mixture(ids, log_weights.exp(), log_weights, None, None, dense_weights, candidate_scores, candidate_ids)
+        return Mixture(ids_at(order), log_weights.exp(), log_weights, None, None, dense_weights, candidate_scores,
+                       candidate_ids)
     log_weights, order = log_mixture.sort(dim=-1, descending=True)
-    mixed_ids, mixed_weights = candidate_ids.gather(-1, order), log_weights.exp()
+    mixed_ids, mixed_weights = ids_at(order), log_weights.exp()
     recorded = plan.recorded
     return Mixture(
         mixed_ids[:, :recorded], mixed_weights[:, :recorded], log_weights[:, :recorded], mixed_ids, mixed_weights,
@@ -700,9 +710,8 @@ def soft_thinking_sample(
                 if output_scores:
                     recorded = answer_scores if answer_scores is not None else processed
                     if mixture is not None and switch is None:
-                        thinking_full = torch.full_like(processed, -math.inf).scatter_(
-                            -1, mixture.score_ids, mixture.scores
-                        )
+                        thinking_full = mixture.scores if mixture.score_ids is None else torch.full_like(
+                            processed, -math.inf).scatter_(-1, mixture.score_ids, mixture.scores)
                         recorded = torch.where(thinking_now[:, None], thinking_full, recorded)
                     scores.append(force_tokens(recorded, forced, forced_tokens))
                 if output_logits:

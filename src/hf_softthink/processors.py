@@ -54,15 +54,14 @@ def shift_to_zero_max(scores: torch.Tensor) -> torch.Tensor:
     return scores - scores.amax(-1, keepdim=True)
 
 
-def top_k_candidates(scores: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k_candidates(scores: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The `k` highest scores of each row, sorted descending, and their token ids.
 
-    `k=None` (or `k >= vocab`) keeps the whole vocabulary, in vocabulary order.
+    `k=None` (or `k >= vocab`) keeps the whole vocabulary: the scores as they are, and `None` for the ids
+    (the candidates are the vocabulary, in vocabulary order; no `(B, V)` id tensor is built).
     """
-    vocab = scores.shape[-1]
-    if k is None or k >= vocab:
-        ids = torch.arange(vocab, device=scores.device).expand_as(scores)
-        return scores, ids
+    if k is None or k >= scores.shape[-1]:
+        return scores, None
     return torch.topk(scores, k, dim=-1)
 
 
