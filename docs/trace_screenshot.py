@@ -44,7 +44,7 @@ def main() -> int:
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                 "--disable-sync", "--window-size=1000,330", f"--user-data-dir={folder / 'profile'}"):
+                 "--disable-sync", "--window-size=1000,560", f"--user-data-dir={folder / 'profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
     try:
