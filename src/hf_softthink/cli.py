@@ -47,6 +47,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode)
     parser.add_argument("--switch-window", type=int, default=defaults.switch_window)
     parser.add_argument("--max-switches", type=int, default=defaults.max_switches)
+    parser.add_argument("--switch-beta", type=float, default=defaults.switch_beta,
+                        help="switch mode: beta_0 of the think-end blend on a switch to explicit (SwiReasoning 0.7)")
+    parser.add_argument("--switch-alpha", type=float, default=defaults.switch_alpha,
+                        help="switch mode: alpha_0 of the think-start blend on a switch back to soft")
+    parser.add_argument("--think-start", default=defaults.think_start, help="switch mode: thinking-start marker")
+    parser.add_argument("--final-answer", default=defaults.final_answer,
+                        help="switch mode: text forced past twice the switch limit")
+    parser.add_argument("--final-answer-max-tokens", type=int, default=defaults.final_answer_max_tokens)
 
 
 def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
@@ -59,7 +67,9 @@ def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
         gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
-        max_switches=args.max_switches,
+        max_switches=args.max_switches, switch_beta=args.switch_beta, switch_alpha=args.switch_alpha,
+        think_start=int(args.think_start) if str(args.think_start).isdigit() else args.think_start,
+        final_answer=args.final_answer, final_answer_max_tokens=args.final_answer_max_tokens,
     )
 
 

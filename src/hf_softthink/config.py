@@ -71,7 +71,11 @@ class SoftThinkingConfig:
 
     max_topk: int | None = field(
         default=10,
-        metadata={"help": "Number of most probable tokens mixed into a concept token (None: every token left by the filters)."},
+        metadata={
+            "help": "Number of most probable tokens mixed into a concept token (None: every token left by the "
+            "filters; a full-vocabulary mixture is one (B, V) @ (V, d) product and the outputs record its 32 "
+            "largest weights)."
+        },
     )
     temperature: float = field(default=0.6, metadata={"help": "Thinking-phase temperature T (> 0)."})
     top_k: int | None = field(
