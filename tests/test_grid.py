@@ -1,8 +1,12 @@
-"""benchmarks/grid.py: the pure helpers, and the whole grid end to end at smoke size."""
+"""benchmarks/grid.py: the pure helpers, the stage cache keys, and the whole grid end to end at smoke size."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -94,8 +98,10 @@ def test_parse_args(grid, tmp_path):
     full = grid.parse_args(["--seeds", "0,1", "--train-modes", "hard,fuzzy", "--rl-lr", "1e-4"])
     assert full.seeds == (0, 1) and full.train_modes == ("hard", "fuzzy") and full.rl_lr == 1e-4
     assert full.results.endswith("benchmarks/RESULTS_grid.md") and not full.smoke
+    assert grid.parse_args([]).train_modes == ("hard", "soft", "fuzzy", "gumbel", "dirichlet")
+    assert grid.parse_args(["--train-modes", "gumbel,dirichlet"]).train_modes == ("gumbel", "dirichlet")
     with pytest.raises(SystemExit):
-        grid.parse_args(["--train-modes", "gumbel"])
+        grid.parse_args(["--train-modes", "hard,gaussian"])  # the grid's label of that rollout is "soft"
     with pytest.raises(SystemExit):
         grid.parse_args(["--samples", "8", "--ks", "1,32"])
     # stage folders are keyed by the settings they depend on
@@ -107,19 +113,198 @@ def test_parse_args(grid, tmp_path):
     assert grid.settings_hash(grid.parse_args(["--rl-lr", "2e-4"]), grid.RL_KEYS, "sft-x") != base
 
 
-@pytest.mark.slow
-def test_smoke_end_to_end(tmp_path):
-    out = tmp_path / "grid"
-    command = [sys.executable, str(GRID_PATH), "--smoke", "--out", str(out)]
+# ------------------------------------------------------------------------------------- stage cache keys
+
+
+def _settings_read(path: Path) -> set[str]:
+    """The ``settings.<name>`` attributes a module reads."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "settings"
+    }
+
+
+def test_each_stage_key_covers_the_settings_the_stage_reads(grid):
+    stages = GRID_PATH.parent / "grid_stages"
+    where = {"out"}  # the output folder: where, not what
+    assert _settings_read(stages / "sft.py") - where <= set(grid.SFT_KEYS)
+    assert _settings_read(stages / "rl.py") - where <= set(grid.RL_KEYS)
+    assert _settings_read(stages / "evaluate.py") - where <= set(grid.EVAL_KEYS)
+    # the splits are made once for all stages (SFT_KEYS; RL and evaluation name the SFT folder), the OOD
+    # texts are the evaluation's
+    assert _settings_read(stages / "task.py") <= set(grid.SFT_KEYS) | {"ood_size"}
+    assert "ood_size" in grid.EVAL_KEYS
+    # every setting of the grid is in some key, or is one of those that change where/how fast
+    fields = {f.name for f in dataclasses.fields(grid.GridSettings)}
+    in_keys = set(grid.SFT_KEYS) | set(grid.RL_KEYS) | set(grid.EVAL_KEYS)
+    assert fields - in_keys == {"out", "results", "plot", "threads", "train_modes", "seeds", "smoke"}
+
+
+def test_evaluation_folder_follows_the_rl_folder_that_made_the_model(grid, tmp_path):
+    base = grid.parse_args(["--smoke", "--out", str(tmp_path)])
+    sft = grid.sft_run_folder(base)
+    rl = grid.rl_run_folder(base, "gumbel", 0, sft)
+    evaluation = grid.eval_run_folder(base, "gumbel-s0", rl / "model", sft)
+    assert grid.eval_run_folder(base, "gumbel-s0", rl / "model", sft) == evaluation
+    for flag, value in [
+        ("--rl-max-topk", "1"),
+        ("--rl-lr", "3e-4"),
+        ("--rl-sigma", "0.5"),
+        ("--rl-gumbel-tau", "1.0"),
+        ("--rl-steps", "3"),
+    ]:
+        changed = grid.parse_args(["--smoke", "--out", str(tmp_path), flag, value])
+        assert grid.sft_run_folder(changed) == sft
+        rl_changed = grid.rl_run_folder(changed, "gumbel", 0, sft)
+        assert rl_changed != rl, flag
+        assert grid.eval_run_folder(changed, "gumbel-s0", rl_changed / "model", sft) != evaluation, flag
+    # another SFT start changes the RL folder, and so the evaluation of its model
+    other = grid.parse_args(["--smoke", "--out", str(tmp_path), "--sft-lr", "1e-3"])
+    other_sft = grid.sft_run_folder(other)
+    assert other_sft != sft and grid.rl_run_folder(other, "gumbel", 0, other_sft) != rl
+    # the rollout of a training mode, and evaluation settings
+    assert grid.rl_run_folder(base, "soft", 0, sft).name.split("-")[-1] != rl.name.split("-")[-1]
+    batch = grid.parse_args(["--smoke", "--out", str(tmp_path), "--eval-batch", "8"])
+    assert grid.eval_run_folder(batch, "sft", sft, sft) != grid.eval_run_folder(base, "sft", sft, sft)
+
+
+@pytest.fixture(scope="module")
+def fingerprint(grid):
+    return importlib.import_module("grid_stages.fingerprint")
+
+
+def test_stage_code_closures(fingerprint):
+    roots = fingerprint.local_roots()
+    closures = {
+        stage: fingerprint.source_closure(f"grid_stages.{stage}", roots)
+        for stage in ("sft", "rl", "evaluate")
+    }
+    rl_files, rl_libraries = closures["rl"]
+    # the trainer package loads its modules by name (importlib): all of it counts
+    assert {"hf_softthink.trainer.trainer", "hf_softthink.trainer.config", "hf_softthink.generation"} <= set(
+        rl_files
+    )
+    assert {"trl", "torch", "transformers"} <= rl_libraries
+    sft_files, _ = closures["sft"]
+    assert {"grid_stages.sft", "grid_stages.task", "hf_softthink.models", "hf_softthink.data"} <= set(
+        sft_files
+    )
+    eval_files, _ = closures["evaluate"]
+    assert {
+        "hf_softthink.evaluation.run",
+        "hf_softthink.evaluation.decoding",
+        "hf_softthink.processors",
+    } <= set(eval_files)
+    for stage in ("sft", "evaluate"):  # hf_softthink's lazy loader of the trainer is not followed
+        assert not any(name.startswith("hf_softthink.trainer") for name in closures[stage][0]), stage
+    for stage in ("sft", "rl", "evaluate"):  # the report never invalidates a stage
+        assert "grid_stages.report" not in closures[stage][0], stage
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def test_code_digest_changes_exactly_with_the_code_a_stage_runs(fingerprint, tmp_path):
+    _write(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "import json\nfrom .base import X\n\ndef __getattr__(name):\n    from . import heavy\n",
+            "base.py": "X = 1\n",
+            "stage.py": "from pkg.used import f\n\ndef run():\n    from .late import g\n",
+            "used.py": "def f():\n    return 1\n",
+            "late.py": "def g():\n    return 2\n",
+            "heavy.py": "import trl\n",
+            "unrelated.py": "Y = 0\n",
+            "lazy/__init__.py": "import importlib\n\ndef __getattr__(n):\n    return importlib.import_module('.m', __name__)\n",
+            "lazy/m.py": "Z = 0\n",
+            "uses_lazy.py": "from pkg.lazy import Z\n",
+        },
+    )
+    roots = {"pkg": tmp_path / "pkg"}
+    files, libraries = fingerprint.source_closure("pkg.stage", roots)
+    assert set(files) == {"pkg", "pkg.base", "pkg.stage", "pkg.used", "pkg.late"}
+    assert libraries == set()  # json is the standard library; heavy (trl) is behind the lazy __getattr__
+    assert set(fingerprint.source_closure("pkg.uses_lazy", roots)[0]) >= {"pkg.lazy", "pkg.lazy.m"}
+
+    before = fingerprint.code_digest("pkg.stage", roots)
+    (tmp_path / "pkg" / "unrelated.py").write_text("Y = 1\n")
+    (tmp_path / "pkg" / "heavy.py").write_text("import trl  # edited\n")
+    assert fingerprint.code_digest("pkg.stage", roots) == before
+    for edited in ("late.py", "used.py", "base.py", "__init__.py"):
+        path = tmp_path / "pkg" / edited
+        original = path.read_text()
+        path.write_text(original + "# edited\n")
+        assert fingerprint.code_digest("pkg.stage", roots) != before, edited
+        path.write_text(original)
+    assert fingerprint.code_digest("pkg.stage", roots) == before
+
+
+# ----------------------------------------------------------------------------------- end to end (smoke)
+
+
+def _run_grid(out: Path, *flags: str) -> str:
+    command = [sys.executable, str(GRID_PATH), "--smoke", "--out", str(out), *flags]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory):
+    """One smoke-size grid with every training mode (the folder is shared by the tests below)."""
+    out = tmp_path_factory.mktemp("grid")
+    return out, _run_grid(out)
+
+
+@pytest.mark.slow
+def test_smoke_end_to_end(smoke_grid):
+    out, _ = smoke_grid
     results = (out / "RESULTS_grid.md").read_text(encoding="utf-8")
-    assert "| SFT start (no RL) |" in results and "| soft (gaussian) |" in results and "| fuzzy |" in results
+    for label in (
+        "SFT start (no RL)",
+        "hard",
+        "soft (gaussian)",
+        "fuzzy",
+        "soft (gumbel)",
+        "soft (dirichlet)",
+    ):
+        assert f"| {label} |" in results
     assert "fuzzy-sample pass@4" in results and "OOD KL" in results
     png = (out / "grid_results.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    assert len(list((out / "rl").glob("*/run.json"))) == 3
-    # a rerun reuses every stage
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reusing") == 1 + 3 + 4
+    runs = [json.loads(p.read_text()) for p in (out / "rl").glob("*/run.json")]
+    assert sorted(r["soft_rollout"] for r in runs) == ["dirichlet", "fuzzy", "gaussian", "gumbel", "hard"]
+
+
+@pytest.mark.slow
+def test_smoke_rerun_reuses_every_stage(smoke_grid):
+    out, first = smoke_grid
+    again = _run_grid(out)
+    modes = ("hard", "soft", "fuzzy", "gumbel", "dirichlet")
+    assert first.count("reusing") == 0
+    assert again.count("reusing") == 1 + len(modes) + (1 + len(modes)), again  # SFT, RL runs, evaluations
+    assert all(f"eval {mode}-s0: reusing" in again for mode in modes)
+
+
+@pytest.mark.slow
+def test_smoke_changed_rl_setting_redoes_rl_and_its_evaluation(smoke_grid):
+    out, _ = smoke_grid
+    before = json.loads((out / "grid.json").read_text())
+    changed = _run_grid(out, "--train-modes", "soft", "--rl-max-topk", "1")
+    # the SFT start and its evaluation do not depend on the RL settings: reused
+    assert "SFT: reusing" in changed and "eval sft: reusing" in changed
+    # the RL run and the evaluation of the model it made are redone
+    assert "RL soft seed 0: reusing" not in changed and "eval soft-s0: reusing" not in changed
+    assert changed.count("reusing") == 2, changed
+    after = json.loads((out / "grid.json").read_text())
+    new_eval, old_eval = after["evals"]["soft"][0], before["evals"]["soft"][0]
+    assert new_eval["model"] != old_eval["model"] and Path(new_eval["model"]).parent.is_dir()
+    assert after["settings"]["rl_max_topk"] == 1

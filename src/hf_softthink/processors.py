@@ -19,6 +19,7 @@ that its maximum is 0: softmax is unchanged, and the division can no longer over
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -239,6 +240,76 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
             return scores
         forced |= thinking
         return force_tokens(scores, thinking, self.think_end_token_id)
+
+
+class HardThinkingBudgetProcessor(LogitsProcessor):
+    """Forces the think-end marker into ordinary (hard) decoding once the thinking budget is spent.
+
+    The hard-decoding counterpart of ``SoftThinkingConfig.max_thinking_tokens``: a row that has generated
+    ``max_thinking_tokens`` tokens without writing ``think_end`` (matched on the decoded text, so a
+    multi-token marker such as SmolLM2's ``</``, ``think``, ``>`` counts) is made to spell the marker's
+    tokens, one per step; then it decodes freely (the answer phase). Rows that wrote the marker themselves
+    are left alone. State lives for one ``generate`` call: build one per call.
+
+    Unlike the forcers of soft thinking it takes no ``thinking``/``entropy``/``forced`` arguments: it goes
+    into the ``logits_processor`` of an ordinary ``generate`` call (``hf_softthink.evaluation`` does so for
+    its hard modes).
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_softthink.models import tiny_tokenizer
+    >>> tok = tiny_tokenizer()
+    >>> budget = HardThinkingBudgetProcessor(tok, "END", max_thinking_tokens=2, prompt_length=1)
+    >>> ids = torch.tensor([tok.encode("?ab", add_special_tokens=False)])  # 1 prompt + 2 thinking tokens
+    >>> tok.decode(budget(ids, torch.zeros(1, len(tok))).argmax(-1))  # the marker's first token is forced
+    'E'
+
+    ```
+    """
+
+    def __init__(self, tokenizer: Any, think_end: str, max_thinking_tokens: int, prompt_length: int):
+        if (
+            isinstance(max_thinking_tokens, bool)
+            or not isinstance(max_thinking_tokens, int)
+            or max_thinking_tokens < 0
+        ):
+            raise ValueError(f"max_thinking_tokens must be an integer >= 0, got {max_thinking_tokens!r}")
+        if not think_end:
+            raise ValueError("think_end must be a non-empty string for a thinking budget")
+        self.tokenizer = tokenizer
+        self.think_end = think_end
+        self.marker_ids = list(tokenizer.encode(think_end, add_special_tokens=False))
+        if not self.marker_ids:
+            raise ValueError(f"think_end={think_end!r} encodes to no tokens with this tokenizer")
+        self.max_thinking_tokens = max_thinking_tokens
+        self.prompt_length = prompt_length
+        self.done: list[bool] | None = None
+        self.progress: list[int] | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] - self.prompt_length < self.max_thinking_tokens:
+            return scores
+        batch = input_ids.shape[0]
+        if self.done is None:
+            self.done, self.progress = [False] * batch, [0] * batch
+        rows = torch.zeros(batch, dtype=torch.bool, device=scores.device)
+        next_ids = torch.zeros(batch, dtype=torch.long, device=scores.device)
+        for row in range(batch):
+            if self.done[row]:
+                continue
+            if self.progress[row] >= len(self.marker_ids) or self.think_end in self.tokenizer.decode(
+                input_ids[row, self.prompt_length :]
+            ):
+                self.done[row] = True
+                continue
+            rows[row] = True
+            next_ids[row] = self.marker_ids[self.progress[row]]
+            self.progress[row] += 1
+        if not bool(rows.any()):
+            return scores
+        return force_tokens(scores, rows, next_ids)
 
 
 class EntropySwitchLogitsProcessor(LogitsProcessor):

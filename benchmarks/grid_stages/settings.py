@@ -1,0 +1,213 @@
+"""Every knob of the grid (:class:`GridSettings`), the command line, the ``--smoke`` sizes, and the
+settings each stage's cache key covers (the rule is in ``benchmarks/grid.py``'s docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+#: the first line of ``--help``
+DESCRIPTION = 'Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.'
+REPO = Path(__file__).resolve().parents[2]
+#: training modes: grid label -> SoftGRPOConfig.soft_rollout
+TRAIN_MODES = {
+    "hard": "hard",
+    "soft": "gaussian",
+    "fuzzy": "fuzzy",
+    "gumbel": "gumbel",
+    "dirichlet": "dirichlet",
+}
+INFERENCE_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
+START = "sft"  # the row of the SFT start
+
+
+@dataclasses.dataclass
+class GridSettings:
+    """Every knob of the grid (the CLI flags)."""
+
+    out: str = str(REPO / "runs" / "grid")
+    results: str = str(REPO / "benchmarks" / "RESULTS_grid.md")
+    plot: str = str(REPO / "benchmarks" / "grid_results.png")
+    threads: int = 1
+    # task
+    terms: int = 3
+    full_question: bool = False
+    pool_size: int = 8000
+    test_problems: int = 64
+    dev_problems: int = 100
+    # model
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    model_seed: int = 0
+    # SFT
+    sft_batch: int = 32
+    sft_lr: float = 2e-3
+    sft_max_steps: int = 1500
+    sft_min_steps: int = 200
+    sft_eval_every: int = 50
+    sft_target: float = 0.4
+    # RL
+    train_modes: tuple[str, ...] = tuple(TRAIN_MODES)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    rl_steps: int = 120
+    rl_prompts: int = 8
+    rl_generations: int = 8
+    rl_lr: float = 1e-4
+    rl_temperature: float = 1.0
+    rl_sigma: float = 0.33
+    rl_max_topk: int = 10
+    rl_gumbel_tau: float = 0.5
+    rl_dirichlet_alpha: float = 1.0
+    # inference / evaluation
+    inference_modes: tuple[str, ...] = INFERENCE_MODES
+    samples: int = 32
+    ks: tuple[int, ...] = (1, 32)
+    eval_batch: int = 128
+    max_new_tokens: int = 48
+    max_thinking_tokens: int = 40
+    eval_seed: int = 0
+    # out-of-domain drift
+    ood_size: int = 200
+    smoke: bool = False
+
+
+SMOKE = {
+    "terms": 2,
+    "pool_size": 400,
+    "test_problems": 4,
+    "dev_problems": 8,
+    "hidden": 32,
+    "layers": 1,
+    "sft_batch": 16,
+    "sft_max_steps": 20,
+    "sft_min_steps": 20,
+    "sft_eval_every": 10,
+    "sft_target": 1.1,
+    "seeds": (0,),
+    "rl_steps": 2,
+    "rl_prompts": 2,
+    "rl_generations": 4,
+    "samples": 4,
+    "ks": (1, 4),
+    "eval_batch": 16,
+    "max_new_tokens": 24,
+    "max_thinking_tokens": 16,
+    "ood_size": 8,
+}
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _name_list(allowed: Iterable[str]):
+    allowed = tuple(allowed)
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(part.strip() for part in text.split(",") if part.strip())
+        bad = [name for name in names if name not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)} (got {text!r})")
+        return names
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
+    """CLI flags -> `GridSettings` (``--smoke`` first applies the small settings, explicit flags win)."""
+    defaults = GridSettings()
+    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny end-to-end run (~1 min); outputs under --out"
+    )
+    kinds = {int: int, float: float, str: str}
+    for f in dataclasses.fields(GridSettings):
+        if f.name == "smoke":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "train_modes":
+            parser.add_argument(
+                flag, type=_name_list(TRAIN_MODES), default=None, help=f"default {','.join(default)}"
+            )
+        elif f.name == "inference_modes":
+            parser.add_argument(flag, type=_name_list(INFERENCE_MODES), default=None, help="default: all six")
+        elif isinstance(default, tuple):
+            parser.add_argument(
+                flag, type=_int_list, default=None, help=f"default {','.join(map(str, default))}"
+            )
+        else:
+            parser.add_argument(flag, type=kinds[type(default)], default=None, help=f"default {default}")
+    namespace = vars(parser.parse_args(argv))
+    values = dataclasses.asdict(defaults)
+    if namespace.pop("smoke"):
+        values.update(SMOKE, smoke=True, out=str(REPO / "runs" / "grid-smoke"))
+        values["results"] = str(Path(namespace["out"] or values["out"]) / "RESULTS_grid.md")
+        values["plot"] = str(Path(namespace["out"] or values["out"]) / "grid_results.png")
+    values.update({key: value for key, value in namespace.items() if value is not None})
+    settings = GridSettings(**values)
+    if max(settings.ks) > settings.samples:
+        parser.error(f"--ks {settings.ks} has a k larger than --samples {settings.samples}")
+    return settings
+
+
+def settings_hash(settings: GridSettings, keys: Iterable[str], *extra: Any) -> str:
+    """Short hash of the named settings (and extra values): the name suffix of a stage folder."""
+    payload = {key: getattr(settings, key) for key in keys}
+    text = json.dumps([payload, *extra], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+# The settings each stage reads (tests/test_grid.py checks that a stage module reads no other). The splits
+# (task settings) are made once and shared: they are in SFT_KEYS, and the RL and evaluation keys hold the SFT
+# folder's name. `threads` and the output paths are in no key: they change how fast and where, not what.
+SFT_KEYS = (
+    "terms",
+    "full_question",
+    "pool_size",
+    "test_problems",
+    "dev_problems",
+    "hidden",
+    "layers",
+    "heads",
+    "model_seed",
+    "sft_batch",
+    "sft_lr",
+    "sft_max_steps",
+    "sft_min_steps",
+    "sft_eval_every",
+    "sft_target",
+    "max_new_tokens",
+    "eval_batch",
+)
+RL_KEYS = (
+    "rl_steps",
+    "rl_prompts",
+    "rl_generations",
+    "rl_lr",
+    "rl_temperature",
+    "rl_sigma",
+    "rl_max_topk",
+    "rl_gumbel_tau",
+    "rl_dirichlet_alpha",
+    "max_new_tokens",
+    "max_thinking_tokens",
+)
+EVAL_KEYS = (
+    "inference_modes",
+    "samples",
+    "ks",
+    "eval_batch",
+    "max_new_tokens",
+    "max_thinking_tokens",
+    "eval_seed",
+    "ood_size",
+)

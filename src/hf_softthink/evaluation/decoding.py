@@ -1,0 +1,191 @@
+"""Decoding the problems of one mode: jobs split into batches, one ``generate`` call per batch, and the
+thinking/answer token counts of each completion."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList
+
+from ..processors import HardThinkingBudgetProcessor
+from .modes import DecodingMode
+
+
+@dataclass(frozen=True)
+class _DecodeSettings:
+    """What every batch of an evaluation is decoded with (the arguments of :func:`evaluate_modes`)."""
+
+    samples: int
+    batch_size: int
+    max_new_tokens: int
+    max_thinking_tokens: int | None
+    think_end: str
+    seed: int
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def _think_end_span(tokenizer: Any, ids: list[int], think_end: str | None) -> tuple[int, int] | None:
+    """(start, end) token positions of the first ``think_end`` in the decoded ids, or None.
+
+    ``end`` is the smallest prefix length whose text contains the marker, ``start`` the largest position
+    such that ``ids[start:end]`` still spells it (a marker may span several tokens).
+    """
+    if not think_end or not ids or think_end not in tokenizer.decode(ids):
+        return None
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if think_end in tokenizer.decode(ids[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    end = lo
+    lo, hi = 0, end - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if think_end in tokenizer.decode(ids[mid:end]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo, end
+
+
+@dataclass
+class _Job:
+    problem: int
+    count: int
+
+
+def _batches(jobs: list[_Job], batch_size: int) -> list[list[_Job]]:
+    out: list[list[_Job]] = []
+    current: list[_Job] = []
+    size = 0
+    for job in jobs:
+        remaining = job.count
+        while remaining > 0:
+            take = min(remaining, batch_size - size)
+            current.append(_Job(job.problem, take))
+            size += take
+            remaining -= take
+            if size == batch_size:
+                out.append(current)
+                current, size = [], 0
+    if current:
+        out.append(current)
+    return out
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    templated: bool,
+    mode: DecodingMode,
+    *,
+    max_new_tokens: int,
+    max_thinking_tokens: int | None,
+    think_end: str | None,
+    eos_ids: set[int],
+) -> list[dict[str, Any]]:
+    """Decode one batch of prompts; per sequence: text, thinking/answer token counts, soft steps."""
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    prompt_length = inputs["input_ids"].shape[1]
+    kwargs = mode.generate_kwargs()
+    if mode.soft_thinking is None and max_thinking_tokens is not None and think_end:
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [HardThinkingBudgetProcessor(tokenizer, think_end, max_thinking_tokens, prompt_length)]
+        )
+    pad = tokenizer.pad_token_id
+    with torch.inference_mode():
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            return_dict_in_generate=True,
+            pad_token_id=pad,
+            tokenizer=tokenizer,
+            **kwargs,
+        )
+    new = out.sequences[:, prompt_length:].tolist()
+    mask = getattr(out, "thinking_mask", None)
+    marker = think_end
+    if mode.soft_thinking is not None and isinstance(mode.soft_thinking.think_end, str):
+        marker = mode.soft_thinking.think_end
+    results = []
+    for row, ids in enumerate(new):
+        length = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
+        ids = ids[:length]
+        span = _think_end_span(tokenizer, ids, marker)
+        thinking, answer = (len(ids), 0) if span is None else (span[0], length - span[1])
+        results.append(
+            {
+                "text": tokenizer.decode(ids, skip_special_tokens=True),
+                "thinking_tokens": thinking,
+                "answer_tokens": answer,
+                "soft_steps": int(mask[row, :length].sum()) if mask is not None else 0,
+            }
+        )
+    return results
+
+
+def _batch_seed(seed: int, mode: str, batch: list[_Job], offset: int) -> int:
+    return zlib.crc32(f"{seed}:{mode}:{batch[0].problem}:{offset}:{len(batch)}".encode()) & 0x7FFFFFFF
+
+
+def _decode_mode(
+    model: Any,
+    tokenizer: Any,
+    mode: DecodingMode,
+    problems: list[int],
+    prompts: list[tuple[str, bool]],
+    settings: _DecodeSettings,
+    *,
+    eos_ids: set[int],
+    progress: Callable[[int], Any],
+) -> Iterator[tuple[int, list[dict[str, Any]], float]]:
+    """Decode ``problems`` in one mode, in batches; yield ``(problem, outputs, seconds)`` as each completes.
+
+    A deterministic mode decodes one sequence per problem, a stochastic one ``settings.samples``;
+    ``seconds`` is the problem's share of its batches' wall time.
+    """
+    per_problem = 1 if mode.deterministic else settings.samples
+    buffers: dict[int, list[dict[str, Any]]] = {}
+    seconds: dict[int, float] = {}
+    for batch in _batches([_Job(p, per_problem) for p in problems], settings.batch_size):
+        texts = [prompts[job.problem][0] for job in batch for _ in range(job.count)]
+        offset = len(buffers.get(batch[0].problem, []))
+        torch.manual_seed(_batch_seed(settings.seed, mode.name, batch, offset))
+        start = time.perf_counter()
+        generated = _generate(
+            model,
+            tokenizer,
+            texts,
+            all(prompts[job.problem][1] for job in batch),
+            mode,
+            max_new_tokens=settings.max_new_tokens,
+            max_thinking_tokens=settings.max_thinking_tokens,
+            think_end=settings.think_end,
+            eos_ids=eos_ids,
+        )
+        elapsed = time.perf_counter() - start
+        progress(len(texts))
+        cursor = 0
+        for job in batch:
+            buffers.setdefault(job.problem, []).extend(generated[cursor : cursor + job.count])
+            cursor += job.count
+            seconds[job.problem] = seconds.get(job.problem, 0.0) + elapsed * job.count / len(texts)
+            if len(buffers[job.problem]) == per_problem:
+                yield job.problem, buffers.pop(job.problem), seconds.pop(job.problem)

@@ -1,0 +1,335 @@
+"""The run/resume loop of an evaluation: :func:`evaluate_modes`.
+
+Its steps: check the sizes, resolve the modes, read the problems and build their prompts, open the resume
+log (:mod:`.records`), decode what is not saved yet mode by mode (:mod:`.decoding`), then summarise
+(:mod:`.results`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
+from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
+from ..evaluation_metrics import DEFAULT_THINK_END, parse_ks
+from .decoding import _decode_mode, _DecodeSettings, _eos_ids
+from .lock import output_folder_lock
+from .modes import DecodingMode, resolve_modes
+from .records import _finish_record, _problem_key, _RecordsLog, _run_key
+from .results import EvaluationResult, _summarize_mode
+
+#: default thinking budget of an evaluation: small models must reach an answer phase
+DEFAULT_MAX_THINKING_TOKENS = 64
+
+
+def _one_run_per_output_dir(evaluate: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
+    """``evaluate`` with its ``output_dir`` checked (:func:`hf_softthink.checks.prepare_output_dir`) and locked
+    (:func:`.lock.output_folder_lock`) for the whole run, before anything else: two evaluations never write one
+    folder."""
+
+    @functools.wraps(evaluate)
+    def locked(*args: Any, output_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> EvaluationResult:
+        if output_dir is None:
+            return evaluate(*args, **kwargs)
+        out = prepare_output_dir(output_dir, "output_dir")
+        with output_folder_lock(out):
+            return evaluate(*args, output_dir=out, **kwargs)
+
+    return locked
+
+
+@_one_run_per_output_dir
+def evaluate_modes(
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    modes: Any = ("hard-greedy", "soft-greedy"),
+    *,
+    samples: int = 1,
+    ks: int | str | Iterable[int] | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+    max_thinking_tokens: int | None = DEFAULT_MAX_THINKING_TOKENS,
+    think_end: str = DEFAULT_THINK_END,
+    thinking_instruction: str | None = DEFAULT_THINKING_INSTRUCTION,
+    seed: int = 0,
+    output_dir: str | os.PathLike[str] | None = None,
+    model_name: str | None = None,
+    task_name: str | None = None,
+    save_completions: bool = True,
+    progress: bool = True,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> EvaluationResult:
+    """Decode every problem ``samples`` times in each mode, score, and summarise.
+
+    Args:
+        model / tokenizer: a causal LM and its tokenizer. Soft modes call
+            :func:`hf_softthink.enable_soft_thinking` on the model (in place, idempotent).
+        dataset: a ``datasets.Dataset`` (or list of row dicts) with the columns of
+            :mod:`hf_softthink.data`: ``prompt`` (chat messages) or ``question``, and ``task`` + ``entry``
+            (reasoning-gym verifier) or ``answer`` (math-verify). A ``prompt_text`` column is used as is.
+        modes: preset names (list or ``"hard-greedy,soft-sample"``), :class:`DecodingMode` objects or
+            ``SoftThinkingConfig`` objects (:func:`resolve_modes`).
+        samples: completions per problem (``n`` of pass@k).
+        ks: the k of pass@k / maj@k (default ``[1, samples]``); each must be <= ``samples``.
+        batch_size: sequences per ``generate`` call; a problem's samples are the same prompt repeated,
+            split over calls when ``samples > batch_size``.
+        max_new_tokens: generated tokens per completion, thinking and answer together.
+        max_thinking_tokens: thinking budget of every mode (``None``: none); see the module docstring.
+        think_end: the end-of-thinking marker (a string, matched on decoded text).
+        thinking_instruction: system prompt for rows without a ``prompt`` column (the dataset's own
+            prompts, built by :mod:`hf_softthink.data`, already carry the instruction).
+        seed: seeds the sampling (each batch is seeded from it, the mode and the batch's first problem;
+            the caller's global RNG state is restored afterwards).
+        output_dir: where ``samples.jsonl`` (resume log), ``results.json``, ``results.md`` and
+            ``pass_at_k.png`` go; ``None`` writes nothing and resumes nothing.
+        model_name / task_name: labels for the results (the model name also enters the resume fingerprint;
+            default: ``model.config._name_or_path``).
+        save_completions: keep the completion texts in the records.
+        progress: show a tqdm progress bar (sequences generated).
+        on_record: called with each finished (mode, problem) record right after it is saved.
+
+    Raises:
+        ValueError: unknown mode, k larger than samples, empty dataset, a problem without gold answer or
+            verifier, bad sizes.
+        OSError: ``output_dir`` is a file, lies under a file or cannot be written
+            (:func:`hf_softthink.checks.prepare_output_dir`), or another process is evaluating into it
+            (:class:`~.lock.OutputFolderLockedError`); both before anything else.
+    """
+    _check_sizes(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end)
+    ks_list = parse_ks(ks if ks is not None else sorted({1, samples}), samples)
+    mode_list = resolve_modes(modes, max_thinking_tokens=max_thinking_tokens, think_end=think_end)
+    rows = _rows(dataset)
+    _warn_on_settings(model, tokenizer, mode_list, max_new_tokens, max_thinking_tokens, think_end)
+    if any(m.soft_thinking is not None for m in mode_list):
+        from ..generation import enable_soft_thinking
+
+        enable_soft_thinking(model, tokenizer=tokenizer)
+    model_label = _model_label(model, model_name)
+    prompts = [_prompt_text(row, tokenizer, thinking_instruction) for row in rows]
+    problem_keys = [_problem_key(text, row) for (text, _), row in zip(prompts, rows, strict=True)]
+    decode = _DecodeSettings(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end, seed)
+    settings = {
+        "model": str(model_label),
+        "task": task_name,
+        "num_problems": len(rows),
+        "samples": samples,
+        "ks": ks_list,
+        "max_new_tokens": max_new_tokens,
+        "max_thinking_tokens": max_thinking_tokens,
+        "think_end": think_end,
+        "seed": seed,
+        "batch_size": batch_size,
+        "modes": [m.name for m in mode_list],
+    }
+    out_dir = Path(output_dir) if output_dir is not None else None
+    log = _RecordsLog.open(out_dir)
+    run_keys = {m.name: _run_key(model_label, m, decode) for m in mode_list}
+    pending = {
+        m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
+        for m in mode_list
+    }
+    _decode_pending(
+        model,
+        tokenizer,
+        mode_list,
+        pending,
+        rows,
+        prompts,
+        decode,
+        problem_keys=problem_keys,
+        run_keys=run_keys,
+        log=log,
+        save_completions=save_completions,
+        progress=progress,
+        on_record=on_record,
+    )
+    records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
+    summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
+    result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
+
+
+def _check_sizes(
+    samples: int, batch_size: int, max_new_tokens: int, max_thinking_tokens: int | None, think_end: str
+) -> None:
+    """Raise a ValueError naming the first bad size (or think-end marker) and what it must be."""
+    for name, value, low in (
+        ("samples", samples, 1),
+        ("batch_size", batch_size, 1),
+        ("max_new_tokens", max_new_tokens, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if max_thinking_tokens is not None and (
+        isinstance(max_thinking_tokens, bool)
+        or not isinstance(max_thinking_tokens, int)
+        or max_thinking_tokens < 0
+    ):
+        raise ValueError(f"max_thinking_tokens must be None or an integer >= 0, got {max_thinking_tokens!r}")
+    if not isinstance(think_end, str) or not think_end:
+        raise ValueError(f"think_end must be a non-empty string such as '</think>', got {think_end!r}")
+
+
+def _warn_on_settings(
+    model: Any,
+    tokenizer: Any,
+    modes: list[DecodingMode],
+    max_new_tokens: int,
+    max_thinking_tokens: int | None,
+    think_end: str,
+) -> None:
+    """Warn about settings that cannot do what they say: a thinking budget (the evaluation's or a soft mode's
+    own) that fills ``max_new_tokens``, a think-end marker that is the end-of-sequence token."""
+    budgets = [max_thinking_tokens] + [m.soft_thinking.max_thinking_tokens for m in modes if m.soft_thinking]
+    budgets = [b for b in budgets if b is not None]
+    stacklevel = 5  # warnings.warn < check < this < evaluate_modes < its output-folder wrapper < the caller
+    if budgets:
+        warn_if_budget_fills_length(
+            max(budgets),
+            max_new_tokens,
+            budget_name="max_thinking_tokens",
+            length_name="max_new_tokens",
+            stacklevel=stacklevel,
+        )
+    marker_ids = tokenizer.encode(think_end, add_special_tokens=False)
+    warn_if_think_end_is_eos(think_end, marker_ids, _eos_ids(model, tokenizer), stacklevel=stacklevel)
+
+
+def _model_label(model: Any, model_name: str | None) -> str:
+    """``model_name``, else the model's ``_name_or_path``, else its class name."""
+    return (
+        model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+    )
+
+
+@contextlib.contextmanager
+def _left_padding(tokenizer: Any) -> Iterator[None]:
+    """Left padding (batched decoder-only generation) and a pad token while decoding; restored after."""
+    padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = padding_side
+        if pad_token is None:
+            tokenizer.pad_token = None
+
+
+def _decode_pending(
+    model: Any,
+    tokenizer: Any,
+    modes: list[DecodingMode],
+    pending: dict[str, list[int]],
+    rows: list[dict[str, Any]],
+    prompts: list[tuple[str, bool]],
+    decode: _DecodeSettings,
+    *,
+    problem_keys: list[str],
+    run_keys: dict[str, str],
+    log: _RecordsLog,
+    save_completions: bool,
+    progress: bool,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Decode the ``pending`` problems of every mode; each finished (mode, problem) record is added to the
+    ``log`` (saved at once) and handed to ``on_record``.
+
+    The sampling runs in a forked RNG (the caller's global state is restored afterwards).
+    """
+    total = sum(len(pending[m.name]) * (1 if m.deterministic else decode.samples) for m in modes)
+    eos_ids = _eos_ids(model, tokenizer)
+    with _left_padding(tokenizer):
+        bar = tqdm(
+            total=total, unit="seq", desc="eval", disable=not progress or total == 0, dynamic_ncols=True
+        )
+        try:
+            device = getattr(model, "device", torch.device("cpu"))
+            rng_devices = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=rng_devices):
+                for mode in modes:
+                    bar.set_postfix_str(mode.name)
+                    finished = _decode_mode(
+                        model,
+                        tokenizer,
+                        mode,
+                        pending[mode.name],
+                        prompts,
+                        decode,
+                        eos_ids=eos_ids,
+                        progress=bar.update,
+                    )
+                    for problem, outputs, seconds in finished:
+                        record = _finish_record(
+                            mode,
+                            problem,
+                            rows[problem],
+                            outputs,
+                            samples=decode.samples,
+                            seconds=seconds,
+                            run_key=run_keys[mode.name],
+                            problem_key=problem_keys[problem],
+                            think_end=decode.think_end,
+                            save_completions=save_completions,
+                        )
+                        log.add(record)
+                        if on_record is not None:
+                            on_record(record)
+        finally:
+            bar.close()
+
+
+def _rows(dataset: Any) -> list[dict[str, Any]]:
+    if dataset is None:
+        raise ValueError("The dataset is empty (None): pass a datasets.Dataset or a list of rows")
+    if hasattr(dataset, "to_list"):
+        rows = dataset.to_list()
+    elif isinstance(dataset, Sequence) and not isinstance(dataset, (str, bytes)):
+        rows = [dict(r) for r in dataset]
+    else:
+        raise TypeError(
+            f"dataset must be a datasets.Dataset or a list of dict rows, got {type(dataset).__name__}"
+        )
+    if not rows:
+        raise ValueError(
+            "The dataset is empty (0 problems): give at least one problem (e.g. --num-problems >= 1, or a "
+            "JSONL file with rows)"
+        )
+    for i, row in enumerate(rows):
+        if not row.get("prompt") and not row.get("prompt_text") and row.get("question") is None:
+            raise ValueError(
+                f"Problem {i} has no 'question' (nor 'prompt'); build the dataset with "
+                "hf_softthink.data.load_prompts(..., question_column=<name>) or reasoning_gym_dataset(...)"
+            )
+        has_verifier = bool(row.get("task")) and bool(row.get("entry"))
+        if not has_verifier and row.get("answer") is None:
+            raise ValueError(
+                f"Problem {i} has no gold answer: the 'answer' column is missing or empty and it is not a "
+                "reasoning-gym row (task/entry). Load the data with an answer column "
+                "(load_prompts(..., answer_column=<name>), --answer-column NAME on the command line)."
+            )
+    return rows
+
+
+def _prompt_text(
+    row: Mapping[str, Any], tokenizer: Any, thinking_instruction: str | None
+) -> tuple[str, bool]:
+    """(prompt text, whether it is chat-templated, i.e. already holds the special tokens)."""
+    if row.get("prompt_text"):
+        return str(row["prompt_text"]), True
+    messages = row.get("prompt") or build_prompt(str(row["question"]), thinking_instruction)
+    if getattr(tokenizer, "chat_template", None):
+        return apply_chat_template(tokenizer, messages), True
+    return "\n\n".join(str(m["content"]) for m in messages) + "\n", False
