@@ -156,3 +156,15 @@ def test_hovering_a_soft_step_shows_its_top_k_in_chromium(output, tokenizer, tmp
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_missing_browser_is_a_clear_skip_or_in_ci_a_failure(monkeypatch, required):
+    import sys
+
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "REQUIRE_BROWSER", required)
+    monkeypatch.setattr(shutil, "which", lambda path: None)
+    outcome = pytest.fail.Exception if required else pytest.skip.Exception
+    with pytest.raises(outcome, match=r"apt-get install -y chromium chromium-driver"):
+        chromium_driver()
