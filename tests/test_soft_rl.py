@@ -84,6 +84,41 @@ def test_sampled_stop_decisions_stop_with_the_stop_probability(noise):
     assert abs(stopped["sample"] - 0.41) < 0.08
 
 
+class ThinkEndLikely(LogitsProcessor):
+    """Every step: the think-end token has probability 0.5, ids 10 and 11 share the rest (0.3, 0.2)."""
+
+    def __call__(self, input_ids, scores):
+        fixed = torch.full_like(scores, -math.inf)
+        fixed[:, THINK_END], fixed[:, 10], fixed[:, 11] = map(math.log, (0.5, 0.3, 0.2))
+        return fixed
+
+
+def test_a_sampled_think_end_is_fed_and_recorded_as_its_token_embedding():
+    """Gaussian rollouts: a drawn think-end feeds its token's embedding (no noise) and `soft_input_embeddings` records
+    exactly that, so the loss feeds the answer what the rollout fed; the step is a natural THINK_END."""
+    from hf_softthink.events import StepEvent
+
+    model = enable_soft_thinking(tiny_model("llama", seed=0), tokenizer=TOKENIZER)
+    prompt = TOKENIZER("abc", return_tensors="pt")
+    torch.manual_seed(0)
+    config = SoftThinkingConfig(max_topk=K, temperature=1.0, top_p=1.0, min_p=0.0, noise="gaussian",
+                                stop_decision="sample", think_end=THINK_END)
+    out = model.generate(
+        **prompt, soft_thinking=config, max_new_tokens=3, do_sample=True, num_return_sequences=64,
+        logits_processor=LogitsProcessorList([ThinkEndLikely()]), return_dict_in_generate=True,
+        pad_token_id=TOKENIZER.pad_token_id, eos_token_id=EOS,
+    )
+    stopped = out.sequences[:, prompt["input_ids"].shape[1]] == THINK_END
+    assert stopped.any() and (~stopped).any()
+    assert torch.equal(out.stop_decision_mask[:, 0], stopped)
+    assert (out.step_events[stopped, 0] == StepEvent.THINK_END).all()
+    assert (out.step_events[stopped, 1] == StepEvent.ANSWER).all()
+    assert (out.step_events[~stopped, 0] == StepEvent.SOFT).all()
+    token = model.get_input_embeddings()(torch.tensor([THINK_END]))[0]
+    torch.testing.assert_close(out.soft_input_embeddings[stopped, 0], token.expand(int(stopped.sum()), -1))
+    assert out.soft_topk_support[stopped, 0].sum(-1).eq(3).all()  # the 3 ids of w, think-end included
+
+
 def _rollout_logits(trainer, monkeypatch):
     """Run one generation batch, keeping the rollout's own per-step raw logits (output_logits=True)."""
     model_class = type(trainer.accelerator.unwrap_model(trainer.model).get_base_model()

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -47,6 +48,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode)
     parser.add_argument("--switch-window", type=int, default=defaults.switch_window)
     parser.add_argument("--max-switches", type=int, default=defaults.max_switches)
+    parser.add_argument("--switch-beta", type=float, default=defaults.switch_beta,
+                        help="switch mode: beta_0 of the think-end blend on a switch to explicit (SwiReasoning 0.7)")
+    parser.add_argument("--switch-alpha", type=float, default=defaults.switch_alpha,
+                        help="switch mode: alpha_0 of the think-start blend on a switch back to soft")
+    parser.add_argument("--think-start", default=defaults.think_start, help="switch mode: thinking-start marker")
+    parser.add_argument("--final-answer", default=defaults.final_answer,
+                        help="switch mode: text forced past twice the switch limit")
+    parser.add_argument("--final-answer-max-tokens", type=int, default=defaults.final_answer_max_tokens)
 
 
 def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
@@ -59,7 +68,9 @@ def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
         gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
-        max_switches=args.max_switches,
+        max_switches=args.max_switches, switch_beta=args.switch_beta, switch_alpha=args.switch_alpha,
+        think_start=int(args.think_start) if str(args.think_start).isdigit() else args.think_start,
+        final_answer=args.final_answer, final_answer_max_tokens=args.final_answer_max_tokens,
     )
 
 
@@ -72,6 +83,7 @@ class DecodeResult:
     thinking_tokens: int
     answer_tokens: int
     seconds: float
+    output: Any = None  # the generate output (soft thinking: for the trace views)
 
     @property
     def tokens(self) -> int:
@@ -112,7 +124,7 @@ def run_soft(model, tokenizer, inputs, config: SoftThinkingConfig, max_new_token
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds)
+    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
 
 
 def run_standard(model, tokenizer, inputs, max_new_tokens: int) -> DecodeResult:
@@ -149,6 +161,15 @@ def command_generate(args: argparse.Namespace) -> int:
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}) ===")
     print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩ marks an uncertain mixture]\n{soft.trace}")
     print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer}")
+    if args.html or args.plot:
+        from .trace import SoftThinkingTrace
+
+        trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True)
+        if args.html:
+            print(f"trace: {trace.save_html(args.html, title=f'Soft-thinking trace: {args.question}')}", file=sys.stderr)
+        if args.plot:
+            trace.plot(args.plot)
+            print(f"entropy plot: {args.plot}", file=sys.stderr)
     if args.compare:
         torch.manual_seed(args.seed)
         standard = run_standard(model, tokenizer, inputs, args.max_new_tokens)
@@ -278,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=160)
     generate.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="system prompt ('' for none)")
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--html", default=None, metavar="PATH",
+                          help="write the soft-thinking trace as a self-contained HTML page (hover a step: its mixture)")
+    generate.add_argument("--plot", default=None, metavar="PATH", help="write a PNG of entropy and mode per step")
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
@@ -317,14 +341,33 @@ def build_parser() -> argparse.ArgumentParser:
                           help="system prompt (default: the package's thinking instruction; '' for none)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=command_eval)
+
+    commands.add_parser(
+        "lm-eval",
+        add_help=False,
+        help="lm-evaluation-harness's command line with the hf-softthink model registered (needs the lm-eval "
+        "extra): hf-softthink lm-eval --model hf-softthink --model_args pretrained=...,soft_max_topk=10 ...",
+    )
     return parser
+
+
+def command_lm_eval(arguments: Sequence[str]) -> int:
+    """`hf-softthink lm-eval ARGS`: `lm_eval ARGS` after registering the `hf-softthink` model."""
+    from .lm_eval_harness import main as lm_eval_main
+
+    return lm_eval_main(list(arguments))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:  # every later argument is lm_eval's own, options included
+        handler, args = command_lm_eval, argv[1:]
+    else:
+        args = parser.parse_args(argv)
+        handler = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except (ValueError, ImportError, OSError) as error:
         print(f"hf-softthink: error: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from .densities import (
 
 _LAZY = {
     "FUZZY_TEMPERATURE": ".config",
+    "ON_POLICY_ROLLOUTS": ".config",
     "SOFT_DENSITIES": ".config",
     "SOFT_ROLLOUTS": ".config",
     "SoftGRPOConfig": ".config",

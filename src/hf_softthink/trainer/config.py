@@ -16,6 +16,8 @@ from ..config import SoftThinkingConfig
 SOFT_ROLLOUTS = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet")
 #: the soft-step densities of `SoftGRPOConfig.soft_density`
 SOFT_DENSITIES = ("exact", "soft_grpo_approx")
+#: rollouts whose Gaussian importance ratios leave the clip range after one update: trained on-policy only
+ON_POLICY_ROLLOUTS = ("gaussian", "fuzzy")
 #: the thinking temperature of "fuzzy" rollouts ("Soft Tokens, Hard Truths", arXiv:2509.19170)
 FUZZY_TEMPERATURE = 1e-4
 
@@ -132,18 +134,10 @@ class SoftGRPOConfig(GRPOConfig):
                 f"object string or None, got {type(self.soft_thinking).__name__}."
             )
         if self.soft_rollout != "hard":
-            for flag in ("use_vllm", "use_transformers_continuous_batching", "use_transformers_paged"):
-                if getattr(self, flag, False):
-                    raise ValueError(
-                        f"SoftGRPOConfig.{flag}=True is not supported with "
-                        f"soft_rollout={self.soft_rollout!r}: soft rollouts feed concept-token embeddings "
-                        "back through hf_softthink's decoder inside `model.generate`, which vLLM and "
-                        f"transformers' continuous-batching engine do not run. Set {flag}=False, or "
-                        "soft_rollout='hard' for plain GRPO."
-                    )
+            self.check_generation_engine()
             self.rollout_config()  # validates the decoder settings now, not at the first training step
         generate_every = self.steps_per_generation * self.num_iterations
-        if self.soft_rollout in ("gaussian", "fuzzy") and self.gradient_accumulation_steps % generate_every:
+        if self.soft_rollout in ON_POLICY_ROLLOUTS and self.gradient_accumulation_steps % generate_every:
             raise ValueError(
                 f"SoftGRPOConfig: soft_rollout={self.soft_rollout!r} trains on-policy only, but num_iterations="
                 f"{self.num_iterations} and steps_per_generation={self.steps_per_generation} with "
@@ -154,6 +148,23 @@ class SoftGRPOConfig(GRPOConfig):
                 "steps_per_generation=gradient_accumulation_steps (the defaults), or use "
                 "soft_rollout='gumbel' / 'dirichlet' for multi-iteration training."
             )
+
+    def check_generation_engine(self) -> None:
+        """Raise `ValueError` if a soft rollout is set to generate with vLLM (any `vllm_mode`) or transformers'
+        continuous batching: soft rollouts run only through hf_softthink's decoder (`docs/vllm.md` designs
+        the vLLM path). Called at construction and again by `SoftGRPOTrainer` (flags set afterwards)."""
+        if self.soft_rollout == "hard":
+            return
+        for flag in ("use_vllm", "use_transformers_paged", "use_transformers_continuous_batching"):
+            if getattr(self, flag, False):
+                mode = f" (vllm_mode={self.vllm_mode!r})" if flag == "use_vllm" else ""
+                raise ValueError(
+                    f"SoftGRPOConfig.{flag}=True is not supported with "
+                    f"soft_rollout={self.soft_rollout!r}{mode}: soft rollouts feed concept-token embeddings "
+                    "back through hf_softthink's decoder inside `model.generate`, which vLLM and "
+                    f"transformers' continuous-batching engine do not run (docs/vllm.md). Set {flag}=False, or "
+                    "soft_rollout='hard' for plain GRPO."
+                )
 
     def rollout_config(self) -> SoftThinkingConfig | None:
         """The decoder config of the rollouts (None for `soft_rollout="hard"`).
