@@ -3,7 +3,8 @@
 import pytest
 
 from hf_softthink import SoftThinkingConfig
-from hf_softthink.cli import build_parser, config_from_arguments, main, render_trace
+from hf_softthink.cli import build_parser, config_from_arguments, main
+from hf_softthink.demo import render_trace
 from hf_softthink.models import tiny_tokenizer
 
 

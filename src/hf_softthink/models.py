@@ -60,6 +60,8 @@ __all__ = [
     "PACKAGED_MODELS",
     "TINY_ARCHITECTURES",
     "TINY_VOCAB_SIZE",
+    "HUB_TIMEOUT_SECONDS",
+    "HubModelUnavailableError",
     "ModelPackageNotInstalledError",
     "PackagedModel",
     "UnknownModelError",
@@ -89,6 +91,15 @@ class ModelPackageNotInstalledError(ImportError):
 
 class UnknownModelError(ValueError):
     """A bare name that is neither a packaged model's short name nor an existing local path."""
+
+
+class HubModelUnavailableError(OSError):
+    """A Hub id that cannot be loaded: the Hub cannot be reached and the model is not in the local cache, or
+    the Hub does not know the id. The message is one line: what failed, why, and what to use instead."""
+
+
+#: seconds `load_model` waits for the Hub to answer its one check of a Hub id before calling it unreachable
+HUB_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -289,10 +300,16 @@ def load_model(
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
 
+    A Hub id is checked with one request first (at most `HUB_TIMEOUT_SECONDS`): when the Hub cannot be
+    reached the model loads from the local Hub cache if it is there, and otherwise `load_model` fails at
+    once, instead of retrying each file download for about a minute.
+
     Raises:
         ModelPackageNotInstalledError: a packaged model's package is missing (the message says how to
             install it).
         UnknownModelError: a bare name that is not a short name nor a path.
+        HubModelUnavailableError: a Hub id that the Hub does not know, or that is not cached while the Hub
+            cannot be reached (offline machine, ``HF_HUB_OFFLINE=1``).
     """
     name = os.fspath(name_or_path)
     tokenizer_kwargs = {key: kwargs[key] for key in _SHARED_HUB_KWARGS if key in kwargs}
@@ -307,11 +324,78 @@ def load_model(
         source = name
         if cache_dir is not None:
             kwargs["cache_dir"] = tokenizer_kwargs["cache_dir"] = cache_dir
+        if not os.path.exists(name) and not kwargs.get("local_files_only"):
+            if not _hub_reachable(name, revision=kwargs.get("revision"), token=kwargs.get("token"),
+                                  cache_dir=kwargs.get("cache_dir")):
+                kwargs["local_files_only"] = tokenizer_kwargs["local_files_only"] = True
     optional = {"dtype": dtype, "device_map": device, "quantization_config": quantization_config}
     kwargs.update({key: value for key, value in optional.items() if value is not None})
     tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs).eval()
     return model, tokenizer
+
+
+def _hub_reachable(repo_id: str, *, revision: str | None, token: Any, cache_dir: Any) -> bool:
+    """Whether `from_pretrained` may use the Hub for ``repo_id`` (False: load from the local cache only).
+
+    One ``model_info`` request (no retries, `HUB_TIMEOUT_SECONDS`) tells an unreachable Hub from a wrong id.
+    Raises `HubModelUnavailableError` when the id is unknown, or when the Hub is unreachable and the model's
+    ``config.json`` is not in the cache.
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    cached = isinstance(
+        try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision), str
+    )
+    instead = (
+        f"use a local model folder, a packaged model ({', '.join(PACKAGED_MODELS)}), or download it once "
+        "with network access"
+    )
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return False
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: HF_HUB_OFFLINE is set and the model is not in the local Hub cache "
+            f"({constants.HF_HUB_CACHE}); {instead} (unset HF_HUB_OFFLINE)"
+        )
+    try:
+        HfApi().model_info(repo_id, revision=revision, token=token, timeout=HUB_TIMEOUT_SECONDS)
+    except GatedRepoError:
+        if cached:
+            return True
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: it is a gated model; accept its licence on {constants.ENDPOINT}/{repo_id} "
+            "and log in (`hf auth login`), or " + instead
+        ) from None
+    except RepositoryNotFoundError:
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: the Hub ({constants.ENDPOINT}) has no model of that id (a typo, or a "
+            "private model: log in with `hf auth login`); " + instead
+        ) from None
+    except RevisionNotFoundError:
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: the Hub has no revision {revision!r} of it; check `revision`"
+        ) from None
+    except HfHubHTTPError:
+        return True  # the Hub answered, with another HTTP error: from_pretrained reports it
+    except Exception as error:  # no answer at all (DNS, connection refused, timeout): the machine is offline
+        if cached:
+            logger.warning("The Hub (%s) cannot be reached; loading %r from the local cache.", constants.ENDPOINT,
+                           repo_id)
+            return False
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached "
+            f"({reason}): this machine looks offline, so the id cannot be checked either, and the model is not "
+            f"in the local Hub cache; {instead}"
+        ) from None
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------
