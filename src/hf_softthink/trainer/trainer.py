@@ -49,6 +49,7 @@ gradient through the thinking steps; the answer tokens still train).
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -345,12 +346,15 @@ class SoftGRPOTrainer(GRPOTrainer):
                 embedding = input_embedding_module(unwrapped_model)
                 vocab_size = unwrapped_model.config.get_text_config().vocab_size
                 noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size)
+            # return_dict_in_generate goes into a copy of the config: transformers deprecates passing
+            # generation arguments next to a generation_config
+            generation_config = copy.deepcopy(self.generation_config)
+            generation_config.return_dict_in_generate = True
             out = unwrapped_model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                generation_config=self.generation_config,
+                generation_config=generation_config,
                 soft_thinking=config,
-                return_dict_in_generate=True,
             )
         completion_ids = out.sequences[:, input_ids.size(1) :]
         is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device))
