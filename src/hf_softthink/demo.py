@@ -250,8 +250,9 @@ class DemoReport:
             "",
             f"What to expect: each question is {100 / n:.0f} points of accuracy, so a difference of a question or "
             "two is noise. Soft thinking's reported gains are on 7B-32B reasoning models trained to think "
-            "(arXiv:2505.15778); a 135M chat model was never taught to, so expect it to help little or not at "
-            "all here. Try a larger model with --model, or measure a task with `hf-softthink eval`.",
+            "(arXiv:2505.15778); a small chat model such as SmolLM2-135M was never taught to think, so expect "
+            "little or no gain from it here. Try a larger model with --model, or measure a task with "
+            "`hf-softthink eval`.",
         ]
         lines += self.notes
         return "\n".join(lines)
@@ -307,6 +308,11 @@ def run_demo(
         thinking_instruction=prompt, max_thinking_tokens=budget, **common,
     )
     summary = {**standard.summary, **thinking.summary}
+    # the standard prompt asks for no thinking: every token it wrote is answer (evaluate_modes counts a
+    # completion without think-end as unclosed thinking)
+    plain = summary["standard"]
+    plain["mean_answer_tokens"] += plain["mean_thinking_tokens"]
+    plain["mean_thinking_tokens"] = 0.0
     records = {**standard.records, **thinking.records}
     answers = {label: [(r["answers"][0], r["correct"][0]) for r in records[label]] for label in MODE_LABELS}
     inputs = prompt_inputs(tokenizer, questions[0][0], prompt)

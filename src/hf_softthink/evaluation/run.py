@@ -172,6 +172,8 @@ def evaluate_modes(
         raise EvaluationInterrupted(saved, total, saved - resumed, log.path) from None
     records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
     summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
+    for m in mode_list:  # their seconds were measured by the earlier run that saved them
+        summary[m.name]["resumed_problems"] = len(rows) - len(pending[m.name])
     result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
     if out_dir is not None:
         result.save(out_dir)
