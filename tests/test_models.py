@@ -197,6 +197,15 @@ def test_conversion_runs_once_and_writes_a_plain_checkpoint(fake_packaged_model,
     assert fake_packaged_model == ["fake.gguf"]
 
 
+def test_conversion_time_is_one_figure_in_the_message_and_the_readme(fake_packaged_model, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="hf_softthink.models"):
+        load_model("fake", cache_dir=tmp_path)
+    assert f"takes {models.CONVERSION_TIME};" in caplog.text
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert f"which takes {models.CONVERSION_TIME};" in readme
+    assert "30-90" not in caplog.text and "30–60" not in readme
+
+
 def test_interrupted_conversion_leaves_nothing(fake_packaged_model, monkeypatch, tmp_path):
     def interrupt(*args):
         raise KeyboardInterrupt

