@@ -145,6 +145,8 @@ def test_missing_package_error_gives_install_command(monkeypatch, tmp_path):
 def test_unknown_short_name_lists_known_names(tmp_path):
     with pytest.raises(UnknownModelError, match="smollm2-135m.*gemma3-270m"):
         load_model("smollm3-1b", cache_dir=tmp_path)
+    with pytest.raises(UnknownModelError, match="neither an existing local folder nor a Hub id"):
+        load_model(str(tmp_path / "missing" / "model"))
     with pytest.raises(UnknownModelError, match="smollm2-135m"):
         packaged_model_path("gpt2", cache_dir=tmp_path)
 

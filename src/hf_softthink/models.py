@@ -354,7 +354,15 @@ def _hub_reachable(repo_id: str, *, revision: str | None, token: Any, cache_dir:
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UnknownModelError(
+            f"{repo_id!r} is neither an existing local folder nor a Hub id ('org/name'); packaged models: "
+            f"{', '.join(PACKAGED_MODELS)}"
+        ) from None
     cached = isinstance(
         try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision), str
     )
