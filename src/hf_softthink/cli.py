@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .checks import check_model_path, prepare_output_dir
 from .config import SoftThinkingConfig
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -141,6 +142,8 @@ def command_generate(args: argparse.Namespace) -> int:
     from .generation import enable_soft_thinking
     from .models import load_model
 
+    config_from_arguments(args)  # bad flags fail before the model loads
+    check_model_path(args.model, "--model")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
@@ -172,7 +175,6 @@ def command_generate(args: argparse.Namespace) -> int:
 
 def command_eval(args: argparse.Namespace) -> int:
     """`hf-softthink eval`: pass@k / maj@k / token cost of decoding modes on a task; resumable."""
-    import json
     import os
 
     from .data import DEFAULT_THINKING_INSTRUCTION, load_prompts, reasoning_gym_dataset
@@ -182,14 +184,18 @@ def command_eval(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
     ks = parse_ks(args.k if args.k is not None else f"1,{args.samples}", args.samples)
-    # (the marker only completes the configs here: the real one, which may depend on the tokenizer, comes later)
-    resolve_modes(args.modes, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end or "</think>")
+    # the marker only completes the configs of this check; the real one may depend on the tokenizer
+    resolve_modes(
+        args.modes, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end or "</think>"
+    )
     if args.num_problems is not None and args.num_problems < 1:
         raise ValueError(
             f"--num-problems must be at least 1, got {args.num_problems}: the dataset would be empty"
         )
     instruction = DEFAULT_THINKING_INSTRUCTION if args.system is None else (args.system or None)
     is_file = args.task.endswith((".jsonl", ".json")) or os.path.isfile(args.task)
+    _check_task_flags(args, is_file)
+    check_model_path(args.model, "--model")
     if is_file:
         try:
             dataset = load_prompts(
@@ -201,40 +207,77 @@ def command_eval(args: argparse.Namespace) -> int:
                 f"{error}: --task names neither a reasoning-gym task nor an existing file"
             ) from None
         except ValueError as error:
+            if "_column=" not in str(error):
+                raise
             raise ValueError(
                 f"{error} (command line: --question-column NAME, --answer-column NAME)"
             ) from None
         if args.num_problems is not None:
             dataset = dataset.select(range(min(args.num_problems, len(dataset))))
     else:
-        try:
-            task_config = json.loads(args.task_config) if args.task_config else None
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"--task-config must be a JSON object, e.g. '{{\"max_terms\": 2}}' ({error})"
-            ) from None
         dataset = reasoning_gym_dataset(
             args.task, size=args.num_problems or 20, seed=args.data_seed, thinking_instruction=instruction,
-            config=task_config,
+            config=_task_config(args.task_config),
         )
     if instruction is None:
         print("hf-softthink: note: no system prompt, so the model is not told to write </think>",
               file=sys.stderr)
 
+    from .evaluation.lock import output_folder_lock
     from .models import load_model
 
-    model, tokenizer = load_model(args.model)
-    result = evaluate_modes(
-        model, tokenizer, dataset, args.modes, samples=args.samples, ks=ks, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, max_thinking_tokens=args.max_thinking_tokens,
-        think_end=args.think_end, seed=args.seed, output_dir=args.out, model_name=args.model,
-        task_name=args.task,
-        progress=not args.no_progress,
-    )
+    out = prepare_output_dir(args.out, "--out")
+    with output_folder_lock(out):  # a second run on the same --out stops here, before loading the model
+        model, tokenizer = load_model(args.model)
+        result = evaluate_modes(
+            model, tokenizer, dataset, args.modes, samples=args.samples, ks=ks, batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens, max_thinking_tokens=args.max_thinking_tokens,
+            think_end=args.think_end, seed=args.seed, output_dir=out, model_name=args.model,
+            task_name=args.task,
+            progress=not args.no_progress,
+        )
     print(result.to_markdown())
     for label, path in result.files.items():
         print(f"{label}: {path}", file=sys.stderr)
     return 0
+
+
+def _check_task_flags(args: argparse.Namespace, is_file: bool) -> None:
+    """Refuse flags that do not apply to the kind of --task given (they would be ignored silently)."""
+    if is_file and args.task_config:
+        raise ValueError(
+            f"--task-config configures a reasoning-gym task, but --task {args.task!r} is a file: drop "
+            "--task-config, or give a reasoning-gym task name."
+        )
+    if not is_file:
+        for flag, value, default in (
+            ("--question-column", args.question_column, "question"),
+            ("--answer-column", args.answer_column, "answer"),
+        ):
+            if value != default:
+                raise ValueError(
+                    f"{flag} names a column of a JSONL/JSON file, but --task {args.task!r} is a reasoning-gym "
+                    f"task: drop {flag}, or give the path of your file."
+                )
+        _task_config(args.task_config)
+
+
+def _task_config(text: str | None) -> dict | None:
+    """The --task-config JSON object (None when not given)."""
+    import json
+
+    if not text:
+        return None
+    example = '\'{"max_terms": 2}\''
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--task-config must be a JSON object, e.g. {example} ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"--task-config must be a JSON object of the task's settings, e.g. {example}; got {text!r}."
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,13 +396,12 @@ mode gets the same thinking budget (--max-thinking-tokens):
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .evaluation import EvaluationInterrupted
-    from .models import HubModelUnavailableError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, ImportError, HubModelUnavailableError) as error:
+    except (ValueError, ImportError, OSError) as error:  # OSError: paths, HubModelUnavailableError
         print(f"hf-softthink: error: {error}", file=sys.stderr)
         return 2
     except EvaluationInterrupted as interrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +18,11 @@ MODES = ("soft", "switch")
 
 #: name of the attribute of `GenerationConfig` that holds the soft-thinking config
 GENERATION_CONFIG_ATTRIBUTE = "soft_thinking"
+
+
+_JSON_KINDS = {
+    type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"
+}
 
 
 def _check(condition: bool, name: str, value: Any, allowed: str) -> None:
@@ -163,6 +169,11 @@ class SoftThinkingConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SoftThinkingConfig:
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"SoftThinkingConfig.from_dict needs a dict of its fields, e.g. {{'max_topk': 5}}, got "
+                f"{type(values).__name__}: {values!r}."
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -173,7 +184,20 @@ class SoftThinkingConfig:
 
     @classmethod
     def from_json(cls, text: str) -> SoftThinkingConfig:
-        return cls.from_dict(json.loads(text))
+        """The config from a JSON object of its fields (what `to_json` writes)."""
+        try:
+            values = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"SoftThinkingConfig.from_json needs a JSON object of its fields such as '{{\"max_topk\": 5}}': "
+                f"{text!r:.80} is not valid JSON ({error})."
+            ) from None
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"SoftThinkingConfig.from_json needs a JSON object of its fields such as '{{\"max_topk\": 5}}', "
+                f"got {_JSON_KINDS.get(type(values), 'a JSON value')}: {text!r:.80}."
+            )
+        return cls.from_dict(values)
 
     @classmethod
     def coerce(cls, value: Any, saved: Any = None) -> SoftThinkingConfig | None:

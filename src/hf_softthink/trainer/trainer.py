@@ -74,6 +74,7 @@ from .densities import (
     gaussian_log_density,
     soft_grpo_gumbel_log_density,
 )
+from .inputs import check_trainer_inputs, checked_reward_funcs, warn_on_rollout_settings
 
 __all__ = ["SOFT_BATCH_KEYS", "SoftGRPOTrainer"]
 
@@ -228,6 +229,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_rollout = args.soft_rollout
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
+        check_trainer_inputs(args, train_dataset, eval_dataset)  # before the model loads (trainer/inputs.py)
+        reward_funcs = checked_reward_funcs(reward_funcs)
         if self.is_soft:
             unsupported = {
                 "tools": tools,
@@ -274,6 +277,10 @@ class SoftGRPOTrainer(GRPOTrainer):
             unwrapped = self.accelerator.unwrap_model(self.model)
             enable_soft_thinking(unwrapped, tokenizer=self._tokenizer)
             vocab_size = unwrapped.config.get_text_config().vocab_size
+            warn_on_rollout_settings(
+                self.rollout_soft_config, args.max_completion_length, self._tokenizer, self.eos_token_ids,
+                vocab_size,
+            )
             try:
                 self.think_end = resolve_think_end(
                     self.rollout_soft_config.think_end, self._tokenizer, vocab_size
