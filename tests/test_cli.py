@@ -4,7 +4,7 @@ import pytest
 
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.cli import build_parser, config_from_arguments, main
-from hf_softthink.demo import render_trace
+from hf_softthink.demo import DEMO_MAX_THINKING_TOKENS, render_trace
 from hf_softthink.models import tiny_tokenizer
 
 
@@ -15,7 +15,7 @@ def test_config_flags_map_onto_the_config():
     )
     cfg = config_from_arguments(args)
     assert cfg == SoftThinkingConfig(max_topk=4, noise="gumbel", gumbel_tau=0.2, think_end=7, cold_stop_entropy=0.05,
-                                     top_k=None, max_thinking_tokens=96)
+                                     top_k=None, max_thinking_tokens=DEMO_MAX_THINKING_TOKENS)
 
 
 def test_bad_flag_value_is_a_clear_error(capsys):

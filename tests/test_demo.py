@@ -9,7 +9,7 @@ from transformers import StoppingCriteriaList
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.cli import main
 from hf_softthink.completion import COMPLETION_THINK_END, AnswerLineStoppingCriteria, completion_prompt
-from hf_softthink.demo import DEMO_QUESTIONS, MODE_LABELS, run_demo
+from hf_softthink.demo import DEMO_QUESTIONS, DEMO_THINKING_PROMPT, MODE_LABELS, run_demo
 from hf_softthink.evaluation import evaluate_modes
 from hf_softthink.models import tiny_model, tiny_tokenizer
 
@@ -39,8 +39,8 @@ def test_demo_measures_three_decodings_and_prints_them_side_by_side():
     # one batch per mode (all questions at once), then one call for the trace
     assert [len(prompts) for prompts, _ in calls] == [3, 3, 3, 1]
     standard, hard, soft, trace = calls
-    assert all("careful assistant" not in p for p in standard[0]), "standard decoding gets the question alone"
-    assert all("careful assistant" in p for p in hard[0] + soft[0] + trace[0])
+    assert all(DEMO_THINKING_PROMPT not in p for p in standard[0]), "standard decoding gets the question alone"
+    assert all(DEMO_THINKING_PROMPT in p for p in hard[0] + soft[0] + trace[0])
     assert "soft_thinking" not in hard[1] and "logits_processor" in hard[1], "hard thinking: budget processor"
     assert soft[1]["soft_thinking"].max_thinking_tokens == 4
     text = report.to_text()

@@ -19,10 +19,6 @@ from .checks import check_model_path, prepare_output_dir
 from .config import SoftThinkingConfig
 
 DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a careful assistant. Think about the question step by step, then write </think> "
-    "and give the final answer."
-)
 MODEL_HELP = (
     "the model: a packaged one (smollm2-135m: SmolLM2-135M-Instruct; gemma3-270m: Gemma-3-270m base, "
     "prompted completion-style as it has no chat template), a local folder, or a Hub id such as "
@@ -64,7 +60,7 @@ def _config_help(name: str, extra: str = "") -> str:
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, *, max_thinking_tokens: int = 96, think_end: str | None = None
+    parser: argparse.ArgumentParser, *, max_thinking_tokens: int, think_end: str | None = None
 ) -> None:
     """One flag per `SoftThinkingConfig` field, defaulting to the config's own default (the thinking budget
     and think-end marker default to the command's)."""
@@ -329,11 +325,11 @@ prompt with ordinary tokens and the same budget, and prints both side by side.""
                           help="also decode with ordinary tokens (same prompt and budget) and compare")
     generate.add_argument("--max-new-tokens", type=int, default=160, metavar="N",
                           help="tokens to generate, thinking and answer together")
-    generate.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, metavar="TEXT",
+    generate.add_argument("--system", default=DEMO_THINKING_PROMPT, metavar="TEXT",
                           help="system prompt of a chat model ('' for none)")
     generate.add_argument("--seed", type=int, default=0,
                           help="torch seed (matters only with --noise, which randomises the concept tokens)")
-    add_config_arguments(generate)
+    add_config_arguments(generate, max_thinking_tokens=DEMO_MAX_THINKING_TOKENS)
     generate.set_defaults(handler=command_generate)
 
     presets = "\n".join(

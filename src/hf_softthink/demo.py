@@ -29,6 +29,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from .completion import AnswerLineStoppingCriteria, answer_marker, completion_prompt, has_chat_template
 from .config import SoftThinkingConfig
+from .data import DEFAULT_THINKING_INSTRUCTION
 from .evaluation import DecodingMode, evaluate_modes
 from .evaluation.decoding import _eos_ids, _think_end_span
 from .evaluation_metrics import DEFAULT_THINK_END
@@ -65,13 +66,11 @@ DEMO_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("Tom is 9 years old. How old will he be in 6 years?", "15"),
     ("A car has 4 wheels. How many wheels do 3 cars have?", "12"),
 )
-#: the demo's thinking prompt (system message of a chat model), chosen on held-out questions
-DEMO_THINKING_PROMPT = (
-    "You are a careful assistant. Think about the question step by step, then write </think> and give the "
-    "final answer."
-)
+#: the demo's thinking prompt (system message of a chat model): the package's thinking instruction, chosen
+#: on held-out questions (benchmarks/demo_settings.py)
+DEMO_THINKING_PROMPT = DEFAULT_THINKING_INSTRUCTION
 #: the demo's thinking budget: </think> is forced after this many thinking tokens
-DEMO_MAX_THINKING_TOKENS = 32
+DEMO_MAX_THINKING_TOKENS = 64
 #: tokens allowed after the thinking budget, for the answer (every mode gets budget + this many tokens)
 DEMO_ANSWER_TOKENS = 48
 #: a mixture whose top weight is below this is shown with its runner-up in the trace
@@ -273,7 +272,7 @@ def run_demo(
 
     Args:
         model / tokenizer: a causal LM and its tokenizer (soft thinking is enabled on the model in place).
-        config: the soft-thinking config; default ``SoftThinkingConfig(max_thinking_tokens=32)`` with the
+        config: the soft-thinking config; default ``SoftThinkingConfig(max_thinking_tokens=64)`` with the
             think-end marker of the prompt style (``"</think>"``, or ``"\\nAnswer:"`` without a chat
             template). Its ``max_thinking_tokens`` is the budget of hard thinking too.
         prompt: the thinking prompt (system message); ignored by completion-style prompts.
