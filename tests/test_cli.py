@@ -4,7 +4,7 @@ import pytest
 
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.cli import build_parser, config_from_arguments, main
-from hf_softthink.demo import DEMO_MAX_THINKING_TOKENS, render_trace
+from hf_softthink.demo import DEMO_COLD_STOP_PATIENCE, DEMO_MAX_THINKING_TOKENS, render_trace
 from hf_softthink.models import tiny_tokenizer
 
 
@@ -15,7 +15,17 @@ def test_config_flags_map_onto_the_config():
     )
     cfg = config_from_arguments(args)
     assert cfg == SoftThinkingConfig(max_topk=4, noise="gumbel", gumbel_tau=0.2, think_end=7, cold_stop_entropy=0.05,
-                                     top_k=None, max_thinking_tokens=DEMO_MAX_THINKING_TOKENS)
+                                     top_k=None, max_thinking_tokens=DEMO_MAX_THINKING_TOKENS,
+                                     cold_stop_patience=DEMO_COLD_STOP_PATIENCE)
+
+
+def test_flag_defaults_are_the_demo_settings_and_cold_stop_can_be_switched_off():
+    from hf_softthink.demo import DEMO_COLD_STOP_ENTROPY
+
+    cfg = config_from_arguments(build_parser().parse_args(["demo"]))
+    assert (cfg.max_thinking_tokens, cfg.cold_stop_entropy, cfg.cold_stop_patience) == (
+        DEMO_MAX_THINKING_TOKENS, DEMO_COLD_STOP_ENTROPY, DEMO_COLD_STOP_PATIENCE)
+    assert config_from_arguments(build_parser().parse_args(["demo", "--cold-stop-entropy", "0"])).cold_stop_entropy is None
 
 
 def test_bad_flag_value_is_a_clear_error(capsys):

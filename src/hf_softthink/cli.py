@@ -59,11 +59,12 @@ def _config_help(name: str, extra: str = "") -> str:
     return (text.rstrip(".") + (f"; {extra}" if extra else "")).replace("%", "%%")
 
 
-def add_config_arguments(
-    parser: argparse.ArgumentParser, *, max_thinking_tokens: int, think_end: str | None = None
-) -> None:
-    """One flag per `SoftThinkingConfig` field, defaulting to the config's own default (the thinking budget
-    and think-end marker default to the command's)."""
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per `SoftThinkingConfig` field, defaulting to the config's own default, except the thinking
+    budget and Cold Stop, which default to the demo's (chosen for small models, see `hf_softthink.demo`),
+    and the think-end marker, which defaults to the one the prompt style needs."""
+    from .demo import DEMO_COLD_STOP_ENTROPY, DEMO_COLD_STOP_PATIENCE, DEMO_MAX_THINKING_TOKENS
+
     defaults = SoftThinkingConfig()
     group = parser.add_argument_group("soft thinking (SoftThinkingConfig)")
     group.add_argument("--max-topk", type=int, default=defaults.max_topk, metavar="K",
@@ -82,15 +83,17 @@ def add_config_arguments(
                        help=_config_help("gumbel_tau", "with --noise gumbel"))
     group.add_argument("--gaussian-sigma", type=float, default=defaults.gaussian_sigma, metavar="SIGMA",
                        help=_config_help("gaussian_sigma", "with --noise gaussian"))
-    group.add_argument("--cold-stop-entropy", type=float, default=defaults.cold_stop_entropy, metavar="NATS",
+    group.add_argument("--cold-stop-entropy", type=float, default=DEMO_COLD_STOP_ENTROPY, metavar="NATS",
                        help="Cold Stop: force the think-end marker once the entropy of the next-token "
-                       "distribution stays below this many nats for --cold-stop-patience steps (default: off)")
-    group.add_argument("--cold-stop-patience", type=int, default=defaults.cold_stop_patience, metavar="STEPS",
-                       help=_config_help("cold_stop_patience"))
-    group.add_argument("--think-end", default=think_end, metavar="MARKER",
+                       "distribution stays below this many nats for --cold-stop-patience steps (0: off; "
+                       "SoftThinkingConfig's default is off)")
+    group.add_argument("--cold-stop-patience", type=int, default=DEMO_COLD_STOP_PATIENCE, metavar="STEPS",
+                       help=_config_help("cold_stop_patience", f"SoftThinkingConfig's default is "
+                                         f"{defaults.cold_stop_patience}"))
+    group.add_argument("--think-end", default=None, metavar="MARKER",
                        help="end-of-thinking marker: a string or a token id (default: </think> for a chat "
                        "model, a newline and 'Answer:' for a model without a chat template)")
-    group.add_argument("--max-thinking-tokens", type=int, default=max_thinking_tokens, metavar="N",
+    group.add_argument("--max-thinking-tokens", type=int, default=DEMO_MAX_THINKING_TOKENS, metavar="N",
                        help="thinking budget: the think-end marker is forced after N thinking tokens, so a "
                        "small model that never ends its thinking still answers")
     group.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode, help=_config_help("mode"))
@@ -112,7 +115,7 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
     return SoftThinkingConfig(
         max_topk=args.max_topk or None, temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
         min_p=args.min_p, noise=args.noise, dirichlet_alpha=args.dirichlet_alpha, gumbel_tau=args.gumbel_tau,
-        gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy,
+        gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy or None,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
         max_switches=args.max_switches,
@@ -277,7 +280,14 @@ def _task_config(text: str | None) -> dict | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .demo import DEMO_ANSWER_TOKENS, DEMO_MAX_THINKING_TOKENS, DEMO_QUESTIONS, DEMO_THINKING_PROMPT
+    from .demo import (
+        DEMO_ANSWER_TOKENS,
+        DEMO_COLD_STOP_ENTROPY,
+        DEMO_COLD_STOP_PATIENCE,
+        DEMO_MAX_THINKING_TOKENS,
+        DEMO_QUESTIONS,
+        DEMO_THINKING_PROMPT,
+    )
     from .evaluation.modes import PRESET_DESCRIPTIONS
 
     parser = argparse.ArgumentParser(prog="hf-softthink", description=DESCRIPTION, epilog=EPILOG,
@@ -296,8 +306,8 @@ Decodes {len(DEMO_QUESTIONS)} built-in arithmetic questions with known answers t
 and prints how many each got right, their mean thinking/answer tokens and seconds, every answer, and
 the concept-token trace of the first question. All figures are measured in the run (about a minute on
 a 2-core CPU with the default model). The thinking settings (the prompt, a budget of
-{DEMO_MAX_THINKING_TOKENS} tokens, no Cold Stop) were chosen on other questions (benchmarks/demo_settings.py);
-the flags below change them.""",
+{DEMO_MAX_THINKING_TOKENS} tokens, Cold Stop at {DEMO_COLD_STOP_ENTROPY} nats for {DEMO_COLD_STOP_PATIENCE} steps) were chosen on other
+questions (benchmarks/demo_settings.py); the flags below change them.""",
     )
     demo.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     demo.add_argument("--system", default=DEMO_THINKING_PROMPT, metavar="TEXT",
@@ -306,7 +316,7 @@ the flags below change them.""",
                       help="tokens per answer, thinking included, in every mode (default: the thinking "
                       f"budget + {DEMO_ANSWER_TOKENS})")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_config_arguments(demo, max_thinking_tokens=DEMO_MAX_THINKING_TOKENS)
+    add_config_arguments(demo)
     demo.set_defaults(handler=command_demo)
 
     generate = commands.add_parser(
@@ -329,7 +339,7 @@ prompt with ordinary tokens and the same budget, and prints both side by side.""
                           help="system prompt of a chat model ('' for none)")
     generate.add_argument("--seed", type=int, default=0,
                           help="torch seed (matters only with --noise, which randomises the concept tokens)")
-    add_config_arguments(generate, max_thinking_tokens=DEMO_MAX_THINKING_TOKENS)
+    add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
     presets = "\n".join(

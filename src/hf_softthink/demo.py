@@ -15,13 +15,14 @@ greedy, so a rerun on the same machine prints the same answers.
 
 The thinking settings were chosen with ``benchmarks/demo_settings.py`` on template questions that are not
 in the demo's set (``benchmarks/RESULTS_demo.md`` has the measurements): the prompt and budget with the
-best mean accuracy of hard and soft thinking, and no Cold Stop.
+best mean accuracy of hard and soft thinking (the package's thinking instruction, 64 tokens), then the Cold
+Stop that did best for soft thinking (entropy below 0.1 nats for 4 steps).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,8 @@ from .processors import HardThinkingBudgetProcessor
 
 __all__ = [
     "DEMO_ANSWER_TOKENS",
+    "DEMO_COLD_STOP_ENTROPY",
+    "DEMO_COLD_STOP_PATIENCE",
     "DEMO_MAX_THINKING_TOKENS",
     "DEMO_QUESTIONS",
     "DEMO_THINKING_PROMPT",
@@ -71,6 +74,10 @@ DEMO_QUESTIONS: tuple[tuple[str, str], ...] = (
 DEMO_THINKING_PROMPT = DEFAULT_THINKING_INSTRUCTION
 #: the demo's thinking budget: </think> is forced after this many thinking tokens
 DEMO_MAX_THINKING_TOKENS = 64
+#: the demo's Cold Stop (soft thinking only): think-end is forced once the entropy stays below this many
+#: nats for DEMO_COLD_STOP_PATIENCE consecutive steps
+DEMO_COLD_STOP_ENTROPY = 0.1
+DEMO_COLD_STOP_PATIENCE = 4
 #: tokens allowed after the thinking budget, for the answer (every mode gets budget + this many tokens)
 DEMO_ANSWER_TOKENS = 48
 #: a mixture whose top weight is below this is shown with its runner-up in the trace
@@ -202,7 +209,6 @@ class DemoReport:
     questions: list[tuple[str, str]]
     trace_question: str
     trace: TraceResult
-    notes: list[str] = field(default_factory=list)
 
     def correct(self, label: str) -> int:
         return sum(ok for _, ok in self.answers[label])
@@ -232,14 +238,17 @@ class DemoReport:
                 f"{m['mean_answer_tokens']:.1f} | {m['wall_seconds']:.1f} |"
             )
         lines += ["", *(f"{label}: {_LEGEND[label]}." for label in MODE_LABELS), ""]
-        lines.append("Answers (✓ correct, ✗ wrong, - none):")
-        width = max(len(q) for q, _ in self.questions)
+        lines += [
+            "| question | answer | " + " | ".join(MODE_LABELS) + " |",
+            "|---|---:|" + "---|" * len(MODE_LABELS),
+        ]
         for i, (question, gold) in enumerate(self.questions):
             cells = []
             for label in MODE_LABELS:
                 answer, ok = self.answers[label][i]
-                cells.append(f"{label} {'✓' if ok else '✗'} {answer if answer is not None else '-'}")
-            lines.append(f"  {question:<{width}}  = {gold:<3}  " + "   ".join(cells))
+                shown = "-" if answer is None else answer if len(answer) <= 12 else answer[:11] + "…"
+                cells.append(f"{'✓' if ok else '✗'} {shown}")
+            lines.append(f"| {question} | {gold} | " + " | ".join(cells) + " |")
         lines += [
             "",
             f"Soft-thinking trace of {self.trace_question!r} "
@@ -253,7 +262,6 @@ class DemoReport:
             "little or no gain from it here. Try a larger model with --model, or measure a task with "
             "`hf-softthink eval`.",
         ]
-        lines += self.notes
         return "\n".join(lines)
 
 
@@ -272,7 +280,7 @@ def run_demo(
 
     Args:
         model / tokenizer: a causal LM and its tokenizer (soft thinking is enabled on the model in place).
-        config: the soft-thinking config; default ``SoftThinkingConfig(max_thinking_tokens=64)`` with the
+        config: the soft-thinking config; default: the budget and Cold Stop of this module, with the
             think-end marker of the prompt style (``"</think>"``, or ``"\\nAnswer:"`` without a chat
             template). Its ``max_thinking_tokens`` is the budget of hard thinking too.
         prompt: the thinking prompt (system message); ignored by completion-style prompts.
@@ -283,7 +291,10 @@ def run_demo(
     """
     think_end = DEFAULT_THINK_END if has_chat_template(tokenizer) else "\nAnswer:"
     if config is None:
-        config = SoftThinkingConfig(max_thinking_tokens=DEMO_MAX_THINKING_TOKENS, think_end=think_end)
+        config = SoftThinkingConfig(
+            max_thinking_tokens=DEMO_MAX_THINKING_TOKENS, cold_stop_entropy=DEMO_COLD_STOP_ENTROPY,
+            cold_stop_patience=DEMO_COLD_STOP_PATIENCE, think_end=think_end,
+        )
     if config.max_thinking_tokens is None or not isinstance(config.think_end, str):
         raise ValueError(
             "the demo needs a thinking budget and a think-end string: set max_thinking_tokens and think_end "
