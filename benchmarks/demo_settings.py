@@ -14,10 +14,12 @@ Selection, in two stages fixed before measuring:
    best *mean* accuracy of the two modes wins (ties: fewer thinking tokens). The mean, not soft thinking's
    own accuracy, so the settings suit the model rather than one mode;
 2. at that pair, each Cold Stop candidate of `COLD_STOPS` runs soft-greedy (Cold Stop is a soft-thinking
-   feature); one is kept only if it beats no Cold Stop (ties: off).
+   feature); one is kept only if it beats no Cold Stop (ties with off: off; ties between candidates: the
+   first listed).
 
 Standard decoding (no thinking prompt, no budget, the same total token limit) is measured once as a
-reference. Everything prints as Markdown tables; figures are from this run only.
+reference. Everything prints as Markdown tables; figures are from this run only. The result, and the settings
+`hf_softthink.demo` took from it, are in `benchmarks/RESULTS_demo.md`.
 """
 
 from __future__ import annotations

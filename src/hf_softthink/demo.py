@@ -106,14 +106,19 @@ class TraceResult:
         return self.thinking_tokens + self.answer_tokens
 
 
+def _escaped(text: str) -> str:
+    """``text`` on one line: newlines shown as ``\\n``."""
+    return text.replace("\n", "\\n")
+
+
 def render_trace(tokenizer: Any, ids: torch.Tensor, weights: torch.Tensor, soft: torch.Tensor) -> str:
-    """The thinking trace; an uncertain mixture shows as ``⟨top|runner-up 0.42⟩``."""
+    """The thinking trace; an uncertain mixture shows as ``⟨top|runner-up 0.42⟩`` (newlines in it as ``\\n``)."""
     pieces = []
     for step in range(ids.shape[0]):
         top = tokenizer.decode(ids[step, :1])
         if soft[step] and ids.shape[1] > 1 and weights[step, 0] < UNCERTAIN_TOP_WEIGHT:
-            runner_up = tokenizer.decode(ids[step, 1:2]).strip()
-            pieces.append(f"⟨{top}|{runner_up} {weights[step, 1]:.2f}⟩")
+            runner_up = _escaped(tokenizer.decode(ids[step, 1:2])).strip()
+            pieces.append(f"⟨{_escaped(top)}|{runner_up} {weights[step, 1]:.2f}⟩")
         else:
             pieces.append(top)
     return "".join(pieces)
@@ -222,9 +227,9 @@ class DemoReport:
         )
         lines = [
             f"hf-softthink demo: {self.model_name}, {n} built-in questions with known answers, greedy decoding.",
-            f"Thinking: prompt {s['prompt']!r}; budget {s['max_thinking_tokens']} thinking tokens, then "
-            f"{s['think_end']!r} is forced; Cold Stop {cold_stop}; every mode may write "
-            f"{s['max_new_tokens']} tokens.",
+            f"Thinking: prompt \"{_escaped(s['prompt'])}\"; budget {s['max_thinking_tokens']} thinking "
+            f"tokens, then \"{_escaped(s['think_end'])}\" is forced; Cold Stop {cold_stop}; every mode may "
+            f"write {s['max_new_tokens']} tokens.",
             f"Soft thinking mixes the top-{s['max_topk']} tokens (temperature {s['temperature']}, top-p "
             f"{s['top_p']}, min-p {s['min_p']}) into each concept token.",
             "",
@@ -254,7 +259,7 @@ class DemoReport:
             f"Soft-thinking trace of {self.trace_question!r} "
             "(the top token of each concept token; ⟨a|b p⟩: runner-up b had weight p):",
             self.trace.trace,
-            f"[answer] {self.trace.answer}",
+            f"[answer, {self.trace.answer_tokens} tokens] {self.trace.answer or '(empty)'}",
             "",
             f"What to expect: each question is {100 / n:.0f} points of accuracy, so a difference of a question or "
             "two is noise. Soft thinking's reported gains are on 7B-32B reasoning models trained to think "
