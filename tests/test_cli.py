@@ -28,6 +28,16 @@ def test_flag_defaults_are_the_demo_settings_and_cold_stop_can_be_switched_off()
     assert config_from_arguments(build_parser().parse_args(["demo", "--cold-stop-entropy", "0"])).cold_stop_entropy is None
 
 
+def test_switch_flags_map_onto_the_config():
+    args = build_parser().parse_args(
+        ["generate", "q", "--mode", "switch", "--max-switches", "2", "--switch-beta", "0.7", "--switch-alpha", "0.5",
+         "--think-start", "5", "--final-answer", "The answer is", "--final-answer-max-tokens", "8"]
+    )
+    cfg = config_from_arguments(args)
+    assert (cfg.mode, cfg.max_switches, cfg.switch_beta, cfg.switch_alpha, cfg.think_start) == ("switch", 2, 0.7, 0.5, 5)
+    assert cfg.final_answer == "The answer is" and cfg.final_answer_max_tokens == 8
+
+
 def test_bad_flag_value_is_a_clear_error(capsys):
     assert main(["generate", "q", "--top-p", "2"]) == 2
     assert "SoftThinkingConfig.top_p=2.0 is invalid" in capsys.readouterr().err
@@ -66,7 +76,7 @@ def _subcommands(parser):
 def test_every_flag_of_every_command_has_help():
     parser = build_parser()
     commands = _subcommands(parser)
-    assert set(commands) == {"demo", "generate", "eval"}
+    assert set(commands) == {"demo", "generate", "eval", "lm-eval"}
     for name, command in commands.items():
         for action in command._actions:
             assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest}: no help"

@@ -3,6 +3,7 @@
 from ._quiet import quiet_third_party_notices
 from .config import SoftThinkingConfig
 from .generation import (
+    NonFiniteError,
     SoftThinkingGenerateOutput,
     SoftThinkingGenerationMixin,
     enable_soft_thinking,
@@ -24,6 +25,7 @@ __all__ = [
     "ColdStopLogitsProcessor",
     "DirichletNoiseLogitsProcessor",
     "EntropySwitchLogitsProcessor",
+    "NonFiniteError",
     "GumbelSoftmaxNoiseLogitsProcessor",
     "SoftThinkingConfig",
     "SoftThinkingGenerateOutput",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -101,6 +102,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                        help=_config_help("switch_window"))
     group.add_argument("--max-switches", type=int, default=defaults.max_switches, metavar="N",
                        help="switch mode: the think-end marker is forced after N switches (default: unlimited)")
+    group.add_argument("--switch-beta", type=float, default=defaults.switch_beta, metavar="BETA",
+                       help="switch mode: beta_0 of the think-end blend fed on a switch to explicit steps "
+                       "(SwiReasoning: 0.7; 1: no blend)")
+    group.add_argument("--switch-alpha", type=float, default=defaults.switch_alpha, metavar="ALPHA",
+                       help="switch mode: alpha_0 of the think-start blend fed on a switch back to soft steps "
+                       "(1: no blend)")
+    group.add_argument("--think-start", default=defaults.think_start, metavar="MARKER",
+                       help="switch mode: the thinking-start marker blended in by --switch-alpha")
+    group.add_argument("--final-answer", default=defaults.final_answer, metavar="TEXT",
+                       help="switch mode: text forced when a row keeps switching past twice --max-switches "
+                       "(default: none)")
+    group.add_argument("--final-answer-max-tokens", type=int, default=defaults.final_answer_max_tokens,
+                       metavar="N", help="switch mode: the answer is cut N tokens after --final-answer starts")
 
 
 def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThinkingConfig:
@@ -118,7 +132,9 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
         gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy or None,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
-        max_switches=args.max_switches,
+        max_switches=args.max_switches, switch_beta=args.switch_beta, switch_alpha=args.switch_alpha,
+        think_start=int(args.think_start) if str(args.think_start).isdigit() else args.think_start,
+        final_answer=args.final_answer, final_answer_max_tokens=args.final_answer_max_tokens,
     )
 
 
@@ -153,6 +169,16 @@ def command_generate(args: argparse.Namespace) -> int:
           f"budget {config.max_thinking_tokens}) ===")
     print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩: runner-up b had weight p]\n{soft.trace}")
     print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer}")
+    if args.html or args.plot:
+        from .trace import SoftThinkingTrace
+
+        trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True)
+        if args.html:
+            title = f"Soft-thinking trace: {args.question}"
+            print(f"trace: {trace.save_html(args.html, title=title)}", file=sys.stderr)
+        if args.plot:
+            trace.plot(args.plot)
+            print(f"entropy plot: {args.plot}", file=sys.stderr)
     if args.compare:
         torch.manual_seed(args.seed)
         think_end = config.think_end if isinstance(config.think_end, str) else None
@@ -339,6 +365,10 @@ prompt with ordinary tokens and the same budget, and prints both side by side.""
                           help="system prompt of a chat model ('' for none)")
     generate.add_argument("--seed", type=int, default=0,
                           help="torch seed (matters only with --noise, which randomises the concept tokens)")
+    generate.add_argument("--html", default=None, metavar="PATH",
+                          help="write the soft-thinking trace as a self-contained HTML page (hover a step: its "
+                          "mixture)")
+    generate.add_argument("--plot", default=None, metavar="PATH", help="write a PNG of entropy and mode per step")
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
@@ -397,21 +427,40 @@ mode gets the same thinking budget (--max-thinking-tokens):
                           help="system prompt (default: the package's thinking instruction; '' for none)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=command_eval)
+
+    commands.add_parser(
+        "lm-eval",
+        add_help=False,
+        help="lm-evaluation-harness's command line with the hf-softthink model registered (needs the lm-eval "
+        "extra): hf-softthink lm-eval --model hf-softthink --model_args pretrained=...,soft_max_topk=10 ...",
+    )
     return parser
+
+
+def command_lm_eval(arguments: Sequence[str]) -> int:
+    """`hf-softthink lm-eval ARGS`: `lm_eval ARGS` after registering the `hf-softthink` model."""
+    from .lm_eval_harness import main as lm_eval_main
+
+    return lm_eval_main(list(arguments))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .evaluation import EvaluationInterrupted
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:  # every later argument is lm_eval's own, options included
+        handler, args = command_lm_eval, argv[1:]
+    else:
+        args = parser.parse_args(argv)
+        handler = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except (ValueError, ImportError, OSError) as error:  # OSError: paths, HubModelUnavailableError
         print(f"hf-softthink: error: {error}", file=sys.stderr)
         return 2
     except EvaluationInterrupted as interrupt:
-        hint = f" (rerun `hf-softthink {' '.join(sys.argv[1:] if argv is None else argv)}`)" if interrupt.saved else ""
+        hint = f" (rerun `hf-softthink {shlex.join(argv)}`)" if interrupt.saved else ""
         print(f"\nhf-softthink: {interrupt}{hint}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

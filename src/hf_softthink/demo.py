@@ -100,6 +100,7 @@ class TraceResult:
     thinking_tokens: int
     answer_tokens: int
     seconds: float
+    output: Any = None  # the generate output (soft thinking: for hf_softthink.trace views)
 
     @property
     def tokens(self) -> int:
@@ -173,7 +174,7 @@ def trace_soft_thinking(
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds)
+    return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
 
 
 def decode_hard(
