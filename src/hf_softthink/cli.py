@@ -168,7 +168,7 @@ def command_generate(args: argparse.Namespace) -> int:
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}, "
           f"budget {config.max_thinking_tokens}) ===")
     print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩: runner-up b had weight p]\n{soft.trace}")
-    print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer}")
+    print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer or '(empty)'}")
     if args.html or args.plot:
         from .trace import SoftThinkingTrace
 
@@ -186,7 +186,7 @@ def command_generate(args: argparse.Namespace) -> int:
                            max_thinking_tokens=config.max_thinking_tokens)
         print("\n=== ordinary tokens (same prompt and budget, greedy) ===")
         print(f"[thinking, {hard.thinking_tokens} tokens]\n{hard.trace}")
-        print(f"[answer, {hard.answer_tokens} tokens]\n{hard.answer}")
+        print(f"[answer, {hard.answer_tokens} tokens]\n{hard.answer or '(empty)'}")
         print("\n| decoding | thinking tokens | answer tokens | total | seconds | tokens/s |")
         print("|---|---|---|---|---|---|")
         for name, result in (("soft thinking", soft), ("ordinary tokens", hard)):
