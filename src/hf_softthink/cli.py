@@ -34,7 +34,7 @@ command and all its options."""
 EPILOG = """\
 examples:
   hf-softthink demo
-  hf-softthink generate "What is 8 + 7?" --compare --max-thinking-tokens 32
+  hf-softthink generate "What is 8 + 7?" --compare --html trace.html
   hf-softthink eval --task chain_sum --modes hard-sample,soft-sample --samples 8 --out eval_out"""
 
 
@@ -346,8 +346,8 @@ questions (benchmarks/demo_settings.py); the flags below change them.""",
     demo.set_defaults(handler=command_demo)
 
     generate = commands.add_parser(
-        "generate", formatter_class=HelpFormatter, help="think about one question with concept tokens and answer it (--compare: also with "
-        "ordinary tokens)",
+        "generate", formatter_class=HelpFormatter,
+        help="think about one question with concept tokens and answer it (--compare: also with ordinary tokens)",
         description="""\
 Answers QUESTION with soft thinking: while thinking, each step feeds the model a concept token (a mixture
 of its top tokens' embeddings) instead of one token; the printed trace shows each concept token's top

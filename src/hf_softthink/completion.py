@@ -77,7 +77,7 @@ class AnswerLineStoppingCriteria(StoppingCriteria):
     >>> from hf_softthink.models import tiny_tokenizer
     >>> tok = tiny_tokenizer()
     >>> stop = AnswerLineStoppingCriteria(tok, prompt_length=0, think_end="|A:")
-    >>> ids = torch.tensor([tok.encode(t, add_special_tokens=False) for t in ("x\\ny|A: 15\\n", "x\\ny|A: 1")])
+    >>> ids = torch.tensor([tok.encode(t, add_special_tokens=False) for t in ("x\\ny|A: 15\\n", "x\\ny|A: 123")])
     >>> stop(ids, None).tolist()
     [True, False]
 
