@@ -2,9 +2,11 @@
 
     python benchmarks/bench_generate.py [--model smollm2-135m] [--new-tokens 256] [--batches 1,8] [--repeats 3]
 
-Both decoders run the same prompt for exactly `--new-tokens` steps (EOS suppressed with
-`min_new_tokens`); soft thinking uses the default thinking filters (max_topk=10, T=0.6, top_k=30,
-top_p=0.95, min_p=0.001) with `think_end=None`, so every step is a soft step. Runs alternate plain/soft
+All decoders run the same prompt for exactly `--new-tokens` steps (EOS suppressed with
+`min_new_tokens`), with `think_end=None`, so every step is a soft step. Two soft modes: `soft` uses the
+default thinking filters (max_topk=10, T=0.6, top_k=30, top_p=0.95, min_p=0.001); `soft-full` mixes the
+whole vocabulary (max_topk=None, top_k=None, top_p=1, min_p=0: a (B, V) @ (V, d) product per step, as Soft
+Tokens, Hard Truths and SwiReasoning use). Runs alternate plain / soft / soft-full (`--modes`);
 the median and the best run are reported (on a shared CPU the best run is the least disturbed). The time
 spent outside the model's forward passes (the decoding loop itself: processors, filters, mixing) is
 measured per step with forward hooks, which isolates the soft loop's overhead from forward-pass noise.
@@ -44,10 +46,17 @@ def batch_inputs(tokenizer, batch: int, device: str):
     return tokenizer([text] * batch, return_tensors="pt").to(device)
 
 
+SOFT_MODES = {
+    "soft": SoftThinkingConfig(think_end=None),
+    "soft-full": SoftThinkingConfig(think_end=None, max_topk=None, top_k=None, top_p=1.0, min_p=0.0),
+}
+MODES = ("plain", *SOFT_MODES)
+
+
 def run(model, inputs, mode: str, new_tokens: int) -> torch.Tensor:
     kwargs = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-    if mode == "soft":
-        kwargs["soft_thinking"] = SoftThinkingConfig(think_end=None)
+    if mode != "plain":
+        kwargs["soft_thinking"] = SOFT_MODES[mode]
     return model.generate(**inputs, **kwargs)
 
 
@@ -120,7 +129,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--measure-memory", choices=["plain", "soft"], help=argparse.SUPPRESS)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    parser.add_argument("--measure-memory", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,16 +141,19 @@ def main() -> None:
     model, tokenizer = prepare(args.model, args.device, args.dtype)
     print(f"model={args.model} device={args.device} dtype={args.dtype} new_tokens={args.new_tokens} "
           f"repeats={args.repeats} torch_threads={torch.get_num_threads()}")
+    modes = args.modes.split(",")
+    if modes[0] != "plain" or not set(modes) <= set(MODES):
+        parser.error(f"--modes must start with plain and name modes from {MODES}")
     rows = []
     timer = ForwardTimer(model, args.device)
     for batch in [int(b) for b in args.batches.split(",")]:
         inputs = batch_inputs(tokenizer, batch, args.device)
-        for mode in ("plain", "soft"):
+        for mode in modes:
             run(model, inputs, mode, 8)  # warm-up
-        seconds = {"plain": [], "soft": []}
-        loop_ms = {"plain": [], "soft": []}  # per step, outside the forward passes
+        seconds = {mode: [] for mode in modes}
+        loop_ms = {mode: [] for mode in modes}  # per step, outside the forward passes
         for _ in range(args.repeats):
-            for mode in ("plain", "soft"):
+            for mode in modes:
                 synchronize(args.device)
                 timer.total = 0.0
                 start = time.perf_counter()
@@ -151,23 +164,24 @@ def main() -> None:
                 assert out.shape[1] - inputs["input_ids"].shape[1] == args.new_tokens
         rates = {mode: batch * args.new_tokens / statistics.median(times) for mode, times in seconds.items()}
         best = {mode: batch * args.new_tokens / min(times) for mode, times in seconds.items()}
-        memory = {mode: peak_memory_mib(args, mode, batch) for mode in ("plain", "soft")}
+        memory = {mode: peak_memory_mib(args, mode, batch) for mode in modes}
         loop = {mode: statistics.median(values) for mode, values in loop_ms.items()}
         step_ms = 1000 * statistics.median(seconds["plain"]) / args.new_tokens
-        overhead_ratio = step_ms / (step_ms + loop["soft"] - loop["plain"])
-        rows.append((batch, rates, best, memory, loop, overhead_ratio, seconds))
-        print(f"batch {batch}: plain {rates['plain']:.1f} tok/s, soft {rates['soft']:.1f} tok/s, "
-              f"ratio {rates['soft'] / rates['plain']:.3f} (best runs {best['soft'] / best['plain']:.3f}); loop outside "
-              f"forward {loop['plain']:.2f} vs {loop['soft']:.2f} ms/step -> {overhead_ratio:.3f}", flush=True)
+        for mode in modes[1:]:
+            overhead_ratio = step_ms / (step_ms + loop[mode] - loop["plain"])
+            rows.append((batch, mode, rates, best, memory, loop, overhead_ratio))
+            print(f"batch {batch} {mode}: plain {rates['plain']:.1f} tok/s, {mode} {rates[mode]:.1f} tok/s, ratio "
+                  f"{rates[mode] / rates['plain']:.3f} (best runs {best[mode] / best['plain']:.3f}); loop outside "
+                  f"forward {loop['plain']:.2f} vs {loop[mode]:.2f} ms/step -> {overhead_ratio:.3f}", flush=True)
+        print(f"raw seconds per run, batch {batch}: {json.dumps(seconds)}", flush=True)
 
-    print("\n| batch | plain tok/s (median) | soft tok/s (median) | soft / plain (median) | soft / plain (best run) "
+    print("\n| batch | mode | plain tok/s (median) | soft tok/s (median) | soft / plain (median) | soft / plain (best run) "
           "| loop ms/step plain | loop ms/step soft | soft / plain from loop overhead | plain peak MiB | soft peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for batch, rates, best, memory, loop, overhead_ratio, _ in rows:
-        print(f"| {batch} | {rates['plain']:.1f} | {rates['soft']:.1f} | {rates['soft'] / rates['plain']:.3f} | "
-              f"{best['soft'] / best['plain']:.3f} | {loop['plain']:.2f} | {loop['soft']:.2f} | {overhead_ratio:.3f} | "
-              f"{memory['plain']:.0f} | {memory['soft']:.0f} |")
-    print("\nraw seconds per run:", json.dumps({b: s for b, *_, s in rows}))
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for batch, mode, rates, best, memory, loop, overhead_ratio in rows:
+        print(f"| {batch} | {mode} | {rates['plain']:.1f} | {rates[mode]:.1f} | {rates[mode] / rates['plain']:.3f} | "
+              f"{best[mode] / best['plain']:.3f} | {loop['plain']:.2f} | {loop[mode]:.2f} | {overhead_ratio:.3f} | "
+              f"{memory['plain']:.0f} | {memory[mode]:.0f} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,16 @@ def test_config_flags_map_onto_the_config():
                                      top_k=None, max_thinking_tokens=96)
 
 
+def test_switch_flags_map_onto_the_config():
+    args = build_parser().parse_args(
+        ["generate", "q", "--mode", "switch", "--max-switches", "2", "--switch-beta", "0.7", "--switch-alpha", "0.5",
+         "--think-start", "5", "--final-answer", "The answer is", "--final-answer-max-tokens", "8"]
+    )
+    cfg = config_from_arguments(args)
+    assert (cfg.mode, cfg.max_switches, cfg.switch_beta, cfg.switch_alpha, cfg.think_start) == ("switch", 2, 0.7, 0.5, 5)
+    assert cfg.final_answer == "The answer is" and cfg.final_answer_max_tokens == 8
+
+
 def test_bad_flag_value_is_a_clear_error(capsys):
     assert main(["generate", "q", "--top-p", "2"]) == 2
     assert "SoftThinkingConfig.top_p=2.0 is invalid" in capsys.readouterr().err

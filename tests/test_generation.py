@@ -437,3 +437,96 @@ def test_gaussian_noise_returns_the_fed_embeddings(llama):
     assert out.soft_input_embeddings.shape == (3, 5, llama.config.hidden_size)
     rms = llama.get_input_embeddings().weight.square().mean().sqrt()
     assert noise.std().item() == pytest.approx(0.5 * rms.item(), rel=0.15)
+
+
+# ----------------------------------------------------------------------------------------------- events
+def test_step_events_name_what_each_step_was(llama, tokenizer):
+    from hf_softthink.events import StepEvent, forced_mask
+
+    inputs = left_padded_batch(llama.config.vocab_size)
+    eos = early_eos(llama, inputs)
+    out = llama.generate(**inputs, do_sample=False, max_new_tokens=10, eos_token_id=eos, pad_token_id=0,
+                         return_dict_in_generate=True, soft_thinking=SoftThinkingConfig(think_end=9, max_thinking_tokens=3))
+    events = out.step_events
+    assert events.dtype == torch.uint8 and events.shape == out.thinking_mask.shape
+    assert (events[:, :3] == StepEvent.SOFT).all() and (events[:, 3] == StepEvent.FORCED_BUDGET).all()
+    assert torch.equal(out.thinking_mask, events == StepEvent.SOFT)
+    new = out.sequences[:, 8:]
+    for row in range(3):
+        stop = (new[row] == eos).nonzero()
+        end = int(stop[0]) + 1 if len(stop) else new.shape[1]
+        assert (events[row, 4:end] == StepEvent.ANSWER).all() and (events[row, end:] == StepEvent.FINISHED).all()
+    assert torch.equal(forced_mask(events), events == StepEvent.FORCED_BUDGET)
+
+    cold = llama.generate(**inputs, do_sample=False, max_new_tokens=5, return_dict_in_generate=True,
+                          soft_thinking=SoftThinkingConfig(think_end=9, cold_stop_entropy=100.0, cold_stop_patience=2))
+    assert (cold.step_events[:, :2].tolist()) == [[StepEvent.SOFT, StepEvent.FORCED_COLD_STOP]] * 3
+
+    marker = "Answer:"
+    pieces = tokenizer.encode(marker, add_special_tokens=False)
+    spelled = llama.generate(**inputs, do_sample=False, max_new_tokens=8, tokenizer=tokenizer,
+                             return_dict_in_generate=True,
+                             soft_thinking=SoftThinkingConfig(think_end=marker, max_thinking_tokens=1))
+    expected = [StepEvent.SOFT, StepEvent.FORCED_BUDGET] + [StepEvent.FORCED_SPELLING] * (len(pieces) - 1)
+    assert spelled.step_events[0, : len(expected)].tolist() == expected
+
+
+def test_natural_think_end_is_its_own_event(llama):
+    from hf_softthink.events import StepEvent, thinking_end_reason
+
+    inputs = left_padded_batch(llama.config.vocab_size)
+    probe = llama.generate(**inputs, do_sample=False, max_new_tokens=6, soft_thinking=SoftThinkingConfig(think_end=None))
+    think_end = int(probe[0, 8 + 2])
+    out = llama.generate(**inputs, do_sample=False, max_new_tokens=6, return_dict_in_generate=True,
+                         soft_thinking=SoftThinkingConfig(think_end=think_end))
+    assert out.step_events[0, 2] == StepEvent.THINK_END
+    assert thinking_end_reason(out.step_events[0]) == (2, StepEvent.THINK_END)
+
+
+# ----------------------------------------------------------------------------------------------- defects
+def test_assigning_a_new_generation_config_keeps_soft_thinking_working():
+    model = enable_soft_thinking(tiny_model("llama", seed=0))
+    model.generation_config = GenerationConfig(max_new_tokens=4, pad_token_id=0)
+    inputs = left_padded_batch(model.config.vocab_size)
+    out = model.generate(**inputs, do_sample=False, soft_thinking=GREEDY_TOP1)
+    assert torch.equal(out, model.generate(**inputs, do_sample=False))
+
+
+def test_an_enabled_model_pickles_and_deep_copies(tmp_path):
+    import copy
+    import subprocess
+    import sys
+
+    model = enable_soft_thinking(tiny_model("gemma3", seed=0))
+    inputs = left_padded_batch(model.config.vocab_size)
+    expected = model.generate(**inputs, do_sample=False, max_new_tokens=4, soft_thinking=GREEDY_TOP1)
+    clone = copy.deepcopy(model)
+    assert type(clone) is type(model)
+    assert torch.equal(clone.generate(**inputs, do_sample=False, max_new_tokens=4, soft_thinking=GREEDY_TOP1), expected)
+    torch.save(model, tmp_path / "model.pt")
+    torch.save((inputs, expected), tmp_path / "io.pt")
+    script = (
+        "import torch; from hf_softthink import SoftThinkingConfig, SoftThinkingGenerationMixin; "
+        f"m = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False); "
+        f"inputs, expected = torch.load({str(tmp_path / 'io.pt')!r}); "
+        "assert isinstance(m, SoftThinkingGenerationMixin) and type(m).__name__ == 'Gemma3ForCausalLM'; "
+        "out = m.generate(**inputs, do_sample=False, max_new_tokens=4, "
+        "soft_thinking=SoftThinkingConfig(max_topk=1, think_end=None)); "
+        "assert torch.equal(out, expected); print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_custom_generate_with_a_string_think_end_takes_the_tokenizer_through_partial(tokenizer):
+    import functools
+
+    model = tiny_model("llama", seed=0)
+    inputs = left_padded_batch(model.config.vocab_size)
+    cfg = SoftThinkingConfig(think_end="</think>", max_thinking_tokens=2)
+    with pytest.raises(ValueError, match=r"does not pass `tokenizer=` on to a custom_generate callable.*functools"):
+        model.generate(**inputs, max_new_tokens=4, custom_generate=soft_thinking_sample, soft_thinking=cfg,
+                       tokenizer=tokenizer)
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False, soft_thinking=cfg,
+                         custom_generate=functools.partial(soft_thinking_sample, tokenizer=tokenizer))
+    assert (out[:, 8 + 2] == tokenizer.convert_tokens_to_ids("</think>")).all()

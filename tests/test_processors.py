@@ -45,7 +45,7 @@ def test_top_k_candidates_sorted_and_full_vocabulary_when_off():
     values, ids = top_k_candidates(scores, 2)
     assert ids.tolist() == [[1, 2]] and values.tolist() == [[3.0, 2.0]]
     values, ids = top_k_candidates(scores, None)
-    assert ids.tolist() == [[0, 1, 2, 3]] and torch.equal(values, scores)
+    assert ids is None and torch.equal(values, scores)
 
 
 def test_thinking_filters_keep_same_tokens_on_candidates_as_on_full_vocabulary():
@@ -154,18 +154,47 @@ def test_thinking_budget_forces_think_end_at_the_budget():
         assert torch.equal(out[1], torch.zeros(4))
 
 
-def test_entropy_switch_goes_explicit_below_reference_and_back_after_window():
-    switch = EntropySwitchLogitsProcessor(switch_window=2, max_switches=3, think_end_token_id=9)
-    modes, fired = [], []
-    for h in [1.0, 1.2, 0.5, 0.9, 0.4, 0.6, 0.7, 0.1]:
+def run_switch(entropies, window=2, max_switches=None):
+    switch = EntropySwitchLogitsProcessor(switch_window=window, max_switches=max_switches, think_end_token_id=9)
+    modes, switches, fired = [], [], []
+    for h in entropies:
         forced = torch.zeros(1, dtype=torch.bool)
-        switch(None, torch.zeros(1, 10), thinking=torch.tensor([True]), entropy=torch.tensor([h]), forced=forced)
+        out = switch(None, torch.zeros(1, 10), thinking=torch.tensor([True]), entropy=torch.tensor([h]), forced=forced)
         modes.append("explicit" if switch.explicit.item() else "soft")
+        switches.append(int(switch.switches))
         fired.append(bool(forced))
-    # ref=1.0; 1.2 stays soft; 0.5 < 1.0 -> explicit (ref 0.5); 0.9: 1 explicit step, stays;
-    # 0.4: 2 steps but below ref; 0.6 > 0.5 after 3 steps -> soft (ref 0.6); 0.7 stays; 0.1 -> explicit (3rd)
+        if forced:
+            assert out.argmax(-1).item() == 9 and torch.isinf(out).sum().item() == 9
+    return modes, switches, fired
+
+
+def test_entropy_switch_goes_explicit_below_reference_and_back_after_window():
+    modes, _, _ = run_switch([1.0, 1.2, 0.5, 0.9, 0.4, 0.6, 0.7, 0.1])
+    # ref=1.0; 1.2 stays soft; 0.5 < 1.0 -> explicit (ref 0.5); 0.9: 1 step in the block, stays;
+    # 0.4: 2 steps but below ref; 0.6 > 0.5 after 3 steps -> soft (ref 0.6); 0.7 stays; 0.1 -> explicit
     assert modes == ["soft", "soft", "explicit", "explicit", "explicit", "soft", "soft", "explicit"]
-    assert fired == [False] * 7 + [True]
+
+
+def test_entropy_switch_window_counts_steps_since_the_switch():
+    # window 3: after the switch at 0.5, 0.9 and 0.8 come 1 and 2 steps in; 0.7 at 3 steps switches back
+    modes, _, _ = run_switch([1.0, 0.5, 0.9, 0.8, 0.7], window=3)
+    assert modes == ["soft", "explicit", "explicit", "explicit", "soft"]
+
+
+def test_switch_limit_counts_soft_to_explicit_only_and_forces_think_end_on_the_next_step():
+    entropies = [1.0, 1.2, 0.5, 0.9, 0.4, 0.6, 0.7, 0.1, 0.3, 0.2]
+    modes, switches, fired = run_switch(entropies, max_switches=2)
+    assert switches == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2], "the explicit -> soft switch at 0.6 is not counted"
+    assert fired == [False] * 8 + [True, False], "think-end is forced once, on the step after the 2nd switch"
+
+
+def test_switch_state_of_rows_not_thinking_is_frozen():
+    switch = EntropySwitchLogitsProcessor(switch_window=1)
+    forced = torch.zeros(2, dtype=torch.bool)
+    for h in [1.0, 0.2]:
+        switch(None, torch.zeros(2, 4), thinking=torch.tensor([True, False]), entropy=torch.tensor([h, h]),
+               forced=forced)
+    assert switch.explicit.tolist() == [True, False] and switch.switches.tolist() == [1, 0]
 
 
 def test_force_tokens_only_touches_selected_rows():

@@ -52,6 +52,18 @@ def test_generate_command_compares_soft_and_standard(capsys):
     assert "| soft thinking | 11 |" in printed, "8 budgeted steps plus the 3 tokens of </think>"
 
 
+def test_generate_command_writes_the_trace_page_and_plot(tmp_path, capsys):
+    html, png = tmp_path / "trace.html", tmp_path / "trace.png"
+    code = main(["generate", "What is 8 + 7?", "--max-new-tokens", "16", "--max-thinking-tokens", "6",
+                 "--html", str(html), "--plot", str(png)])
+    assert code == 0
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "think-end: thinking budget" in page and "What is 8 + 7?" in page
+    assert page.count('data-event="soft"') == 6
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert str(html) in capsys.readouterr().err
+
+
 def test_top1_soft_thinking_equals_greedy_on_gemma3_scaled_embeddings():
     from hf_softthink.models import load_model
 

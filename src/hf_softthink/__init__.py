@@ -2,6 +2,7 @@
 
 from .config import SoftThinkingConfig
 from .generation import (
+    NonFiniteError,
     SoftThinkingGenerateOutput,
     SoftThinkingGenerationMixin,
     enable_soft_thinking,
@@ -21,6 +22,7 @@ __all__ = [
     "ColdStopLogitsProcessor",
     "DirichletNoiseLogitsProcessor",
     "EntropySwitchLogitsProcessor",
+    "NonFiniteError",
     "GumbelSoftmaxNoiseLogitsProcessor",
     "SoftThinkingConfig",
     "SoftThinkingGenerateOutput",

@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .checks import check_model_path, prepare_output_dir
 from .config import SoftThinkingConfig
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -46,6 +48,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode)
     parser.add_argument("--switch-window", type=int, default=defaults.switch_window)
     parser.add_argument("--max-switches", type=int, default=defaults.max_switches)
+    parser.add_argument("--switch-beta", type=float, default=defaults.switch_beta,
+                        help="switch mode: beta_0 of the think-end blend on a switch to explicit (SwiReasoning 0.7)")
+    parser.add_argument("--switch-alpha", type=float, default=defaults.switch_alpha,
+                        help="switch mode: alpha_0 of the think-start blend on a switch back to soft")
+    parser.add_argument("--think-start", default=defaults.think_start, help="switch mode: thinking-start marker")
+    parser.add_argument("--final-answer", default=defaults.final_answer,
+                        help="switch mode: text forced past twice the switch limit")
+    parser.add_argument("--final-answer-max-tokens", type=int, default=defaults.final_answer_max_tokens)
 
 
 def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
@@ -58,7 +68,9 @@ def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
         gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
-        max_switches=args.max_switches,
+        max_switches=args.max_switches, switch_beta=args.switch_beta, switch_alpha=args.switch_alpha,
+        think_start=int(args.think_start) if str(args.think_start).isdigit() else args.think_start,
+        final_answer=args.final_answer, final_answer_max_tokens=args.final_answer_max_tokens,
     )
 
 
@@ -71,6 +83,7 @@ class DecodeResult:
     thinking_tokens: int
     answer_tokens: int
     seconds: float
+    output: Any = None  # the generate output (soft thinking: for the trace views)
 
     @property
     def tokens(self) -> int:
@@ -111,7 +124,7 @@ def run_soft(model, tokenizer, inputs, config: SoftThinkingConfig, max_new_token
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds)
+    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
 
 
 def run_standard(model, tokenizer, inputs, max_new_tokens: int) -> DecodeResult:
@@ -139,6 +152,7 @@ def command_generate(args: argparse.Namespace) -> int:
     from .models import load_model
 
     config = config_from_arguments(args)
+    check_model_path(args.model, "--model")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     enable_soft_thinking(model, tokenizer=tokenizer)
@@ -147,6 +161,15 @@ def command_generate(args: argparse.Namespace) -> int:
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}) ===")
     print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩ marks an uncertain mixture]\n{soft.trace}")
     print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer}")
+    if args.html or args.plot:
+        from .trace import SoftThinkingTrace
+
+        trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True)
+        if args.html:
+            print(f"trace: {trace.save_html(args.html, title=f'Soft-thinking trace: {args.question}')}", file=sys.stderr)
+        if args.plot:
+            trace.plot(args.plot)
+            print(f"entropy plot: {args.plot}", file=sys.stderr)
     if args.compare:
         torch.manual_seed(args.seed)
         standard = run_standard(model, tokenizer, inputs, args.max_new_tokens)
@@ -163,7 +186,6 @@ def command_generate(args: argparse.Namespace) -> int:
 
 def command_eval(args: argparse.Namespace) -> int:
     """`hf-softthink eval`: pass@k / maj@k / token cost of decoding modes on a task; resumable."""
-    import json
     import os
 
     from .data import DEFAULT_THINKING_INSTRUCTION, load_prompts, reasoning_gym_dataset
@@ -180,6 +202,8 @@ def command_eval(args: argparse.Namespace) -> int:
         )
     instruction = DEFAULT_THINKING_INSTRUCTION if args.system is None else (args.system or None)
     is_file = args.task.endswith((".jsonl", ".json")) or os.path.isfile(args.task)
+    _check_task_flags(args, is_file)
+    check_model_path(args.model, "--model")
     if is_file:
         try:
             dataset = load_prompts(
@@ -191,40 +215,77 @@ def command_eval(args: argparse.Namespace) -> int:
                 f"{error}: --task names neither a reasoning-gym task nor an existing file"
             ) from None
         except ValueError as error:
+            if "_column=" not in str(error):
+                raise
             raise ValueError(
                 f"{error} (command line: --question-column NAME, --answer-column NAME)"
             ) from None
         if args.num_problems is not None:
             dataset = dataset.select(range(min(args.num_problems, len(dataset))))
     else:
-        try:
-            task_config = json.loads(args.task_config) if args.task_config else None
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"--task-config must be a JSON object, e.g. '{{\"max_terms\": 2}}' ({error})"
-            ) from None
         dataset = reasoning_gym_dataset(
             args.task, size=args.num_problems or 20, seed=args.data_seed, thinking_instruction=instruction,
-            config=task_config,
+            config=_task_config(args.task_config),
         )
     if instruction is None:
         print("hf-softthink: note: no system prompt, so the model is not told to write </think>",
               file=sys.stderr)
 
+    from .evaluation.lock import output_folder_lock
     from .models import load_model
 
-    model, tokenizer = load_model(args.model)
-    result = evaluate_modes(
-        model, tokenizer, dataset, args.modes, samples=args.samples, ks=ks, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, max_thinking_tokens=args.max_thinking_tokens,
-        think_end=args.think_end, seed=args.seed, output_dir=args.out, model_name=args.model,
-        task_name=args.task,
-        progress=not args.no_progress,
-    )
+    out = prepare_output_dir(args.out, "--out")
+    with output_folder_lock(out):  # a second run on the same --out stops here, before loading the model
+        model, tokenizer = load_model(args.model)
+        result = evaluate_modes(
+            model, tokenizer, dataset, args.modes, samples=args.samples, ks=ks, batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens, max_thinking_tokens=args.max_thinking_tokens,
+            think_end=args.think_end, seed=args.seed, output_dir=out, model_name=args.model,
+            task_name=args.task,
+            progress=not args.no_progress,
+        )
     print(result.to_markdown())
     for label, path in result.files.items():
         print(f"{label}: {path}", file=sys.stderr)
     return 0
+
+
+def _check_task_flags(args: argparse.Namespace, is_file: bool) -> None:
+    """Refuse flags that do not apply to the kind of --task given (they would be ignored silently)."""
+    if is_file and args.task_config:
+        raise ValueError(
+            f"--task-config configures a reasoning-gym task, but --task {args.task!r} is a file: drop "
+            "--task-config, or give a reasoning-gym task name."
+        )
+    if not is_file:
+        for flag, value, default in (
+            ("--question-column", args.question_column, "question"),
+            ("--answer-column", args.answer_column, "answer"),
+        ):
+            if value != default:
+                raise ValueError(
+                    f"{flag} names a column of a JSONL/JSON file, but --task {args.task!r} is a reasoning-gym "
+                    f"task: drop {flag}, or give the path of your file."
+                )
+        _task_config(args.task_config)
+
+
+def _task_config(text: str | None) -> dict | None:
+    """The --task-config JSON object (None when not given)."""
+    import json
+
+    if not text:
+        return None
+    example = '\'{"max_terms": 2}\''
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--task-config must be a JSON object, e.g. {example} ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"--task-config must be a JSON object of the task's settings, e.g. {example}; got {text!r}."
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=160)
     generate.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="system prompt ('' for none)")
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--html", default=None, metavar="PATH",
+                          help="write the soft-thinking trace as a self-contained HTML page (hover a step: its mixture)")
+    generate.add_argument("--plot", default=None, metavar="PATH", help="write a PNG of entropy and mode per step")
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
@@ -277,15 +341,34 @@ def build_parser() -> argparse.ArgumentParser:
                           help="system prompt (default: the package's thinking instruction; '' for none)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=command_eval)
+
+    commands.add_parser(
+        "lm-eval",
+        add_help=False,
+        help="lm-evaluation-harness's command line with the hf-softthink model registered (needs the lm-eval "
+        "extra): hf-softthink lm-eval --model hf-softthink --model_args pretrained=...,soft_max_topk=10 ...",
+    )
     return parser
+
+
+def command_lm_eval(arguments: Sequence[str]) -> int:
+    """`hf-softthink lm-eval ARGS`: `lm_eval ARGS` after registering the `hf-softthink` model."""
+    from .lm_eval_harness import main as lm_eval_main
+
+    return lm_eval_main(list(arguments))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:  # every later argument is lm_eval's own, options included
+        handler, args = command_lm_eval, argv[1:]
+    else:
+        args = parser.parse_args(argv)
+        handler = args.handler
     try:
-        return args.handler(args)
-    except (ValueError, ImportError) as error:
+        return handler(args)
+    except (ValueError, ImportError, OSError) as error:
         print(f"hf-softthink: error: {error}", file=sys.stderr)
         return 2
 

@@ -9,14 +9,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import torch
 
 NOISE_KINDS = ("none", "dirichlet", "gumbel", "gaussian")
 MODES = ("soft", "switch")
 
 #: name of the attribute of `GenerationConfig` that holds the soft-thinking config
 GENERATION_CONFIG_ATTRIBUTE = "soft_thinking"
+#: the thinking-phase arithmetic (entropy, filters, noise, mixture weights) runs in float32 whatever the model's
+#: dtype: a scale or divisor must be a positive *normal* float32, or it rounds to 0 / inf and gives NaN weights
+FLOAT32 = torch.finfo(torch.float32)
+FLOAT32_RANGE = f"in [{FLOAT32.tiny:.3g}, {FLOAT32.max:.3g}] (a normal float32: the thinking arithmetic runs in float32)"
+#: SwiReasoning's answer prompt, forced when a row keeps switching past twice the switch limit
+SWIREASONING_FINAL_ANSWER = "\n\nThe final answer is"
+
+
+_JSON_KINDS = {
+    type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"
+}
 
 
 def _check(condition: bool, name: str, value: Any, allowed: str) -> None:
@@ -30,6 +44,11 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_float32_scale(value: Any) -> bool:
+    """A positive number that float32 represents as a normal number (no underflow to 0, no overflow to inf)."""
+    return _is_number(value) and FLOAT32.tiny <= value <= FLOAT32.max
 
 
 @dataclass
@@ -58,7 +77,11 @@ class SoftThinkingConfig:
 
     max_topk: int | None = field(
         default=10,
-        metadata={"help": "Number of most probable tokens mixed into a concept token (None: every token left by the filters)."},
+        metadata={
+            "help": "Number of most probable tokens mixed into a concept token (None: every token left by the "
+            "filters; a full-vocabulary mixture is one (B, V) @ (V, d) product and the outputs record its 32 "
+            "largest weights)."
+        },
     )
     temperature: float = field(default=0.6, metadata={"help": "Thinking-phase temperature T (> 0)."})
     top_k: int | None = field(
@@ -108,27 +131,64 @@ class SoftThinkingConfig:
         default=512, metadata={"help": "Switch mode: minimum explicit steps before switching back to soft (>= 1)."}
     )
     max_switches: int | None = field(
-        default=None, metadata={"help": "Switch mode: think_end is forced after this many switches (None: unlimited)."}
+        default=None,
+        metadata={
+            "help": "Switch mode: after this many soft -> explicit switches, think_end is forced on the following "
+            "steps, then the answer (None: unlimited). Explicit -> soft switches do not count."
+        },
+    )
+    switch_beta: float = field(
+        default=1.0,
+        metadata={
+            "help": "Switch mode: beta_0 of the marker blend fed on a soft -> explicit switch, "
+            "beta_t * concept + (1 - beta_t) * E[think_end] with beta_t = beta_0 + (1 - beta_0) * t / max_new_tokens "
+            "(SwiReasoning: 0.7). In [0, 1]; 1: no blend, the step feeds its token."
+        },
+    )
+    switch_alpha: float = field(
+        default=1.0,
+        metadata={
+            "help": "Switch mode: alpha_0 of the marker blend fed on an explicit -> soft switch, "
+            "alpha_t * concept + (1 - alpha_t) * E[think_start], same schedule as switch_beta (SwiReasoning tunes it "
+            "per model, 0.3-1.0). In [0, 1]; 1: no blend."
+        },
+    )
+    think_start: str | int | None = field(
+        default="<think>",
+        metadata={
+            "help": "Switch mode: the thinking-start marker blended in by switch_alpha < 1: a string that is one "
+            "token of the tokenizer, or a token id (unused when switch_alpha is 1)."
+        },
+    )
+    final_answer: str | None = field(
+        default=None,
+        metadata={
+            "help": "Switch mode: text forced when a row whose thinking the switch limit ended keeps switching "
+            "(entropy still tracked in the answer) past 2 * max_switches; the answer is then cut "
+            "final_answer_max_tokens tokens later (SwiReasoning: '\\n\\nThe final answer is'). None: off."
+        },
+    )
+    final_answer_max_tokens: int = field(
+        default=32,
+        metadata={"help": "Switch mode: tokens generated after final-answer forcing starts, its text included (>= 1)."},
     )
 
     def __post_init__(self) -> None:
         _check(self.max_topk is None or (_is_int(self.max_topk) and self.max_topk >= 1), "max_topk", self.max_topk,
                "None or an integer >= 1")
-        _check(_is_number(self.temperature) and self.temperature > 0, "temperature", self.temperature,
-               "a finite number > 0 (use a tiny value such as 1e-4 for near-greedy mixtures)")
+        _check(_is_float32_scale(self.temperature), "temperature", self.temperature,
+               f"{FLOAT32_RANGE}; a tiny value such as 1e-4 already gives near-greedy mixtures")
         _check(self.top_k is None or (_is_int(self.top_k) and self.top_k >= 0), "top_k", self.top_k,
                "None, 0 (off) or an integer >= 1")
         _check(_is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]")
         _check(_is_number(self.min_p) and 0 <= self.min_p < 1, "min_p", self.min_p, "in [0, 1)")
         _check(self.noise in NOISE_KINDS, "noise", self.noise, f"one of {NOISE_KINDS}")
-        _check(_is_number(self.dirichlet_alpha) and self.dirichlet_alpha > 0, "dirichlet_alpha",
-               self.dirichlet_alpha, "a finite number > 0")
-        _check(_is_number(self.gumbel_tau) and self.gumbel_tau > 0, "gumbel_tau", self.gumbel_tau,
-               "a finite number > 0")
-        _check(_is_number(self.gaussian_sigma) and self.gaussian_sigma >= 0, "gaussian_sigma",
-               self.gaussian_sigma, "a finite number >= 0")
-        _check(self.cold_stop_entropy is None or (_is_number(self.cold_stop_entropy) and self.cold_stop_entropy > 0),
-               "cold_stop_entropy", self.cold_stop_entropy, "None (off) or a finite number > 0 (nats)")
+        _check(_is_float32_scale(self.dirichlet_alpha), "dirichlet_alpha", self.dirichlet_alpha, FLOAT32_RANGE)
+        _check(_is_float32_scale(self.gumbel_tau), "gumbel_tau", self.gumbel_tau, FLOAT32_RANGE)
+        _check(self.gaussian_sigma == 0 or _is_float32_scale(self.gaussian_sigma), "gaussian_sigma",
+               self.gaussian_sigma, f"0 (off) or {FLOAT32_RANGE}")
+        _check(self.cold_stop_entropy is None or _is_float32_scale(self.cold_stop_entropy),
+               "cold_stop_entropy", self.cold_stop_entropy, f"None (off) or, in nats, {FLOAT32_RANGE}")
         _check(_is_int(self.cold_stop_patience) and self.cold_stop_patience >= 1, "cold_stop_patience",
                self.cold_stop_patience, "an integer >= 1")
         _check(self.think_end is None or (isinstance(self.think_end, str) and self.think_end != "")
@@ -141,13 +201,69 @@ class SoftThinkingConfig:
                "an integer >= 1")
         _check(self.max_switches is None or (_is_int(self.max_switches) and self.max_switches >= 1), "max_switches",
                self.max_switches, "None or an integer >= 1")
+        for name in ("switch_beta", "switch_alpha"):
+            value = getattr(self, name)
+            _check(_is_number(value) and 0 <= value <= 1, name, value, "in [0, 1] (1: no marker blend)")
+        _check(self.think_start is None or (isinstance(self.think_start, str) and self.think_start != "")
+               or (_is_int(self.think_start) and self.think_start >= 0), "think_start", self.think_start,
+               "a non-empty string, a token id >= 0, or None")
+        if self.switch_alpha < 1 and self.think_start is None:
+            raise ValueError(
+                f"SoftThinkingConfig.think_start=None is invalid with switch_alpha={self.switch_alpha}: the blend "
+                "alpha * concept + (1 - alpha) * E[think_start] needs the marker. Set think_start (e.g. '<think>' or "
+                "a token id), or switch_alpha=1.0 (no blend)."
+            )
+        _check(self.final_answer is None or (isinstance(self.final_answer, str) and self.final_answer != ""),
+               "final_answer", self.final_answer, "None (off) or a non-empty string")
+        _check(_is_int(self.final_answer_max_tokens) and self.final_answer_max_tokens >= 1,
+               "final_answer_max_tokens", self.final_answer_max_tokens, "an integer >= 1")
+        if self.final_answer is not None and (self.mode != "switch" or self.max_switches is None):
+            raise ValueError(
+                f"SoftThinkingConfig.final_answer={self.final_answer!r} needs mode='switch' and max_switches: it is "
+                "forced when a row keeps switching past 2 * max_switches. Set both, or final_answer=None."
+            )
         needs_think_end = self.cold_stop_entropy is not None or self.max_thinking_tokens is not None or (
-            self.mode == "switch" and self.max_switches is not None)
+            self.mode == "switch" and (self.max_switches is not None or self.switch_beta < 1))
         if needs_think_end and self.think_end is None:
             raise ValueError(
-                "SoftThinkingConfig.think_end=None is invalid with Cold Stop, a thinking budget or max_switches: "
-                "they force the think-end token, so set think_end to a string or token id."
+                "SoftThinkingConfig.think_end=None is invalid with Cold Stop, a thinking budget, max_switches or "
+                "switch_beta < 1: they force (or blend in) the think-end token, so set think_end to a string or "
+                "token id."
             )
+
+    @classmethod
+    def swireasoning(cls, alpha: float = 1.0, max_switches: int | None = None, **overrides: Any) -> SoftThinkingConfig:
+        r"""SwiReasoning as published (Shi et al., arXiv:2510.05069, and its public code).
+
+        Entropy-driven switching (`mode="switch"`) with the reference's settings: the switching entropy and the
+        concept token are the full softmax at T = 1 over the whole vocabulary (`temperature=1`, no top-k / top-p /
+        min-p, `max_topk=None`), `switch_window=512`, the marker blends $eta_0 = 0.7$ (to explicit) and
+        $lpha_0$ = `alpha` (back to soft; the reference tunes it per model and task, 0.3-1.0), and with
+        `max_switches` the reference's switch-count control: think-end after `max_switches` soft -> explicit
+        switches, then `"
+
+The final answer is"` and at most 32 more tokens for a row that keeps switching past
+        twice the limit. Explicit steps (and the token recorded at soft steps) follow the caller's own
+        `generate` settings, so pass the reference's sampling too: `do_sample=True, temperature=0.6, top_p=0.95,
+        top_k=20`. `overrides` replace any field.
+
+        Example:
+
+        ```python
+        >>> from hf_softthink import SoftThinkingConfig
+        >>> cfg = SoftThinkingConfig.swireasoning(alpha=0.5, max_switches=2)
+        >>> cfg.mode, cfg.max_topk, cfg.temperature, cfg.switch_beta, cfg.switch_alpha
+        ('switch', None, 1.0, 0.7, 0.5)
+
+        ```
+        """
+        values: dict[str, Any] = dict(
+            mode="switch", max_topk=None, temperature=1.0, top_k=None, top_p=1.0, min_p=0.0, noise="none",
+            switch_window=512, switch_beta=0.7, switch_alpha=alpha, max_switches=max_switches,
+            final_answer=SWIREASONING_FINAL_ANSWER if max_switches is not None else None, final_answer_max_tokens=32,
+        )
+        values.update(overrides)
+        return cls(**values)
 
     # ----------------------------------------------------------------------------------------- helpers
     @property
@@ -163,6 +279,11 @@ class SoftThinkingConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SoftThinkingConfig:
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"SoftThinkingConfig.from_dict needs a dict of its fields, e.g. {{'max_topk': 5}}, got "
+                f"{type(values).__name__}: {values!r}."
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -173,7 +294,20 @@ class SoftThinkingConfig:
 
     @classmethod
     def from_json(cls, text: str) -> SoftThinkingConfig:
-        return cls.from_dict(json.loads(text))
+        """The config from a JSON object of its fields (what `to_json` writes)."""
+        try:
+            values = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"SoftThinkingConfig.from_json needs a JSON object of its fields such as '{{\"max_topk\": 5}}': "
+                f"{text!r:.80} is not valid JSON ({error})."
+            ) from None
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"SoftThinkingConfig.from_json needs a JSON object of its fields such as '{{\"max_topk\": 5}}', "
+                f"got {_JSON_KINDS.get(type(values), 'a JSON value')}: {text!r:.80}."
+            )
+        return cls.from_dict(values)
 
     @classmethod
     def coerce(cls, value: Any, saved: Any = None) -> SoftThinkingConfig | None:

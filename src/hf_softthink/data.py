@@ -18,14 +18,17 @@ verifier, or math-verify against the ``answer`` column); the answer extraction i
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import functools
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import datasets
+import pyarrow as pa
 
 from .evaluation_metrics import (
     DEFAULT_THINK_END,
@@ -60,6 +63,8 @@ DEFAULT_THINKING_INSTRUCTION = (
 )
 
 STANDARD_COLUMNS = ("question", "answer", "task", "entry", "prompt")
+#: the chat-templated prompt, added when a tokenizer is given
+PROMPT_TEXT_COLUMN = "prompt_text"
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
 STANDARD_FEATURES = datasets.Features(
@@ -333,53 +338,262 @@ def reasoning_gym_dataset(
 
 def _add_prompt_text(ds: datasets.Dataset, tokenizer: Any) -> datasets.Dataset:
     texts = apply_chat_template(tokenizer, ds["prompt"])
-    return ds.add_column("prompt_text", texts)
+    return ds.add_column(PROMPT_TEXT_COLUMN, texts)
 
 
 # --------------------------------------------------------------------------------------------
 # user datasets
 # --------------------------------------------------------------------------------------------
 
+_FILE_SHAPES = (
+    "a .jsonl file holds one JSON object per line; a .json file holds a list of such objects or one object "
+    'of equal-length columns, e.g. {"question": ["1+1?", "2+2?"], "answer": ["2", "4"]}'
+)
 
-def _read_json_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+
+class _IntLiteral(str):
+    """A JSON integer as written in the file: text columns keep its digits, other columns get ``int(self)``."""
+
+    def number(self) -> int:
+        return int(self)
+
+
+class _FloatLiteral(str):
+    """A JSON number with a fraction or exponent as written: text columns keep it, others get ``float(self)``."""
+
+    def number(self) -> float:
+        return float(self)
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads`` that keeps numbers as their literal text (so ``2**64`` or ``1.50`` stay exact)."""
+    return json.loads(text, parse_int=_IntLiteral, parse_float=_FloatLiteral)
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` with every number literal (nested too) turned into its int / float."""
+    if isinstance(value, (_IntLiteral, _FloatLiteral)):
+        return value.number()
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a value, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (_IntLiteral, _FloatLiteral, int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = repr(str(value) if isinstance(value, (_IntLiteral, _FloatLiteral)) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_text(value: Any, column: str, where: str) -> str | None:
+    """A question / answer value as text: strings as they are, numbers as written; refuse anything else."""
+    if value is None or isinstance(value, str):
+        return None if value is None else str(value)  # str(): a number literal becomes a plain string
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    raise ValueError(
+        f"load_prompts: {where}: {column!r} is {_kind(value)} ({_preview(value)}), not text. Write it as a "
+        f"string, or point question_column= / answer_column= at the column that holds the text."
+    )
+
+
+def _check_text(value: str | None, column: str, where: str, required: bool) -> None:
+    """Refuse a missing (when ``required``) or blank question / answer."""
+    if value is None and required:
+        raise ValueError(f"load_prompts: {where} has no {column!r} (null): fill it in or remove the row.")
+    if value is not None and not value.strip():
+        fix = "fill it in or remove the row" if required else "fill it in, or make it null (no gold answer)"
+        raise ValueError(
+            f"load_prompts: {where} has an empty {column!r} ({value!r}): no completion can answer it; {fix}."
+        )
+
+
+def _decode_utf8(data: bytes, path: str) -> str:
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise ValueError(
+            f"load_prompts: {path}:{line} is not valid UTF-8 (byte 0x{data[err.start]:02x} at byte {column} of "
+            "the line). Save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 old.jsonl > new.jsonl`."
+        ) from None
+
+
+class _Table(NamedTuple):
+    """Rows read from a file or a list, as columns, and how messages name each row."""
+
+    columns: dict[str, list[Any]]
+    rows: list[str]
+
+
+def _rows_table(rows: list[Mapping[str, Any]], names: list[str]) -> _Table:
+    keys: dict[str, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    return _Table({k: [r.get(k) for r in rows] for k in keys}, names)
+
+
+def _columns_table(columns: Mapping[str, Any], where: str) -> _Table:
+    """A mapping of column name -> list of values (one per row) as a table; unequal lengths are refused."""
+    bad = [k for k, v in columns.items() if not isinstance(v, (list, tuple))]
+    if bad:
+        raise ValueError(
+            f"load_prompts: {where} has columns that are not lists ({', '.join(repr(k) for k in bad)}): a table "
+            "of columns needs a list of values (one per row) in every column."
+        )
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"load_prompts: the columns of {where} have different lengths {lengths}: give every column one "
+            "value per row."
+        )
+    size = next(iter(lengths.values()), 0)
+    return _Table({k: list(v) for k, v in columns.items()}, [f"row {i}" for i in range(size)])
+
+
+def _read_json_table(path: str | os.PathLike) -> _Table:
+    """The rows of a JSONL file, a JSON list of objects or a JSON object of columns."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_prompts: no such file {path!r}")
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    stripped = text.lstrip()
-    if path.endswith(".json") and stripped.startswith("["):
-        rows = json.loads(text)
-    else:
-        rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"load_prompts: {path}:{lineno} is not valid JSON ({err})") from err
-            if not isinstance(row, dict):
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load_prompts: {path!r} is a folder, not a file: {_FILE_SHAPES}")
+    with open(path, "rb") as fh:
+        text = _decode_utf8(fh.read(), path)
+    try:
+        document = _parse_json(text)
+    except json.JSONDecodeError as whole:
+        return _read_jsonl(text, path, whole)
+    if isinstance(document, list):
+        bad = next((i for i, row in enumerate(document) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise ValueError(
+                f"load_prompts: item {bad} of the list in {path} is {_kind(document[bad])}, not an object: "
+                f"{_FILE_SHAPES}."
+            )
+        names = [f"row {i} (item {i} of the list in {path})" for i in range(len(document))]
+        return _rows_table(document, names)
+    if isinstance(document, dict):
+        if document and all(isinstance(v, list) for v in document.values()):
+            table = _columns_table(document, path)
+            return table._replace(rows=[f"{name} of the columns in {path}" for name in table.rows])
+        return _rows_table([document], [f"row 0 ({path}:1)"])  # a one-line JSONL file
+    raise ValueError(f"load_prompts: {path} holds {_kind(document)}, not rows: {_FILE_SHAPES}.")
+
+
+def _read_jsonl(text: str, path: str, whole: json.JSONDecodeError) -> _Table:
+    """The rows of a JSONL file (``whole``: why the text is not one JSON document)."""
+    rows, names = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = _parse_json(line)
+        except json.JSONDecodeError as err:
+            if not rows:  # not even the first line is JSON on its own: a broken JSON document
                 raise ValueError(
-                    f"load_prompts: {path}:{lineno} is not a JSON object (got {type(row).__name__})"
-                )
-            rows.append(row)
-    return rows
+                    f"load_prompts: {path} is not valid JSON ({whole.msg} at line {whole.lineno}, column "
+                    f"{whole.colno}): {_FILE_SHAPES}."
+                ) from None
+            raise ValueError(f"load_prompts: {path}:{lineno} is not valid JSON ({err})") from None
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"load_prompts: {path}:{lineno} is not a JSON object (got {_kind(row)}): {_FILE_SHAPES}."
+            )
+        rows.append(row)
+        names.append(f"row {len(names)} ({path}:{lineno})")
+    return _rows_table(rows, names)
 
 
-def _to_dataset(source: Any) -> datasets.Dataset:
+def _table_dataset(table: _Table, text_columns: Sequence[str]) -> datasets.Dataset:
+    """The table as a ``datasets.Dataset``: question / answer values as text, other columns as Arrow takes them.
+
+    A column that mixes numbers, strings and booleans becomes strings (as written in the file); a value Arrow
+    cannot store with the rest of its column (an object among strings, an integer beyond 64 bits) is refused,
+    naming its column and row.
+    """
+    columns: dict[str, list[Any]] = {}
+    for name, values in table.columns.items():
+        if name in text_columns:
+            columns[name] = [_as_text(v, name, table.rows[i]) for i, v in enumerate(values)]
+            continue
+        kinds = {_kind(v) for v in values if v is not None}
+        if len(kinds) > 1 and kinds <= {"a number", "a string", "a boolean"}:
+            columns[name] = [None if v is None else str(v) for v in values]
+        else:
+            columns[name] = [_numbers(v) for v in values]
+    try:
+        return datasets.Dataset.from_dict(columns)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as error:
+        raise _unstorable(columns, table.rows, error) from None
+
+
+def _unstorable(columns: dict[str, list[Any]], rows: list[str], error: Exception) -> ValueError:
+    """The error naming the first column and row that ``datasets`` (Arrow) refuses."""
+
+    def stores(values: list[Any]) -> bool:
+        try:
+            datasets.Dataset.from_dict({"column": values})
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            return False
+        return True
+
+    for name, values in columns.items():
+        if stores(values):
+            continue
+        low, high = 0, len(values)  # the shortest failing prefix has length in (low, high]
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if stores(values[:middle]) else (low, middle)
+        row = high - 1
+        before = sorted({_kind(v) for v in values[:row] if v is not None})
+        context = f" while the rows before it hold {' / '.join(before)}" if before else ""
+        return ValueError(
+            f"load_prompts: column {name!r} cannot be stored: {rows[row]} holds {_kind(values[row])} "
+            f"({_preview(values[row])}){context} ({type(error).__name__}: {error}). Give the column one kind "
+            "of value in every row (e.g. write it as a string), or drop the column."
+        )
+    return ValueError(
+        f"load_prompts: the rows cannot be stored as a dataset ({type(error).__name__}: {error})"
+    )
+
+
+def _to_dataset(source: Any, text_columns: Sequence[str]) -> tuple[datasets.Dataset, list[str] | None]:
+    """The source as a dataset, and how messages name its rows (None: ``row i``)."""
     if isinstance(source, datasets.DatasetDict):
         raise ValueError(
             f"load_prompts got a DatasetDict with splits {list(source)}; pass one split, e.g. source['train']"
         )
     if isinstance(source, datasets.Dataset):
-        return source
+        return source, None
     if isinstance(source, (str, os.PathLike)):
-        rows = _read_json_rows(source)
-        if not rows:
+        table = _read_json_table(source)
+        if not table.rows:
             raise ValueError(f"load_prompts: {os.fspath(source)!r} contains no rows")
-        return _rows_to_dataset(rows)
-    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+    elif isinstance(source, Mapping):
+        table = _columns_table(source, "the dict of columns")
+    elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         rows = list(source)
         if not rows:
             raise ValueError("load_prompts: the list of rows is empty")
@@ -388,28 +602,17 @@ def _to_dataset(source: Any) -> datasets.Dataset:
             raise ValueError(
                 f"load_prompts: rows must be dicts; row {bad[0]} is {type(rows[bad[0]]).__name__}"
             )
-        return _rows_to_dataset([dict(r) for r in rows])
-    raise TypeError(
-        "load_prompts: source must be a datasets.Dataset, a path to a JSONL/JSON file or a list of dicts, "
-        f"got {type(source).__name__}"
-    )
-
-
-def _rows_to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
-    keys: dict[str, None] = {}
-    for r in rows:
-        keys.update(dict.fromkeys(r))
-    columns = {k: [r.get(k) for r in rows] for k in keys}
-    # Answers may be numbers in one row and strings in another: make them strings so Arrow accepts them.
-    for k, values in columns.items():
-        kinds = {type(v) for v in values if v is not None}
-        if len(kinds) > 1 and kinds <= {int, float, str, bool}:
-            columns[k] = [None if v is None else str(v) for v in values]
-    return datasets.Dataset.from_dict(columns)
+        table = _rows_table([dict(r) for r in rows], [f"row {i}" for i in range(len(rows))])
+    else:
+        raise TypeError(
+            "load_prompts: source must be a datasets.Dataset, a path to a JSONL/JSON file, a list of dicts or a "
+            f"dict of columns, got {type(source).__name__}"
+        )
+    return _table_dataset(table, text_columns), table.rows
 
 
 def load_prompts(
-    source: datasets.Dataset | str | os.PathLike | Sequence[Mapping[str, Any]],
+    source: datasets.Dataset | str | os.PathLike | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     *,
     question_column: str = "question",
     answer_column: str | None = "answer",
@@ -420,18 +623,24 @@ def load_prompts(
     """User data -> prompt dataset with the standard columns (module docstring).
 
     Args:
-        source: a ``datasets.Dataset``, a path to a JSONL file (or a ``.json`` list of
-            objects), or a list of dicts.
+        source: a ``datasets.Dataset``, a path to a JSONL file (one object per line) or a ``.json`` file (a
+            list of objects, or one object of equal-length column lists), a list of dicts, or a dict of
+            column lists.
         question_column / answer_column: the source columns holding the problem and the gold
             answer (renamed to ``question`` / ``answer``). ``answer_column=None`` loads prompts
             without gold answers (they cannot be scored).
         thinking_instruction / instruction_role / tokenizer: as in :func:`reasoning_gym_dataset`.
 
-    Other source columns are kept (TRL passes them to reward functions). A source that already
-    has ``task`` and ``entry`` columns (e.g. a saved :func:`reasoning_gym_dataset`) keeps them,
-    so its rows are still scored by reasoning-gym.
+    Questions and answers are text: numbers become their text as written in the file (``2**64``, ``1.50``);
+    a list or an object there, a missing or empty question, or an empty answer is a ``ValueError`` naming
+    the row. Other source columns are kept (TRL passes them to reward functions); a column whose values
+    Arrow cannot store together is a ``ValueError`` naming it and the row. A source that already has
+    ``task`` and ``entry`` columns (e.g. a saved :func:`reasoning_gym_dataset`) keeps them, so its rows are
+    still scored by reasoning-gym. The source's own standard columns whose values change (e.g. its own
+    ``prompt``, replaced by the one built from the question) are named in a ``UserWarning``.
     """
-    ds = _to_dataset(source)
+    text_columns = [c for c in (question_column, answer_column) if c is not None]
+    ds, row_names = _to_dataset(source, text_columns)
     if len(ds) == 0:
         raise ValueError("load_prompts: the dataset is empty (0 rows)")
     present = list(ds.column_names)
@@ -448,29 +657,65 @@ def load_prompts(
         )
     has_rg = "task" in present and "entry" in present
 
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
-        question = row[question_column]
-        if question is None:
-            raise ValueError(f"load_prompts: a row has no {question_column!r} (None)")
-        question = str(question)
-        answer = row[answer_column] if answer_column is not None else None
+    def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
+        where = row_names[index] if row_names is not None else f"row {index}"
+        question = _as_text(row[question_column], question_column, where)
+        _check_text(question, question_column, where, required=True)
+        answer = None
+        if answer_column is not None:
+            answer = _as_text(row[answer_column], answer_column, where)
+            _check_text(answer, answer_column, where, required=False)
         return {
             "question": question,
-            "answer": None if answer is None else str(answer),
+            "answer": answer,
             "task": row["task"] if has_rg else None,
             "entry": row["entry"] if has_rg else None,
             "prompt": build_prompt(question, thinking_instruction, instruction_role),
         }
 
     drop = [c for c in (question_column, answer_column) if c is not None and c not in STANDARD_COLUMNS]
-    drop += [c for c in STANDARD_COLUMNS if c in present and c not in drop]
+    drop += [c for c in (*STANDARD_COLUMNS, PROMPT_TEXT_COLUMN) if c in present and c not in drop]
     extra = [c for c in present if c not in drop]
     features = datasets.Features({**{c: ds.features[c] for c in extra}, **STANDARD_FEATURES})
-    out = ds.map(convert, remove_columns=drop, features=features, desc=None)
+    out = ds.map(convert, with_indices=True, remove_columns=drop, features=features, desc=None)
     out = out.select_columns([*STANDARD_COLUMNS, *extra])
+    changed = {
+        c: _count_changed(ds[c], out[c]) for c in STANDARD_COLUMNS if c in present and c not in text_columns
+    }
     if tokenizer is not None:
         out = _add_prompt_text(out, tokenizer)
+        if PROMPT_TEXT_COLUMN in present:
+            changed[PROMPT_TEXT_COLUMN] = _count_changed(ds[PROMPT_TEXT_COLUMN], out[PROMPT_TEXT_COLUMN])
+    elif PROMPT_TEXT_COLUMN in present:
+        if "prompt" in present and not changed["prompt"]:  # rendered from the very prompts kept: still valid
+            out = out.add_column(PROMPT_TEXT_COLUMN, ds[PROMPT_TEXT_COLUMN])
+        else:
+            changed[PROMPT_TEXT_COLUMN] = len(ds)
+    _warn_replaced(changed, len(ds), question_column, tokenizer is not None)
     return out
+
+
+def _count_changed(old: Sequence[Any], new: Sequence[Any]) -> int:
+    return sum(a != b for a, b in zip(old, new, strict=True))
+
+
+def _warn_replaced(changed: Mapping[str, int], size: int, question_column: str, rendered: bool) -> None:
+    """One warning naming the source's own standard columns whose values were replaced or dropped."""
+    changed = {c: n for c, n in changed.items() if n}
+    if not changed:
+        return
+    listed = ", ".join(f"{c!r} ({n} of {size} rows)" for c, n in changed.items())
+    dropped = " (prompt_text is dropped: pass tokenizer= to render the new prompts)" if (
+        PROMPT_TEXT_COLUMN in changed and not rendered
+    ) else ""
+    warnings.warn(
+        f"load_prompts: the source's own column(s) {listed} were replaced by the standard columns built from "
+        f"{question_column!r}{dropped}. "
+        "To keep your values, rename those columns before loading (other columns are kept as they are), or pass "
+        "a dataset that already has 'prompt' straight to evaluate_modes / SoftGRPOTrainer.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 # --------------------------------------------------------------------------------------------

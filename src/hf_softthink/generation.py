@@ -4,14 +4,18 @@
 `generate(..., soft_thinking=...)`. Without `soft_thinking` (or with `False`) `generate` is untouched.
 With it, all of `generate`'s preparation runs as usual (processors, stopping criteria, cache, left
 padding, `num_return_sequences`), then the decoding loop of `soft_thinking_sample` runs in place of
-`_sample`: DESIGN.md section 3, one step:
+`_sample`. One step, per row (the full description, the outputs, the events and the switch state machine
+are in the repository's `docs/design.md`):
 
-1. entropy H of softmax(z / T) over the full vocabulary;
-2. the caller's logits processors, then (thinking rows) the think-end forcers, the top-k candidate
-   reduction, transformers' temperature / top-p / min-p warpers, the `max_topk` most probable
-   candidates and the mixture noise;
-3. thinking rows feed the concept token sum_j w_j embed(id_j) (plus optional Gaussian noise) and record
-   argmax_j w_j in `sequences`; answer rows decode exactly as `generate` would.
+1. the full-vocabulary entropy H of softmax(z / T) (when Cold Stop, switch mode or the outputs need it);
+2. the caller's logits processors; then, for thinking rows, the think-end forcers (budget, switch limit,
+   Cold Stop), the top-k candidate reduction, transformers' temperature / top-p / min-p warpers, the
+   `max_topk` most probable candidates and the mixture noise;
+3. the token: forced, or the mixture's top-1 (soft mode), or drawn with the caller's own settings (answer
+   rows, and every thinking step of switch mode);
+4. what is fed back: the concept token sum_j w_j embed(id_j) (plus optional Gaussian noise) on soft steps,
+   marker blends on SwiReasoning's switch steps, the token's embedding otherwise;
+5. checks that nothing non-finite was produced (one host sync per step, shared with the end-of-batch test).
 """
 
 from __future__ import annotations
@@ -28,11 +32,20 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationMixin, GenerationMode
 
 from .config import GENERATION_CONFIG_ATTRIBUTE, SoftThinkingConfig
-from .mixing import add_gaussian_noise, concept_embedding, embedding_rms, input_embedding_module
+from .events import StepEvent
+from .mixing import (
+    add_gaussian_noise,
+    concept_embedding,
+    dense_concept_embedding,
+    embedding_rms,
+    input_embedding_module,
+)
 from .processors import (
+    EntropySwitchLogitsProcessor,
     force_tokens,
     full_entropy,
     mixture_noise,
+    shift_to_zero_max,
     think_end_forcers,
     thinking_warpers,
     top_k_candidates,
@@ -43,27 +56,51 @@ ANSWER_WARPER_TYPES = tuple(
     getattr(logits_process, name) for name in dir(logits_process) if name.endswith("LogitsWarper")
 )
 SUPPORTED_MODES = (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
+#: ids recorded per step when the mixture is bounded by nothing but the vocabulary (max_topk=None, top_k=None)
+RECORDED_IDS_FULL_VOCABULARY = 32
+#: mixtures of more ids than this are mixed as one (B, V) @ (V, d) product instead of a (B, K, d) lookup
+DENSE_MIXTURE_MIN_IDS = 1024
+#: Gaussian embedding noise must stay representable up to this many standard deviations in the model's dtype
+NOISE_TAIL_STDS = 8.0
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or infinite value reached a decision of the soft-thinking loop; the message says where and why."""
 
 
 @dataclass
 class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
     """`GenerateDecoderOnlyOutput` plus what the soft steps were.
 
+    `scores` (with `output_scores=True`) hold, per step, the scores the recorded token was chosen from: at the
+    soft steps of `mode="soft"` the final candidate scores of the mixture (after the thinking warpers and
+    the mixture noise, `-inf` outside the mixed ids; their softmax is the mixture weights, they are **not**
+    log-probabilities), at forced steps scores that allow only the forced token, and in switch mode and the
+    answer the caller's processed scores, as `generate` records them.
+
     Args:
-        soft_topk_ids (`torch.LongTensor` of shape `(batch_size, new_tokens, K)`):
-            The token ids mixed at each step (sorted by weight); hard steps hold the emitted token first.
-        soft_topk_weights (`torch.FloatTensor` of shape `(batch_size, new_tokens, K)`):
-            The final mixture weights (after noise); one-hot on hard steps, zeros once a row has finished.
+        soft_topk_ids (`torch.LongTensor` of shape `(batch_size, new_tokens, R)`):
+            The ids mixed at each step, by decreasing weight; steps that fed no mixture hold their token first.
+            `R` is the mixture size `min(max_topk, top_k)` when either bounds it (the whole mixture is recorded),
+            else `RECORDED_IDS_FULL_VOCABULARY` (32): a full-vocabulary mixture records its 32 largest weights.
+            No output grows with the vocabulary.
+        soft_topk_weights (`torch.FloatTensor` of shape `(batch_size, new_tokens, R)`):
+            The final mixture weights of those ids (after noise); one-hot on steps that fed a token, zeros once a
+            row has finished. They sum to 1 unless a full-vocabulary mixture was cut to `R` ids.
         thinking_mask (`torch.BoolTensor` of shape `(batch_size, new_tokens)`):
-            True where the step fed a concept token (a soft step).
+            True where the step fed a concept token (a soft step, a switch back to soft included).
         entropies (`torch.FloatTensor` of shape `(batch_size, new_tokens)`):
             Entropy (nats) of softmax(logits / T_thinking) over the full vocabulary at each step.
-        soft_topk_log_weights (`torch.FloatTensor` of shape `(batch_size, new_tokens, K)`):
+        soft_topk_log_weights (`torch.FloatTensor` of shape `(batch_size, new_tokens, R)`):
             log of `soft_topk_weights`, from a log-softmax (finite where a Gumbel-Softmax weight underflows
             to 0 in fp32): what the Concrete density scores. `-inf` where the weight is exactly 0.
         soft_input_embeddings (`torch.FloatTensor` of shape `(batch_size, new_tokens, hidden)`):
             With Gaussian noise only: the noisy embedding fed back at each soft step (zeros elsewhere),
             the action whose density the trainer scores.
+        step_events (`torch.ByteTensor` of shape `(batch_size, new_tokens)`):
+            One `hf_softthink.events.StepEvent` code per step: soft / explicit / switch steps, natural or forced
+            think-end (and what forced it), forced marker pieces, answer steps, finished-row padding.
+            `hf_softthink.events.forced_mask(step_events)` marks the tokens the decoder forced.
     """
 
     soft_topk_ids: torch.LongTensor | None = None
@@ -72,6 +109,7 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
     entropies: torch.FloatTensor | None = None
     soft_topk_log_weights: torch.FloatTensor | None = None
     soft_input_embeddings: torch.FloatTensor | None = None
+    step_events: torch.ByteTensor | None = None
 
 
 @dataclass
@@ -89,19 +127,23 @@ class ThinkEnd:
         return self.stop_string(input_ids, None)
 
 
-def resolve_think_end(think_end: str | int | None, tokenizer: Any, vocab_size: int) -> ThinkEnd | None:
-    """Turn `SoftThinkingConfig.think_end` into token ids, or raise a `ValueError` that names the fix."""
+def resolve_think_end(
+    think_end: str | int | None, tokenizer: Any, vocab_size: int, name: str = "think_end"
+) -> ThinkEnd | None:
+    """Turn `SoftThinkingConfig.think_end` (or another marker field, `name`) into token ids, or raise a
+    `ValueError` that names the fix."""
     if think_end is None:
         return None
     if isinstance(think_end, int):
         if not 0 <= think_end < vocab_size:
-            raise ValueError(f"think_end={think_end} is not a token id of this model (vocabulary size {vocab_size}).")
+            raise ValueError(f"{name}={think_end} is not a token id of this model (vocabulary size {vocab_size}).")
         return ThinkEnd((think_end,))
     if tokenizer is None:
+        alternative = " or `think_end=None` (every step soft)" if name == "think_end" else ""
         raise ValueError(
-            f"think_end={think_end!r} is a string, so soft thinking needs a tokenizer to find its tokens: pass "
+            f"{name}={think_end!r} is a string, so soft thinking needs a tokenizer to find its tokens: pass "
             "`generate(..., tokenizer=tokenizer)` or `enable_soft_thinking(model, tokenizer=tokenizer)`, or set "
-            "`SoftThinkingConfig(think_end=<token id>)` or `think_end=None` (every step soft)."
+            f"`SoftThinkingConfig({name}=<token id>)`{alternative}."
         )
     vocab = tokenizer.get_vocab()
     if think_end in vocab:
@@ -111,8 +153,8 @@ def resolve_think_end(think_end: str | int | None, tokenizer: Any, vocab_size: i
     decoded = tokenizer.decode(token_ids) if token_ids else ""
     if not token_ids or (unk is not None and unk in token_ids) or decoded.strip() != think_end.strip():
         raise ValueError(
-            f"think_end={think_end!r} cannot be produced by this tokenizer (it encodes to {token_ids}, which "
-            f"decodes to {decoded!r}). Use a string the tokenizer can spell, a token id, or think_end=None."
+            f"{name}={think_end!r} cannot be produced by this tokenizer (it encodes to {token_ids}, which "
+            f"decodes to {decoded!r}). Use a string the tokenizer can spell, a token id, or {name}=None."
         )
     if len(token_ids) == 1:
         return ThinkEnd((token_ids[0],), think_end)
@@ -151,6 +193,348 @@ def check_soft_generation_mode(generation_config: GenerationConfig, assistant_mo
         )
 
 
+
+def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str) -> int:
+    """The token id of a marker that must be one token (a blended embedding needs exactly one row of E)."""
+    resolved = resolve_think_end(marker, tokenizer, vocab_size, name)
+    if len(resolved.token_ids) != 1:
+        raise ValueError(
+            f"SoftThinkingConfig.{name}={marker!r} is {len(resolved.token_ids)} tokens of this tokenizer "
+            f"({list(resolved.token_ids)}), but {why} needs the embedding of one token. Use a marker that is one "
+            "token (or its token id), or turn the blend off."
+        )
+    return resolved.token_ids[0]
+
+
+def missing_tokenizer_error(name: str, value: str) -> ValueError:
+    """The error for a string marker on the `custom_generate` path, where transformers drops `tokenizer=`."""
+    return ValueError(
+        f"SoftThinkingConfig.{name}={value!r} is a string, so soft thinking needs a tokenizer to find its tokens, "
+        "and transformers does not pass `tokenizer=` on to a custom_generate callable. Use "
+        "`custom_generate=functools.partial(soft_thinking_sample, tokenizer=tokenizer)`, or "
+        "`enable_soft_thinking(model, tokenizer=tokenizer)` and `generate(..., soft_thinking=...)`, or a token id."
+    )
+
+
+@dataclass
+class SoftThinkingPlan:
+    """What one `generate` call resolves once: markers, processors, mixture sizes, noise scale, schedules.
+
+    Attributes:
+        mixture_size: ids mixed per concept token, `min(max_topk, top_k, V)`.
+        recorded: ids recorded per step in the outputs (the whole mixture when the config bounds it).
+        dense: mix as a `(B, V) @ (V, d)` product (more than `DENSE_MIXTURE_MIN_IDS` ids) instead of lookups.
+        max_new_tokens: the length the marker blends' schedules run over (SwiReasoning's t / max_new_tokens).
+    """
+
+    config: SoftThinkingConfig
+    think_end: ThinkEnd | None
+    think_end_marker: torch.Tensor | None  # (1, d) E[think_end], for switch_beta < 1
+    think_start_marker: torch.Tensor | None  # (1, d) E[think_start], for switch_alpha < 1
+    final_answer_ids: tuple[int, ...]
+    forcers: LogitsProcessorList
+    switch: EntropySwitchLogitsProcessor | None
+    warpers: LogitsProcessorList
+    noise: LogitsProcessorList
+    candidates: int | None
+    mixture_size: int
+    recorded: int
+    dense: bool
+    noise_std: float
+    needs_entropy: bool
+    max_new_tokens: int
+
+
+def plan_soft_thinking(
+    model: GenerationMixin,
+    config: SoftThinkingConfig,
+    tokenizer: Any,
+    embedding: torch.nn.Module,
+    generation_config: GenerationConfig,
+    prompt_length: int,
+    via_custom_generate: bool,
+) -> SoftThinkingPlan:
+    """Resolve and validate everything a soft-thinking `generate` needs before its first step."""
+    vocab_size = model.config.get_text_config().vocab_size
+    switching = config.mode == "switch"
+    if tokenizer is None and via_custom_generate:
+        markers = {
+            "think_end": config.think_end,
+            "think_start": config.think_start if switching and config.switch_alpha < 1 else None,
+            "final_answer": config.final_answer if switching else None,
+        }
+        for name, value in markers.items():
+            if isinstance(value, str):
+                raise missing_tokenizer_error(name, value)
+    think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
+    think_end_first = think_end.token_ids[0] if think_end is not None else None
+    with torch.no_grad():
+        think_end_marker = think_start_marker = None
+        if switching and config.switch_beta < 1:
+            marker = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
+                                          f"the switch blend switch_beta={config.switch_beta}")
+            think_end_marker = embedding(torch.tensor([marker], device=model.device))
+        if switching and config.switch_alpha < 1:
+            marker = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
+                                          f"the switch blend switch_alpha={config.switch_alpha}")
+            think_start_marker = embedding(torch.tensor([marker], device=model.device))
+    final_answer_ids: tuple[int, ...] = ()
+    if switching and config.final_answer is not None:
+        if tokenizer is None:
+            raise ValueError(
+                f"SoftThinkingConfig.final_answer={config.final_answer!r} is text, so soft thinking needs a "
+                "tokenizer: pass `generate(..., tokenizer=tokenizer)` or `enable_soft_thinking(model, "
+                "tokenizer=tokenizer)`, or set final_answer=None."
+            )
+        final_answer_ids = tuple(tokenizer.encode(config.final_answer, add_special_tokens=False))
+    forcers = think_end_forcers(config, think_end_first, prompt_length)
+    candidates = config.candidate_count
+    mixture_size = min(x for x in (config.max_topk, candidates, vocab_size) if x is not None)
+    bounded = config.max_topk is not None or candidates is not None
+    noise_std = 0.0
+    if config.noise == "gaussian" and config.gaussian_sigma > 0:
+        noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size)
+        dtype_max = torch.finfo(embedding.weight.dtype if hasattr(embedding, "weight") else torch.float32).max
+        if not math.isfinite(noise_std) or NOISE_TAIL_STDS * noise_std > dtype_max:
+            raise ValueError(
+                f"SoftThinkingConfig.gaussian_sigma={config.gaussian_sigma} is too large for this model: the noise "
+                f"scale sigma * rms(E) = {noise_std:.3g} overflows its embedding dtype (largest value "
+                f"{dtype_max:.3g}) within {NOISE_TAIL_STDS:g} standard deviations. Use gaussian_sigma <= "
+                f"{dtype_max / NOISE_TAIL_STDS / (noise_std / config.gaussian_sigma):.3g} (a fraction of rms(E); "
+                "around 0.1-1 is typical)."
+            )
+    max_length = generation_config.max_length or prompt_length + 1
+    return SoftThinkingPlan(
+        config=config,
+        think_end=think_end,
+        think_end_marker=think_end_marker,
+        think_start_marker=think_start_marker,
+        final_answer_ids=final_answer_ids,
+        forcers=forcers,
+        switch=next((f for f in forcers if isinstance(f, EntropySwitchLogitsProcessor)), None),
+        warpers=thinking_warpers(config),
+        noise=mixture_noise(config),
+        candidates=candidates,
+        mixture_size=mixture_size,
+        recorded=mixture_size if bounded else min(mixture_size, RECORDED_IDS_FULL_VOCABULARY),
+        dense=mixture_size > DENSE_MIXTURE_MIN_IDS,
+        noise_std=noise_std,
+        needs_entropy=(
+            config.cold_stop_entropy is not None or switching or bool(generation_config.return_dict_in_generate)
+        ),
+        max_new_tokens=max(max_length - prompt_length, 1),
+    )
+
+
+@dataclass
+class Mixture:
+    """One step's concept-token mixture, for every row (rows that feed no mixture ignore it).
+
+    `ids` / `weights` / `log_weights` are `(B, R)`, by decreasing weight: what the outputs record. The
+    embedding is mixed from `dense_weights` (`(B, V)`) on the dense path, else from every mixed id
+    (`mixed_ids`, `mixed_weights`, `(B, K)`). `scores` / `score_ids` are the final candidate scores (for
+    `output_scores`; `score_ids` None: the whole vocabulary in vocabulary order).
+    """
+
+    ids: torch.Tensor
+    weights: torch.Tensor
+    log_weights: torch.Tensor
+    mixed_ids: torch.Tensor | None
+    mixed_weights: torch.Tensor | None
+    dense_weights: torch.Tensor | None
+    scores: torch.Tensor
+    score_ids: torch.Tensor | None
+
+    @property
+    def total(self) -> torch.Tensor:
+        """(B,) the mixture's total weight: 1, or NaN when something non-finite reached it."""
+        return (self.dense_weights if self.dense_weights is not None else self.mixed_weights).sum(-1)
+
+    def embed(self, embedding: torch.nn.Module) -> torch.Tensor:
+        """(B, d) the concept tokens, through the model's input-embedding module."""
+        if self.dense_weights is not None:
+            return dense_concept_embedding(embedding, self.dense_weights)
+        return concept_embedding(embedding, self.mixed_ids, self.mixed_weights)
+
+
+def thinking_mixture(scores: torch.Tensor, input_ids: torch.LongTensor, plan: SoftThinkingPlan) -> Mixture:
+    """The concept-token mixture of thinking scores: candidates, warpers, `max_topk` cut, noise, softmax.
+
+    Rows are shifted to a zero maximum before the warpers (same softmax; a tiny temperature cannot overflow).
+    The noise comes after the `max_topk` cut, so the fed weights are exactly the noise distribution around the
+    renormalised top-K weights (e.g. Dir(alpha w) over the K ids) and the trainer can score them in closed form.
+    """
+    candidate_scores, candidate_ids = top_k_candidates(scores, plan.candidates)  # ids None: vocabulary order
+    candidate_scores = plan.warpers(input_ids, shift_to_zero_max(candidate_scores))
+    if candidate_scores.shape[-1] > plan.mixture_size:
+        if candidate_ids is None:
+            candidate_scores, candidate_ids = torch.topk(candidate_scores, plan.mixture_size, dim=-1)
+        else:  # candidates are sorted by score and the warpers keep the order
+            candidate_scores = candidate_scores[:, : plan.mixture_size]
+            candidate_ids = candidate_ids[:, : plan.mixture_size]
+    candidate_scores = plan.noise(input_ids, candidate_scores)
+    log_mixture = torch.log_softmax(candidate_scores, dim=-1)
+
+    def ids_at(order: torch.Tensor) -> torch.Tensor:
+        return order if candidate_ids is None else candidate_ids.gather(-1, order)
+
+    if plan.dense:
+        log_weights, order = torch.topk(log_mixture, plan.recorded, dim=-1)
+        if candidate_ids is None:  # the whole vocabulary, in vocabulary order
+            dense_weights = log_mixture.exp()
+        else:
+            dense_weights = torch.zeros_like(scores).scatter_(-1, candidate_ids, log_mixture.exp())
+        return Mixture(ids_at(order), log_weights.exp(), log_weights, None, None, dense_weights, candidate_scores,
+                       candidate_ids)
+    log_weights, order = log_mixture.sort(dim=-1, descending=True)
+    mixed_ids, mixed_weights = ids_at(order), log_weights.exp()
+    recorded = plan.recorded
+    return Mixture(
+        mixed_ids[:, :recorded], mixed_weights[:, :recorded], log_weights[:, :recorded], mixed_ids, mixed_weights,
+        None, candidate_scores, candidate_ids,
+    )
+
+
+class ForcedText:
+    """Token sequences the decoder writes piece by piece: the rest of a multi-token think-end, the final answer.
+
+    Per row: which sequence is being written (`kind`, 0 for none) and the index of its next piece.
+    """
+
+    THINK_END, FINAL_ANSWER = 1, 2
+
+    def __init__(self, think_end_ids: tuple[int, ...], final_answer_ids: tuple[int, ...], batch: int, device):
+        longest = max(len(think_end_ids), len(final_answer_ids), 1)
+        self.table = torch.zeros(3, longest, dtype=torch.long, device=device)
+        self.table[self.THINK_END, : len(think_end_ids)] = torch.tensor(think_end_ids, dtype=torch.long)
+        self.table[self.FINAL_ANSWER, : len(final_answer_ids)] = torch.tensor(final_answer_ids, dtype=torch.long)
+        self.lengths = torch.tensor([0, len(think_end_ids), len(final_answer_ids)], device=device)
+        self.kind = torch.zeros(batch, dtype=torch.long, device=device)
+        self.position = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def writing(self, kind: int) -> torch.Tensor:
+        """(B,) bool: rows writing a sequence of this kind on this step."""
+        return self.kind == kind
+
+    def next_tokens(self) -> torch.Tensor:
+        """(B,) the next piece of each row's sequence (meaningless where a row writes none)."""
+        return self.table[self.kind, self.position.clamp_max(self.table.shape[1] - 1)]
+
+    def advance(self) -> None:
+        """After a step: every row that wrote a piece moves to the next one (or is done with its sequence)."""
+        self.position = torch.where(self.kind > 0, self.position + 1, self.position)
+        done = (self.kind > 0) & (self.position >= self.lengths[self.kind])
+        self.kind = torch.where(done, 0, self.kind)
+        self.position = torch.where(done, 0, self.position)
+
+    def start(self, rows: torch.Tensor, kind: int, first_position: int) -> None:
+        """From the next step, `rows` write sequence `kind` from piece `first_position` (if it has one)."""
+        starts = rows & (self.lengths[kind] > first_position)
+        self.kind = torch.where(starts, kind, self.kind)
+        self.position = torch.where(starts, first_position, self.position)
+
+
+def choose_tokens(scores: torch.Tensor, do_sample: bool) -> torch.Tensor:
+    """(B,) tokens drawn as `_sample` draws them: multinomial over softmax(scores), or argmax."""
+    if do_sample:
+        return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+    return torch.argmax(scores, dim=-1)
+
+
+def marker_blend(base: float, step: int, max_new_tokens: int) -> float:
+    r"""SwiReasoning's blend weight schedule $\lambda_t = \lambda_0 + (1 - \lambda_0)\, t / T_{max}$ (1 at the end)."""
+    return base + (1.0 - base) * min(step / max_new_tokens, 1.0)
+
+
+class StepRecorder:
+    """Collects the per-step outputs of `return_dict_in_generate` and stacks them at the end."""
+
+    def __init__(self, plan: SoftThinkingPlan, pad_token_id: torch.Tensor | None):
+        self.plan, self.pad = plan, pad_token_id if pad_token_id is not None else 0
+        self.ids, self.weights, self.log_weights, self.soft, self.entropy, self.embeds, self.events = (
+            [], [], [], [], [], [], []
+        )
+
+    def add(self, live, tokens, mixture, fed_mixture, soft, entropy, fed_embeds, events) -> None:
+        batch, recorded = tokens.shape[0], self.plan.recorded
+        one_hot = torch.zeros(batch, recorded, device=tokens.device)
+        one_hot[:, 0] = 1.0
+        ids = torch.zeros(batch, recorded, dtype=torch.long, device=tokens.device)
+        ids[:, 0] = tokens
+        weights, log_weights = one_hot, one_hot.log()
+        if mixture is not None:
+            ids = torch.where(fed_mixture[:, None], mixture.ids, ids)
+            weights = torch.where(fed_mixture[:, None], mixture.weights, weights)
+            log_weights = torch.where(fed_mixture[:, None], mixture.log_weights, log_weights)
+        self.ids.append(torch.where(live[:, None], ids, self.pad))
+        self.weights.append(weights * live[:, None])
+        self.log_weights.append(log_weights.masked_fill(~live[:, None], -math.inf))
+        self.soft.append(soft)
+        self.entropy.append(entropy)
+        self.events.append(events.to(torch.uint8))
+        if self.plan.noise_std > 0:
+            self.embeds.append(fed_embeds.float() * soft[:, None])
+
+    def fields(self) -> dict[str, torch.Tensor | None]:
+        return dict(
+            soft_topk_ids=torch.stack(self.ids, dim=1),
+            soft_topk_weights=torch.stack(self.weights, dim=1),
+            soft_topk_log_weights=torch.stack(self.log_weights, dim=1),
+            soft_input_embeddings=torch.stack(self.embeds, dim=1) if self.embeds else None,
+            thinking_mask=torch.stack(self.soft, dim=1),
+            entropies=torch.stack(self.entropy, dim=1),
+            step_events=torch.stack(self.events, dim=1),
+        )
+
+
+def non_finite_error(
+    problems: list[bool], flags: torch.Tensor, step: int, logits: torch.Tensor, input_ids: torch.LongTensor,
+    shared: LogitsProcessorList, config: SoftThinkingConfig, noise_std: float,
+) -> NonFiniteError:
+    """Name what went non-finite, where (step, rows) and what to do about it (runs only once something did)."""
+    kind = problems.index(True)
+    rows = flags[kind].nonzero().flatten().tolist()
+    where = f"at generated step {step} (batch rows {rows})"
+    raw_bad = ~torch.isfinite(logits[rows]).all(-1)
+    if kind in (0, 1) and raw_bad.any():
+        return NonFiniteError(
+            f"The model's logits contain NaN or inf {where}, so soft thinking stops here rather than decode from "
+            "them. The forward pass overflowed: in float16 try bfloat16 or float32; check the inputs and the "
+            "weights for NaN."
+        )
+    if kind == 0:
+        culprit, scores = "the logits processors", logits.clone()
+        for processor in shared:
+            scores = processor(input_ids, scores)
+            if not torch.isfinite(scores[rows].amax(-1)).all():
+                culprit = f"the logits processor {type(processor).__name__}"
+                break
+        return NonFiniteError(
+            f"{culprit} returned scores with no finite maximum (all -inf, a NaN or +inf) {where}: no token can be "
+            "chosen from them (plain generate(do_sample=True) fails on them too: 'probability tensor contains "
+            "either inf, nan or element < 0'). Fix the processor so that every row keeps at least one finite "
+            "score and none is NaN or +inf."
+        )
+    if kind == 1:
+        return NonFiniteError(
+            f"The full-vocabulary entropy is NaN or inf {where}; it would drive Cold Stop and the switch decisions. "
+            "Check the model's logits for NaN/inf."
+        )
+    if kind == 2:
+        return NonFiniteError(
+            f"The concept-token weights are NaN or inf {where}, from the thinking filters and noise "
+            f"(temperature={config.temperature}, top_k={config.top_k}, top_p={config.top_p}, min_p={config.min_p}, "
+            f"noise={config.noise!r}, dirichlet_alpha={config.dirichlet_alpha}, gumbel_tau={config.gumbel_tau}) or "
+            "from a logits processor that runs after generate's warpers and left no finite score for a thinking "
+            "row. Use config values in their documented ranges, and processors that keep a finite score per row."
+        )
+    return NonFiniteError(
+        f"The embedding fed back is NaN or inf {where} (Gaussian noise scale sigma * rms(E) = {noise_std:.3g}, "
+        f"gaussian_sigma={config.gaussian_sigma}). Lower gaussian_sigma, or check the input-embedding weights "
+        "for NaN/inf."
+    )
+
+
 def soft_thinking_sample(
     model: GenerationMixin,
     input_ids: torch.LongTensor,
@@ -166,21 +550,26 @@ def soft_thinking_sample(
     """The soft-thinking decoding loop, with the signature of `GenerationMixin._sample`.
 
     Usable directly as `model.generate(**inputs, custom_generate=soft_thinking_sample, soft_thinking=cfg)`
-    on any causal LM, without `enable_soft_thinking` (transformers then does not pass `streamer`).
-    `soft_thinking` defaults to `generation_config.soft_thinking`, then to the defaults.
+    on any causal LM, without `enable_soft_thinking` (transformers then does not pass `streamer`, nor
+    `tokenizer`: for a string `think_end` use `custom_generate=functools.partial(soft_thinking_sample,
+    tokenizer=tokenizer)`). `soft_thinking` defaults to `generation_config.soft_thinking`, then to the defaults.
     """
     if soft_thinking is None:
         soft_thinking = getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None) or True
-    config = SoftThinkingConfig.coerce(soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None))
+    config = SoftThinkingConfig.coerce(
+        soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
+    )
     if config is None:
         raise ValueError("soft_thinking_sample was called with soft_thinking=False: call generate without it.")
     check_soft_generation_mode(generation_config)
     if model.config.is_encoder_decoder:
         raise ValueError("soft_thinking supports decoder-only causal LMs, not encoder-decoder models.")
+    via_custom_generate = not isinstance(model, SoftThinkingGenerationMixin)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "_soft_thinking_tokenizer", None)
     embedding = input_embedding_module(model)
-    vocab_size = model.config.get_text_config().vocab_size
-    think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
+    batch_size, prompt_length = input_ids.shape
+    plan = plan_soft_thinking(model, config, tokenizer, embedding, generation_config, prompt_length, via_custom_generate)
+    think_end, switch = plan.think_end, plan.switch
     think_end_first = think_end.token_ids[0] if think_end is not None else None
 
     pad_token_id = generation_config._pad_token_tensor
@@ -192,32 +581,21 @@ def soft_thinking_sample(
     has_eos_stopping_criteria = any(hasattr(c, "eos_token_id") for c in stopping_criteria)
     do_sample = generation_config.do_sample
 
-    batch_size, prompt_length = input_ids.shape
     device = input_ids.device
     if pad_token_id is not None:
         pad_token_id = pad_token_id.to(device)
     shared, answer_rest, thinking_rest = split_processors(logits_processor)
-    forcers = think_end_forcers(config, think_end_first, prompt_length)
-    warpers = thinking_warpers(config)
-    noise = mixture_noise(config)
-    candidates = config.candidate_count
-    mixture_size = min(x for x in (config.max_topk, candidates, vocab_size) if x is not None)
-    noise_std = (
-        config.gaussian_sigma * embedding_rms(embedding, vocab_size)
-        if config.noise == "gaussian" and config.gaussian_sigma > 0
-        else 0.0
-    )
-    switch = next((f for f in forcers if hasattr(f, "explicit")), None)
+    forced_text = ForcedText(think_end.token_ids if think_end else (), plan.final_answer_ids, batch_size, device)
+    no_rows = torch.zeros(batch_size, dtype=torch.bool, device=device)
 
     thinking = torch.ones(batch_size, dtype=torch.bool, device=device)
-    think_end_progress = torch.zeros(batch_size, dtype=torch.long, device=device)
-    think_end_ids = torch.tensor(think_end.token_ids if think_end else [0], device=device)
     unfinished = torch.ones(batch_size, dtype=torch.long, device=device)
+    ended_by_switch_limit = no_rows.clone()  # SwiReasoning keeps tracking their entropy in the answer
+    final_answer_started = no_rows.clone()
+    answer_steps_left = torch.full((batch_size,), -1, dtype=torch.long, device=device)
+    recorder = StepRecorder(plan, pad_token_id) if return_dict else None
     scores, raw_logits, attentions, hidden_states = [], [], [], []
-    step_ids, step_weights, step_log_weights, step_soft, step_entropy, step_embeds = [], [], [], [], [], []
-    one_hot = torch.zeros(batch_size, mixture_size, device=device)
-    one_hot[:, 0] = 1.0
-    log_one_hot = one_hot.log()
+    any_thinking, any_answer = True, False  # host-side, from the previous step's single sync
 
     model_forward = (
         model.get_compiled_call(generation_config.compile_config)
@@ -237,89 +615,105 @@ def soft_thinking_sample(
             model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs)
             if synced_gpus and this_peer_finished:
                 continue
+            step = input_ids.shape[1] - prompt_length
             logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
-            entropy = full_entropy(logits, config.temperature)
+            live = unfinished > 0
+            thinking_now = thinking & live
+            entropy = full_entropy(logits, config.temperature) if plan.needs_entropy else None
             processed = shared(input_ids, logits)
-            active_thinking = thinking & (unfinished > 0)
-            n_thinking = int(active_thinking.sum())
+            bad_scores = live & ~torch.isfinite(processed.amax(-1))
 
-            next_tokens = torch.zeros(batch_size, dtype=torch.long, device=device)
-            answer_scores = None
-            if n_thinking < batch_size:
-                answer_scores = answer_rest(input_ids, processed)
-                if do_sample:
-                    next_tokens = torch.multinomial(torch.softmax(answer_scores, dim=-1), num_samples=1).squeeze(1)
-                else:
-                    next_tokens = torch.argmax(answer_scores, dim=-1)
-
-            forced = torch.zeros(batch_size, dtype=torch.bool, device=device)
-            explicit = torch.zeros(batch_size, dtype=torch.bool, device=device)
-            weights, log_weights, mixed_ids, candidate_scores = one_hot, log_one_hot, None, None
-            if n_thinking > 0:
-                spelling = active_thinking & (think_end_progress > 0)
+            # --- forced tokens: pieces of a marker being written, then the think-end forcers
+            forced = forced_text.writing(ForcedText.THINK_END) | forced_text.writing(ForcedText.FINAL_ANSWER)
+            forced_tokens = forced_text.next_tokens()
+            forced_events = torch.where(
+                forced_text.writing(ForcedText.FINAL_ANSWER), int(StepEvent.FORCED_FINAL_ANSWER),
+                int(StepEvent.FORCED_SPELLING),
+            )
+            deciding = thinking_now & ~forced  # thinking rows the forcers may force this step
+            thinking_scores, mixture = None, None
+            if any_thinking:
                 thinking_scores = thinking_rest(input_ids, processed)
-                thinking_scores = forcers(
-                    input_ids, thinking_scores, thinking=active_thinking & ~spelling, entropy=entropy, forced=forced
-                )
-                if think_end is not None and len(think_end.token_ids) > 1:
-                    next_piece = think_end_ids[think_end_progress.clamp_max(len(think_end.token_ids) - 1)]
-                    thinking_scores = force_tokens(thinking_scores, spelling, next_piece)
-                    forced |= spelling
-                candidate_scores, candidate_ids = top_k_candidates(thinking_scores, candidates)
-                candidate_scores = warpers(input_ids, candidate_scores)
-                if candidate_scores.shape[-1] > mixture_size:
-                    if candidates is None:
-                        candidate_scores, order = torch.topk(candidate_scores, mixture_size, dim=-1)
-                        candidate_ids = candidate_ids.gather(-1, order)
-                    else:  # candidates are sorted by score and the warpers keep the order
-                        candidate_scores = candidate_scores[:, :mixture_size]
-                        candidate_ids = candidate_ids[:, :mixture_size]
-                candidate_scores = noise(input_ids, candidate_scores)
-                log_mixture = torch.log_softmax(candidate_scores, dim=-1)
-                log_weights, order = log_mixture.sort(dim=-1, descending=True)
-                weights = log_weights.exp()
-                mixed_ids = candidate_ids.gather(-1, order)
-                next_tokens = torch.where(active_thinking, mixed_ids[:, 0], next_tokens)
-                if switch is not None:
-                    explicit = switch.explicit & active_thinking
+                for forcer in plan.forcers:
+                    rows = deciding | (ended_by_switch_limit & live) if forcer is switch else deciding
+                    already = forced.clone()
+                    thinking_scores = forcer(input_ids, thinking_scores, thinking=rows, entropy=entropy, forced=forced)
+                    forced_events = torch.where(forced & ~already, int(forcer.forced_event), forced_events)
+                forced_tokens = torch.where(forced & deciding, think_end_first or 0, forced_tokens)
+                thinking_scores = force_tokens(thinking_scores, forced, forced_tokens)
+                mixture = thinking_mixture(thinking_scores, input_ids, plan)
+            elif switch is not None:  # no row thinks: SwiReasoning still tracks the entropy of limit-ended rows
+                switch(input_ids, processed, thinking=ended_by_switch_limit & live, entropy=entropy, forced=no_rows)
 
-            if has_eos_stopping_criteria:
-                next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
+            # --- the token: forced, mixture top-1 (soft mode), or the caller's own settings
+            by_caller = live & ~thinking if switch is None else live
+            answer_scores = None
+            next_tokens = mixture.ids[:, 0] if mixture is not None else torch.zeros_like(unfinished)
+            if any_answer or switch is not None:
+                answer_scores = answer_rest(input_ids, processed).masked_fill(bad_scores[:, None], 0.0)
+                next_tokens = torch.where(by_caller, choose_tokens(answer_scores, do_sample), next_tokens)
+            next_tokens = torch.where(forced, forced_tokens, next_tokens)
+            if has_eos_stopping_criteria or config.final_answer is not None:  # the final answer can end a row
+                next_tokens = next_tokens * unfinished + (pad_token_id if pad_token_id is not None else 0) * (
+                    1 - unfinished
+                )
+            step_input_ids = input_ids
             input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
 
-            if think_end is not None:
-                leaving = active_thinking & think_end.reached(input_ids)
-            else:
-                leaving = torch.zeros_like(forced)
-            soft_step = active_thinking & ~forced & ~explicit & ~leaving
-            hard_ids = torch.zeros(batch_size, mixture_size, dtype=torch.long, device=device)
-            hard_ids[:, 0] = next_tokens
-            fed_ids = torch.where(soft_step[:, None], mixed_ids, hard_ids) if mixed_ids is not None else hard_ids
-            fed_weights = torch.where(soft_step[:, None], weights, one_hot)
-            fed_log_weights = torch.where(soft_step[:, None], log_weights, log_one_hot)
-            fed_embeds = concept_embedding(embedding, fed_ids, fed_weights)
-            if noise_std > 0:
-                fed_embeds = add_gaussian_noise(fed_embeds, noise_std, soft_step)
-            if think_end is not None and len(think_end.token_ids) > 1:
-                think_end_progress = torch.where(forced & active_thinking, think_end_progress + 1, think_end_progress)
-                think_end_progress = torch.where(leaving, 0, think_end_progress)
+            # --- what the step was, and what it feeds back
+            reached = think_end.reached(input_ids) if think_end is not None else no_rows
+            leaving = thinking_now & reached
+            explicit = switch.explicit & thinking_now if switch is not None else no_rows
+            soft = thinking_now & ~forced & ~leaving & ~explicit
+            to_explicit = switch.to_explicit & thinking_now & ~forced & ~leaving if switch is not None else no_rows
+            to_soft = switch.to_soft & soft if switch is not None else no_rows
+            blend_end = to_explicit if plan.think_end_marker is not None else no_rows
+            fed_mixture = soft | blend_end
+            fed_embeds = embedding(next_tokens)
+            if mixture is not None:
+                mixed = mixture.embed(embedding)
+                if plan.think_end_marker is not None:
+                    beta = marker_blend(config.switch_beta, step, plan.max_new_tokens)
+                    blend = beta * mixed + (1 - beta) * plan.think_end_marker
+                    fed_embeds = torch.where(blend_end[:, None], blend, fed_embeds)
+                if plan.think_start_marker is not None:
+                    alpha = marker_blend(config.switch_alpha, step, plan.max_new_tokens)
+                    mixed = torch.where(to_soft[:, None], alpha * mixed + (1 - alpha) * plan.think_start_marker, mixed)
+                fed_embeds = torch.where(soft[:, None], mixed, fed_embeds)
+            if plan.noise_std > 0:
+                fed_embeds = add_gaussian_noise(fed_embeds, plan.noise_std, soft)
+
+            events = torch.where(thinking_now, int(StepEvent.SOFT), int(StepEvent.ANSWER))
+            events = torch.where(explicit, int(StepEvent.EXPLICIT), events)
+            events = torch.where(to_explicit, int(StepEvent.SWITCH_TO_EXPLICIT), events)
+            events = torch.where(to_soft, int(StepEvent.SWITCH_TO_SOFT), events)
+            events = torch.where(leaving & ~forced, int(StepEvent.THINK_END), events)
+            events = torch.where(forced, forced_events, events)
+            events = torch.where(live, events, int(StepEvent.FINISHED))
+
+            # --- state for the next step
+            forced_text.advance()
+            forced_text.start(forced & deciding, ForcedText.THINK_END, 1)
+            ended_by_switch_limit = ended_by_switch_limit | (events == int(StepEvent.FORCED_SWITCH_LIMIT))
+            if switch is not None and config.final_answer is not None:
+                # SwiReasoning's final-answer forcing: a row whose thinking the limit ended switches on, past 2x it
+                ended_by_switch_limit = ended_by_switch_limit & ~(~thinking_now & reached & ~forced)  # a natural
+                final_due = (ended_by_switch_limit & ~thinking_now & live & ~final_answer_started & switch.to_explicit
+                             & (switch.switches > 2 * config.max_switches))
+                final_answer_started = final_answer_started | final_due
+                forced_text.start(final_due, ForcedText.FINAL_ANSWER, 0)
+                answer_steps_left = torch.where(final_due, config.final_answer_max_tokens + 1, answer_steps_left)
             thinking = thinking & ~leaving
 
-            if return_dict:
-                live = unfinished > 0
-                step_ids.append(torch.where(live[:, None], fed_ids, pad_token_id if pad_token_id is not None else 0))
-                step_weights.append(fed_weights * live[:, None])
-                step_log_weights.append(fed_log_weights.masked_fill(~live[:, None], -math.inf))
-                if noise_std > 0:
-                    step_embeds.append(fed_embeds.float() * soft_step[:, None])
-                step_soft.append(soft_step)
-                step_entropy.append(entropy)
+            if recorder is not None:
+                recorder.add(live, next_tokens, mixture, fed_mixture, soft, entropy, fed_embeds, events)
                 if output_scores:
                     recorded = answer_scores if answer_scores is not None else processed
-                    if candidate_scores is not None:
-                        thinking_full = torch.full_like(processed, -math.inf).scatter_(-1, candidate_ids, candidate_scores)
-                        recorded = torch.where(active_thinking[:, None], thinking_full, recorded)
-                    scores.append(recorded)
+                    if mixture is not None and switch is None:
+                        thinking_full = mixture.scores if mixture.score_ids is None else torch.full_like(
+                            processed, -math.inf).scatter_(-1, mixture.score_ids, mixture.scores)
+                        recorded = torch.where(thinking_now[:, None], thinking_full, recorded)
+                    scores.append(force_tokens(recorded, forced, forced_tokens))
                 if output_logits:
                     raw_logits.append(logits)
                 if output_attentions:
@@ -328,9 +722,24 @@ def soft_thinking_sample(
                     hidden_states.append(outputs.hidden_states)
 
             unfinished = unfinished & ~stopping_criteria(input_ids, tuple(scores) if output_scores else None)
+            counting = answer_steps_left > 0
+            answer_steps_left = torch.where(counting, answer_steps_left - 1, answer_steps_left)
+            unfinished = unfinished & ~(counting & (answer_steps_left == 0))
             if streamer is not None:
                 streamer.put(next_tokens.cpu())
-            this_peer_finished = bool(unfinished.max() == 0)
+
+            # --- one host sync per step: what runs next step, and whether anything went non-finite
+            bad_entropy = thinking_now & ~torch.isfinite(entropy) if entropy is not None else no_rows
+            bad_mixture = fed_mixture & ~torch.isfinite(mixture.total) if mixture is not None else no_rows
+            bad_embeds = live & ~torch.isfinite(fed_embeds).all(-1)
+            flags = torch.stack([bad_scores, bad_entropy, bad_mixture, bad_embeds])
+            still = unfinished > 0
+            status = torch.cat([torch.stack([still.any(), (still & thinking).any(), (still & ~thinking).any()]),
+                                flags.any(-1)]).tolist()
+            any_live, any_thinking, any_answer, problems = status[0], status[1], status[2], status[3:]
+            if any(problems):
+                raise non_finite_error(problems, flags, step, logits, step_input_ids, shared, config, plan.noise_std)
+            this_peer_finished = not any_live
             del outputs
 
     if streamer is not None:
@@ -344,12 +753,7 @@ def soft_thinking_sample(
         attentions=tuple(attentions) if output_attentions else None,
         hidden_states=tuple(hidden_states) if output_hidden_states else None,
         cache=model_kwargs.get("cache"),
-        soft_topk_ids=torch.stack(step_ids, dim=1),
-        soft_topk_weights=torch.stack(step_weights, dim=1),
-        soft_topk_log_weights=torch.stack(step_log_weights, dim=1),
-        soft_input_embeddings=torch.stack(step_embeds, dim=1) if step_embeds else None,
-        thinking_mask=torch.stack(step_soft, dim=1),
-        entropies=torch.stack(step_entropy, dim=1),
+        **recorder.fields(),
     )
 
 
@@ -364,6 +768,10 @@ class SoftThinkingGenerationMixin:
     _soft_thinking_tokenizer: Any = None
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None, **kwargs):
+        if not hasattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE):
+            # a generation config assigned after enable_soft_thinking: transformers accepts `soft_thinking=` only
+            # as an attribute of the model's generation config
+            setattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
         saved = getattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
         config = SoftThinkingConfig.coerce(kwargs.pop(GENERATION_CONFIG_ATTRIBUTE, None), saved=saved)
         if config is None:
@@ -381,6 +789,15 @@ class SoftThinkingGenerationMixin:
         generation_config = copy.deepcopy(generation_config)
         setattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, config)
         return super().generate(inputs, generation_config, **kwargs)
+
+    def __reduce_ex__(self, protocol):
+        # The class is made at run time with the original's name, so pickle cannot find it by name: pickle the
+        # original class and rebuild the soft-thinking subclass of it on loading (torch.save, deepcopy).
+        function, arguments, *rest = super().__reduce_ex__(protocol)
+        if arguments and arguments[0] is type(self):
+            original = next(base for base in type(self).__bases__ if base is not SoftThinkingGenerationMixin)
+            return (_new_soft_model, (original, function, arguments[1:]), *rest)
+        return (function, arguments, *rest)
 
     def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
                 streamer=None, **model_kwargs):
@@ -403,6 +820,11 @@ def _soft_class(cls: type) -> type:
         # Same name as the original, so `save_pretrained` records the real architecture in config.json.
         _SOFT_CLASSES[cls] = type(cls.__name__, (SoftThinkingGenerationMixin, cls), {"__module__": cls.__module__})
     return _SOFT_CLASSES[cls]
+
+
+def _new_soft_model(original: type, function, arguments: tuple):
+    """Unpickling: an empty instance of the soft-thinking subclass of `original` (see `__reduce_ex__`)."""
+    return function(_soft_class(original), *arguments)
 
 
 def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfig | None = None):

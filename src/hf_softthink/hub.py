@@ -32,6 +32,7 @@ import datasets
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from .checks import check_model_path
 from .config import SoftThinkingConfig
 from .generation import enable_soft_thinking
 
@@ -91,12 +92,42 @@ def save_soft_thinking_config(
 
 
 def load_soft_thinking_config(path: str | os.PathLike) -> SoftThinkingConfig | None:
-    """The `soft_thinking` config saved in `path/generation_config.json` (None if there is none)."""
+    """The `soft_thinking` config saved in `path/generation_config.json` (None if there is none).
+
+    Raises `ValueError` naming the file when it is not a JSON object or its `soft_thinking` entry is invalid.
+    """
     file = Path(path) / "generation_config.json"
     if not file.is_file():
         return None
-    saved = json.loads(file.read_text()).get("soft_thinking")
-    return None if saved in (None, False, True) else SoftThinkingConfig.coerce(saved)
+    saved = _read_json_object(file).get("soft_thinking")
+    if saved in (None, False, True):
+        return None
+    try:
+        return SoftThinkingConfig.coerce(saved)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{file}: its soft_thinking entry is invalid ({error}). Correct the entry or delete it (generate then "
+            "uses the defaults or the soft_thinking= argument)."
+        ) from None
+
+
+def _read_json_object(file: Path) -> dict[str, Any]:
+    """The JSON object in `file`; a `ValueError` naming the file if it is not one (damaged, cut short, ...)."""
+    damaged = (
+        "the file is damaged or was cut short: copy it again from the saved folder, or save the folder again"
+    )
+    try:
+        value = json.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{file} is not UTF-8 text (byte {error.start}): {damaged}.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{file} is not valid JSON ({error.msg}: line {error.lineno}, column {error.colno}): {damaged}."
+        ) from None
+    if not isinstance(value, dict):
+        kind = {list: "a JSON array", str: "a JSON string", type(None): "null"}.get(type(value), "a JSON value")
+        raise ValueError(f"{file} holds {kind}, not a JSON object: {damaged}.")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ card
@@ -337,16 +368,18 @@ def load_soft_adapter(
         generation config holds the saved `soft_thinking` config.
     """
     path = Path(path)
+    adapter_config = _check_saved_folder(path)
     soft = load_soft_thinking_config(path)
-    if (path / "adapter_config.json").is_file():
-        from peft import PeftConfig, PeftModel
+    if adapter_config is not None:
+        from peft import PeftModel
 
         if base_model is None or isinstance(base_model, (str, os.PathLike)):
-            name = (
-                os.fspath(base_model)
-                if base_model is not None
-                else PeftConfig.from_pretrained(path).base_model_name_or_path
-            )
+            if base_model is not None:
+                name, what = os.fspath(base_model), "base_model"
+            else:
+                name = _recorded_base_model(path, adapter_config)
+                what = f"The base model recorded in {path / _ADAPTER_CONFIG}"
+            check_model_path(name, what)
             base_model, base_tokenizer = _load_base(name, **from_pretrained_kwargs)
         else:
             base_tokenizer = None
@@ -358,6 +391,105 @@ def load_soft_adapter(
         tokenizer = _load_tokenizer(path) or base_tokenizer
     enable_soft_thinking(model, tokenizer=tokenizer, config=soft)
     return model, tokenizer
+
+
+_ADAPTER_CONFIG = "adapter_config.json"
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+_MODEL_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# JSON files of a saved folder that the loaders read: each must be a JSON object
+_JSON_FILES = (
+    _ADAPTER_CONFIG,
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "model.safetensors.index.json",
+)
+_COPY_AGAIN = "copy the whole folder that save_model (or a checkpoint) wrote"
+
+
+def _check_saved_folder(path: Path) -> dict[str, Any] | None:
+    """Check a folder for `load_soft_adapter` before anything loads; return its adapter config (None: full model).
+
+    Every missing or damaged file is named: the folder itself, an adapter's weights or config, a full model's
+    config or weights (the shards of an index too), JSON files that do not hold a JSON object, safetensors
+    files whose header or data is cut short.
+    """
+    if not path.exists():
+        raise FileNotFoundError(
+            f"load_soft_adapter: no such folder {str(path)!r}. Give the folder that SoftGRPOTrainer.save_model (or a "
+            "checkpoint) wrote; download a Hub repo first with huggingface_hub.snapshot_download(repo_id)."
+        )
+    if not path.is_dir():
+        raise NotADirectoryError(
+            f"load_soft_adapter: {str(path)!r} is a file; give the folder that holds the adapter or model "
+            f"({str(path.parent)!r}?)."
+        )
+    parsed = {name: _read_json_object(path / name) for name in _JSON_FILES if (path / name).is_file()}
+    present = [name for name in (*_ADAPTER_WEIGHTS, *_MODEL_WEIGHTS) if (path / name).is_file()]
+    if _ADAPTER_CONFIG in parsed:
+        if not any(name in present for name in _ADAPTER_WEIGHTS):
+            raise FileNotFoundError(
+                f"{path} has {_ADAPTER_CONFIG} but no {_ADAPTER_WEIGHTS[0]} (nor {_ADAPTER_WEIGHTS[1]}): the "
+                f"adapter's weights are missing; {_COPY_AGAIN}."
+            )
+    elif any(name in present for name in _ADAPTER_WEIGHTS):
+        raise FileNotFoundError(
+            f"{path} has adapter weights but no {_ADAPTER_CONFIG}, which PEFT needs to load them; {_COPY_AGAIN}."
+        )
+    elif "config.json" not in parsed:
+        raise FileNotFoundError(
+            f"{path} holds neither {_ADAPTER_CONFIG} (a PEFT adapter) nor config.json (a full model): give the "
+            "folder that SoftGRPOTrainer.save_model (or a checkpoint) wrote."
+        )
+    elif not any(name in present for name in _MODEL_WEIGHTS):
+        raise FileNotFoundError(
+            f"{path} has config.json but no model weights ({', '.join(_MODEL_WEIGHTS)}); {_COPY_AGAIN}."
+        )
+    shards = set()
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (path / index).is_file():
+            weight_map = (parsed.get(index) or _read_json_object(path / index)).get("weight_map") or {}
+            shards |= {str(shard) for shard in weight_map.values()}
+    missing = sorted(shard for shard in shards if not (path / shard).is_file())
+    if missing:
+        raise FileNotFoundError(
+            f"{path} lacks the weight shard(s) {missing} that its index lists; {_COPY_AGAIN}."
+        )
+    for file in sorted(path.glob("*.safetensors")):
+        _check_safetensors(file)
+    return parsed.get(_ADAPTER_CONFIG)
+
+
+def _check_safetensors(file: Path) -> None:
+    """Open the safetensors header of `file` (cheap: memory-mapped); a damaged or cut-short file is named."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt"):
+            pass
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
+        raise ValueError(
+            f"{file} cannot be read ({error}): the file is damaged or was cut short; {_COPY_AGAIN}."
+        ) from None
+
+
+def _recorded_base_model(path: Path, adapter_config: dict[str, Any]) -> str:
+    """The base model that `adapter_config.json` records, or a `ValueError` saying to pass `base_model=`."""
+    name = adapter_config.get("base_model_name_or_path")
+    if not name or not isinstance(name, str):
+        raise ValueError(
+            f"{path / _ADAPTER_CONFIG} records no base model (base_model_name_or_path is {name!r}): pass "
+            "base_model= (a packaged short name such as 'smollm2-135m', a Hub id, a local folder or a loaded model)."
+        )
+    return name
 
 
 def _load_base(name: str, **kwargs: Any):

@@ -1,13 +1,22 @@
 """Concept token -> input embedding, through the model's own input-embedding module.
 
 Going through the module (not its weight matrix) keeps what the module adds: Gemma's sqrt(d) scale,
-PEFT's LoRA-on-embedding hooks, quantised or offloaded weights.
+PEFT's LoRA-on-embedding hooks, quantised or offloaded weights. Two exact ways to mix:
+
+* sparse (`concept_embedding`): look the K mixed ids up through the module and sum, $O(K d)$ per row;
+* dense (`dense_concept_embedding`): a mixture over the whole vocabulary as one matrix product
+  $w E$ (`(B, V) @ (V, d)`), never a `(B, V, d)` gather. The module still runs: each weight lookup it makes
+  with `torch.nn.functional.embedding` (the base table, a LoRA A table) becomes `w @ weight`, and whatever the
+  module does with the result (Gemma's scale, LoRA's B and scaling) applies unchanged. This is exact for any
+  module that is linear in the one-hot token, which every token embedding is.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 def input_embedding_module(model: nn.Module) -> nn.Module:
@@ -41,6 +50,71 @@ def concept_embedding(embedding: nn.Module, token_ids: torch.Tensor, weights: to
     """
     vectors = embedding(token_ids)
     return (weights.to(vectors.dtype).unsqueeze(-1) * vectors).sum(-2)
+
+
+class _MixtureLookup(TorchFunctionMode):
+    """While active, `F.embedding(ids, weight)` on the marker `ids` returns `weights @ weight` instead."""
+
+    def __init__(self, marker: torch.Tensor, weights: torch.Tensor):
+        super().__init__()
+        self.marker, self.weights, self.lookups = marker, weights, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.embedding and args and args[0] is self.marker:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            max_norm = args[3] if len(args) > 3 else kwargs.get("max_norm")
+            if max_norm is not None:
+                raise ValueError(
+                    "This input-embedding module renormalises looked-up rows (max_norm), which is not linear in "
+                    "the token: a full-vocabulary concept token cannot be mixed exactly. Set a finite "
+                    "SoftThinkingConfig.max_topk (mixed by lookups) instead."
+                )
+            self.lookups += 1
+            weights = self.weights
+            if weights.shape[-1] < weight.shape[0]:  # embedding tables padded beyond the logits' vocabulary
+                weights = F.pad(weights, (0, weight.shape[0] - weights.shape[-1]))
+            return weights.to(weight.dtype) @ weight
+        return func(*args, **kwargs)
+
+
+def dense_concept_embedding(embedding: nn.Module, weights: torch.Tensor) -> torch.Tensor:
+    r"""The concept token $e = \sum_v w_v\,\mathrm{embed}(v) = w E$ over the whole vocabulary, as a matmul.
+
+    Runs `embedding` on a `(B,)` placeholder id tensor while every `F.embedding` lookup of that placeholder is
+    replaced by `weights @ weight` (`(B, V) @ (V, d)`), so the module's own arithmetic around its lookups
+    (Gemma's scale, PEFT LoRA's A/B tables and scaling) applies as it would to a token. Memory is
+    $O(B (V + d))$: no `(B, V, d)` gather.
+
+    Args:
+        embedding: the model's input-embedding module.
+        weights: `(B, V)` mixture weights (zeros outside the support; rows sum to 1).
+
+    Returns:
+        `(B, d)` embeddings in the module's output dtype.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> table = torch.nn.Embedding(5, 3)
+    >>> w = torch.tensor([[0.5, 0.0, 0.5, 0.0, 0.0]])
+    >>> torch.allclose(dense_concept_embedding(table, w), (table.weight[0] + table.weight[2])[None] / 2)
+    True
+
+    ```
+    """
+    marker = torch.zeros(weights.shape[0], dtype=torch.long, device=weights.device)
+    lookup = _MixtureLookup(marker, weights)
+    with lookup:
+        vectors = embedding(marker)
+    if lookup.lookups == 0:
+        raise ValueError(
+            f"{type(embedding).__name__} does not look its token ids up with torch.nn.functional.embedding, so a "
+            "full-vocabulary concept token cannot be mixed through it as a matrix product. Set a finite "
+            "SoftThinkingConfig.max_topk (the mixture is then looked up id by id)."
+        )
+    return vectors
 
 
 @torch.no_grad()

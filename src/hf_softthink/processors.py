@@ -9,7 +9,11 @@ vocabulary — top-p and min-p give the same kept set either way, at a fraction 
 Processors that force the think-end token (Cold Stop, the thinking budget, SwiReasoning's switch limit)
 take three extra keyword arguments, passed by `LogitsProcessorList(..., thinking=, entropy=, forced=)`:
 `thinking` (B,) bool marks the rows that are thinking, `entropy` (B,) the full-distribution entropy of
-the step, and `forced` (B,) bool is *written*: a processor sets it for every row it forces.
+the step, and `forced` (B,) bool is *written*: a processor sets it for every row it forces. Each names the
+`StepEvent` its forcing is recorded as (`forced_event`).
+
+Arithmetic that divides scores by a small number (temperature, Gumbel-Softmax tau) first shifts each row so
+that its maximum is 0: softmax is unchanged, and the division can no longer overflow to inf and give NaN.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from transformers.generation.logits_process import (
 )
 
 from .config import SoftThinkingConfig
+from .events import StepEvent
 
 
 def full_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -33,20 +38,31 @@ def full_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
 
     $H = -\sum_v p_v \log p_v$. It is taken before any filtering: after top-p, a confident model's
     distribution collapses to one token and H to exactly 0, which would make Cold Stop fire on anything.
+    Tokens at probability 0 contribute 0; non-finite logits give a NaN entropy (never a number that looks
+    valid), which the decoder reports.
     """
-    log_p = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return -(log_p.exp() * log_p).nan_to_num(0.0).sum(-1)
+    log_p = torch.log_softmax(shift_to_zero_max(logits.float()) / temperature, dim=-1)
+    p = log_p.exp()
+    return -torch.where(p > 0, p * log_p, p).sum(-1)
 
 
-def top_k_candidates(scores: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def shift_to_zero_max(scores: torch.Tensor) -> torch.Tensor:
+    """`scores - max(scores)` per row: same softmax, and dividing it by a tiny scale cannot overflow.
+
+    Entries at `-inf` stay `-inf`; a row that is all `-inf` (or has a NaN or `+inf`) becomes NaN, which the
+    decoder's checks report.
+    """
+    return scores - scores.amax(-1, keepdim=True)
+
+
+def top_k_candidates(scores: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The `k` highest scores of each row, sorted descending, and their token ids.
 
-    `k=None` (or `k >= vocab`) keeps the whole vocabulary, in vocabulary order.
+    `k=None` (or `k >= vocab`) keeps the whole vocabulary: the scores as they are, and `None` for the ids
+    (the candidates are the vocabulary, in vocabulary order; no `(B, V)` id tensor is built).
     """
-    vocab = scores.shape[-1]
-    if k is None or k >= vocab:
-        ids = torch.arange(vocab, device=scores.device).expand_as(scores)
-        return scores, ids
+    if k is None or k >= scores.shape[-1]:
+        return scores, None
     return torch.topk(scores, k, dim=-1)
 
 
@@ -88,6 +104,7 @@ class DirichletNoiseLogitsProcessor(LogitsProcessor):
         support = weights > 0
         concentration = (self.alpha * weights).clamp_min(torch.finfo(torch.float32).tiny)
         gamma = torch._standard_gamma(concentration).where(support, 0.0)
+        gamma = gamma / gamma.amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)  # no overflow in sum
         total = gamma.sum(-1, keepdim=True)
         tiny = torch.finfo(torch.float32).tiny
         # all Gamma draws of a row underflowed (tiny concentrations): keep the row's weights
@@ -99,9 +116,10 @@ class DirichletNoiseLogitsProcessor(LogitsProcessor):
 class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
     r"""Gumbel-Softmax (Concrete) perturbation of the scores (arXiv:2508.03440, SofT-GRPO arXiv:2511.06411).
 
-    Returns $(\log w + g) / \tau$ with $w = \mathrm{softmax}(s)$ and $g \sim \mathrm{Gumbel}(0, 1)$ i.i.d.,
-    so `softmax` of the output is a Gumbel-Softmax sample and its argmax a Gumbel-max sample of $w$.
-    Entries at `-inf` stay `-inf`.
+    Returns $(\log w + g - m) / \tau$ with $w = \mathrm{softmax}(s)$, $g \sim \mathrm{Gumbel}(0, 1)$ i.i.d. and
+    $m$ the row's maximum of $\log w + g$ (a shift that leaves the softmax unchanged and keeps small $\tau$
+    from overflowing), so `softmax` of the output is a Gumbel-Softmax sample and its argmax a Gumbel-max
+    sample of $w$. Entries at `-inf` stay `-inf`.
 
     Example:
 
@@ -124,7 +142,7 @@ class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
         log_w = torch.log_softmax(scores.float(), dim=-1)
         uniform = torch.rand_like(log_w).clamp_(torch.finfo(torch.float32).tiny, 1.0)
         gumbel = -torch.log(-torch.log(uniform))
-        return (log_w + gumbel) / self.tau
+        return shift_to_zero_max(log_w + gumbel) / self.tau
 
 
 class ColdStopLogitsProcessor(LogitsProcessor):
@@ -136,6 +154,7 @@ class ColdStopLogitsProcessor(LogitsProcessor):
     is marked in `forced`. Rows that are not thinking are untouched and their count is reset.
 
     The count is state across the steps of **one** `generate` call: build a new instance per call.
+    Recorded as `StepEvent.FORCED_COLD_STOP`.
 
     Example:
 
@@ -151,6 +170,8 @@ class ColdStopLogitsProcessor(LogitsProcessor):
 
     ```
     """
+
+    forced_event = StepEvent.FORCED_COLD_STOP
 
     def __init__(self, think_end_token_id: int, entropy_threshold: float, patience: int):
         if patience < 1:
@@ -183,7 +204,8 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
     The thinking phase is the start of the generation, so the thinking length of a row that is still
     thinking is `input_ids.shape[1] - prompt_length`. When it reaches the budget the row can only emit
     `think_end_token_id` (and is marked in `forced`): at most `max_thinking_tokens` thinking tokens precede
-    the think-end. Stateless (`entropy` is accepted for a uniform forcer signature and unused).
+    the think-end. Stateless (`entropy` is accepted for a uniform forcer signature and unused). Recorded as
+    `StepEvent.FORCED_BUDGET`.
 
     Example:
 
@@ -198,6 +220,8 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
 
     ```
     """
+
+    forced_event = StepEvent.FORCED_BUDGET
 
     def __init__(self, think_end_token_id: int, max_thinking_tokens: int, prompt_length: int):
         self.think_end_token_id = think_end_token_id
@@ -289,15 +313,36 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
 
 
 class EntropySwitchLogitsProcessor(LogitsProcessor):
-    r"""SwiReasoning (arXiv:2510.05069): entropy-driven switching between soft and explicit thinking.
+    r"""SwiReasoning (arXiv:2510.05069): entropy-driven switching between soft (latent) and explicit thinking.
 
-    Per thinking row, a block starts with a reference entropy $H_{ref}$ (the entropy of its first step).
-    A soft row switches to *explicit* (discrete tokens) when $H < H_{ref}$; an explicit row switches back to
-    soft when $H > H_{ref}$ after at least `switch_window` explicit steps. Each switch starts a new block
-    ($H_{ref}$ resets to the current $H$). After `max_switches` switches the think-end token is forced
-    (row marked in `forced`). The scores are otherwise unchanged; the decoder reads `explicit` (B,) bool to
-    know which rows feed a discrete token this step. State across the steps of one `generate` call.
+    Per row, a *block* starts with a reference entropy $H_{ref}$, the entropy of its first step. A soft row
+    switches to *explicit* when $H < H_{ref}$; an explicit row switches back to soft when $H > H_{ref}$ after
+    at least `switch_window` steps in its block. Each switch starts a new block ($H_{ref}$ becomes the current
+    $H$). Only soft -> explicit switches are counted (`switches`); on the step *after* the `max_switches`-th
+    one the row can only emit the think-end token and is marked in `forced` (`StepEvent.FORCED_SWITCH_LIMIT`).
+    The scores are otherwise unchanged: the decoder reads `explicit` (the row's mode after this step's
+    decision), `to_explicit` and `to_soft` ((B,) bool) to know what each row feeds.
+
+    `thinking` marks the rows whose state advances this step. State across the steps of **one** `generate`
+    call: build a new instance per call.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> switch = EntropySwitchLogitsProcessor(switch_window=1, max_switches=1, think_end_token_id=3)
+    >>> row, forced = torch.tensor([True]), torch.zeros(1, dtype=torch.bool)
+    >>> for h in [1.0, 0.5]:  # reference 1.0, then 0.5 < 1.0: soft -> explicit, the 1st (and last) switch
+    ...     _ = switch(None, torch.zeros(1, 4), thinking=row, entropy=torch.tensor([h]), forced=forced)
+    >>> switch.explicit.item(), switch.switches.item(), forced.item()
+    (True, 1, False)
+    >>> switch(None, torch.zeros(1, 4), thinking=row, entropy=torch.tensor([0.9]), forced=forced).argmax().item()
+    3
+
+    ```
     """
+
+    forced_event = StepEvent.FORCED_SWITCH_LIMIT
 
     def __init__(self, switch_window: int, max_switches: int | None = None, think_end_token_id: int | None = None):
         if max_switches is not None and think_end_token_id is None:
@@ -306,9 +351,12 @@ class EntropySwitchLogitsProcessor(LogitsProcessor):
         self.max_switches = max_switches
         self.think_end_token_id = think_end_token_id
         self.explicit: torch.Tensor | None = None
+        self.to_explicit: torch.Tensor | None = None
+        self.to_soft: torch.Tensor | None = None
         self.reference_entropy: torch.Tensor | None = None
-        self.explicit_steps: torch.Tensor | None = None
+        self.block_steps: torch.Tensor | None = None
         self.switches: torch.Tensor | None = None
+        self.limit_pending: torch.Tensor | None = None
 
     def __call__(
         self,
@@ -322,25 +370,27 @@ class EntropySwitchLogitsProcessor(LogitsProcessor):
             batch, device = scores.shape[0], scores.device
             self.explicit = torch.zeros(batch, dtype=torch.bool, device=device)
             self.reference_entropy = torch.full((batch,), math.nan, device=device)
-            self.explicit_steps = torch.zeros(batch, dtype=torch.long, device=device)
+            self.block_steps = torch.zeros(batch, dtype=torch.long, device=device)
             self.switches = torch.zeros(batch, dtype=torch.long, device=device)
+            self.limit_pending = torch.zeros(batch, dtype=torch.bool, device=device)
+        fire = thinking & self.limit_pending
+        self.limit_pending = self.limit_pending & ~thinking
         entropy = entropy.to(self.reference_entropy.dtype)
         block_start = thinking & self.reference_entropy.isnan()
         self.reference_entropy = torch.where(block_start, entropy, self.reference_entropy)
-        self.explicit_steps = torch.where(thinking & self.explicit, self.explicit_steps + 1, self.explicit_steps)
-        to_explicit = thinking & ~self.explicit & (entropy < self.reference_entropy)
-        to_soft = (
-            thinking & self.explicit & (self.explicit_steps >= self.switch_window)
-            & (entropy > self.reference_entropy)
+        self.block_steps = torch.where(thinking & ~block_start, self.block_steps + 1, self.block_steps)
+        self.to_explicit = thinking & ~self.explicit & (entropy < self.reference_entropy)
+        self.to_soft = (
+            thinking & self.explicit & (self.block_steps >= self.switch_window) & (entropy > self.reference_entropy)
         )
-        switched = to_explicit | to_soft
+        switched = self.to_explicit | self.to_soft
         self.explicit = self.explicit ^ switched
-        self.switches = self.switches + switched.long()
         self.reference_entropy = torch.where(switched, entropy, self.reference_entropy)
-        self.explicit_steps = torch.where(switched, 0, self.explicit_steps)
+        self.block_steps = torch.where(switched, 0, self.block_steps)
+        self.switches = self.switches + self.to_explicit.long()
         if self.max_switches is None:
             return scores
-        fire = thinking & (self.switches >= self.max_switches)
+        self.limit_pending = self.limit_pending | (self.to_explicit & (self.switches == self.max_switches))
         forced |= fire
         return force_tokens(scores, fire, self.think_end_token_id)
 

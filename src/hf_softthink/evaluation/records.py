@@ -84,8 +84,16 @@ def _load_records(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     saved: dict[tuple[str, str], dict[str, Any]] = {}
     if not path.exists():
         return saved
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:  # records are ASCII JSON: this is damage, not an interruption
+                raise ValueError(
+                    f"{path}:{lineno} is not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of "
+                    "the line), so this resume log was damaged or not written by an evaluation. Delete that line "
+                    "(its problem is then decoded again) or the whole file (to start over)."
+                ) from None
             if not line.strip():
                 continue
             try:

@@ -8,6 +8,7 @@ log (:mod:`.records`), decode what is not saved yet mode by mode (:mod:`.decodin
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,9 +17,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
 from ..evaluation_metrics import DEFAULT_THINK_END, parse_ks
 from .decoding import _decode_mode, _DecodeSettings, _eos_ids
+from .lock import output_folder_lock
 from .modes import DecodingMode, resolve_modes
 from .records import _finish_record, _problem_key, _RecordsLog, _run_key
 from .results import EvaluationResult, _summarize_mode
@@ -27,6 +30,23 @@ from .results import EvaluationResult, _summarize_mode
 DEFAULT_MAX_THINKING_TOKENS = 64
 
 
+def _one_run_per_output_dir(evaluate: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
+    """``evaluate`` with its ``output_dir`` checked (:func:`hf_softthink.checks.prepare_output_dir`) and locked
+    (:func:`.lock.output_folder_lock`) for the whole run, before anything else: two evaluations never write one
+    folder."""
+
+    @functools.wraps(evaluate)
+    def locked(*args: Any, output_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> EvaluationResult:
+        if output_dir is None:
+            return evaluate(*args, **kwargs)
+        out = prepare_output_dir(output_dir, "output_dir")
+        with output_folder_lock(out):
+            return evaluate(*args, output_dir=out, **kwargs)
+
+    return locked
+
+
+@_one_run_per_output_dir
 def evaluate_modes(
     model: Any,
     tokenizer: Any,
@@ -80,11 +100,15 @@ def evaluate_modes(
     Raises:
         ValueError: unknown mode, k larger than samples, empty dataset, a problem without gold answer or
             verifier, bad sizes.
+        OSError: ``output_dir`` is a file, lies under a file or cannot be written
+            (:func:`hf_softthink.checks.prepare_output_dir`), or another process is evaluating into it
+            (:class:`~.lock.OutputFolderLockedError`); both before anything else.
     """
     _check_sizes(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end)
     ks_list = parse_ks(ks if ks is not None else sorted({1, samples}), samples)
     mode_list = resolve_modes(modes, max_thinking_tokens=max_thinking_tokens, think_end=think_end)
     rows = _rows(dataset)
+    _warn_on_settings(model, tokenizer, mode_list, max_new_tokens, max_thinking_tokens, think_end)
     if any(m.soft_thinking is not None for m in mode_list):
         from ..generation import enable_soft_thinking
 
@@ -155,6 +179,31 @@ def _check_sizes(
         raise ValueError(f"max_thinking_tokens must be None or an integer >= 0, got {max_thinking_tokens!r}")
     if not isinstance(think_end, str) or not think_end:
         raise ValueError(f"think_end must be a non-empty string such as '</think>', got {think_end!r}")
+
+
+def _warn_on_settings(
+    model: Any,
+    tokenizer: Any,
+    modes: list[DecodingMode],
+    max_new_tokens: int,
+    max_thinking_tokens: int | None,
+    think_end: str,
+) -> None:
+    """Warn about settings that cannot do what they say: a thinking budget (the evaluation's or a soft mode's
+    own) that fills ``max_new_tokens``, a think-end marker that is the end-of-sequence token."""
+    budgets = [max_thinking_tokens] + [m.soft_thinking.max_thinking_tokens for m in modes if m.soft_thinking]
+    budgets = [b for b in budgets if b is not None]
+    stacklevel = 5  # warnings.warn < check < this < evaluate_modes < its output-folder wrapper < the caller
+    if budgets:
+        warn_if_budget_fills_length(
+            max(budgets),
+            max_new_tokens,
+            budget_name="max_thinking_tokens",
+            length_name="max_new_tokens",
+            stacklevel=stacklevel,
+        )
+    marker_ids = tokenizer.encode(think_end, add_special_tokens=False)
+    warn_if_think_end_is_eos(think_end, marker_ids, _eos_ids(model, tokenizer), stacklevel=stacklevel)
 
 
 def _model_label(model: Any, model_name: str | None) -> str:

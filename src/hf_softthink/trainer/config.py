@@ -123,16 +123,25 @@ class SoftGRPOConfig(GRPOConfig):
                 f"object string or None, got {type(self.soft_thinking).__name__}."
             )
         if self.soft_rollout != "hard":
-            for flag in ("use_vllm", "use_transformers_continuous_batching", "use_transformers_paged"):
-                if getattr(self, flag, False):
-                    raise ValueError(
-                        f"SoftGRPOConfig.{flag}=True is not supported with "
-                        f"soft_rollout={self.soft_rollout!r}: soft rollouts feed concept-token embeddings "
-                        "back through hf_softthink's decoder inside `model.generate`, which vLLM and "
-                        f"transformers' continuous-batching engine do not run. Set {flag}=False, or "
-                        "soft_rollout='hard' for plain GRPO."
-                    )
+            self.check_generation_engine()
             self.rollout_config()  # validates the decoder settings now, not at the first training step
+
+    def check_generation_engine(self) -> None:
+        """Raise `ValueError` if a soft rollout is set to generate with vLLM (any `vllm_mode`) or transformers'
+        continuous batching: soft rollouts run only through hf_softthink's decoder (`docs/vllm.md` designs
+        the vLLM path). Called at construction and again by `SoftGRPOTrainer` (flags set afterwards)."""
+        if self.soft_rollout == "hard":
+            return
+        for flag in ("use_vllm", "use_transformers_paged", "use_transformers_continuous_batching"):
+            if getattr(self, flag, False):
+                mode = f" (vllm_mode={self.vllm_mode!r})" if flag == "use_vllm" else ""
+                raise ValueError(
+                    f"SoftGRPOConfig.{flag}=True is not supported with "
+                    f"soft_rollout={self.soft_rollout!r}{mode}: soft rollouts feed concept-token embeddings "
+                    "back through hf_softthink's decoder inside `model.generate`, which vLLM and "
+                    f"transformers' continuous-batching engine do not run (docs/vllm.md). Set {flag}=False, or "
+                    "soft_rollout='hard' for plain GRPO."
+                )
 
     def rollout_config(self) -> SoftThinkingConfig | None:
         """The decoder config of the rollouts (None for `soft_rollout="hard"`).

@@ -73,6 +73,7 @@ from .densities import (
     gaussian_log_density,
     soft_grpo_gumbel_log_density,
 )
+from .inputs import check_trainer_inputs, checked_reward_funcs, warn_on_rollout_settings
 
 __all__ = ["SOFT_BATCH_KEYS", "SoftGRPOTrainer"]
 
@@ -227,7 +228,10 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_rollout = args.soft_rollout
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
+        check_trainer_inputs(args, train_dataset, eval_dataset)  # before the model loads (trainer/inputs.py)
+        reward_funcs = checked_reward_funcs(reward_funcs)
         if self.is_soft:
+            args.check_generation_engine()  # again: the flags may have been set after the config was built
             unsupported = {
                 "tools": tools,
                 "rollout_func": rollout_func,
@@ -273,6 +277,10 @@ class SoftGRPOTrainer(GRPOTrainer):
             unwrapped = self.accelerator.unwrap_model(self.model)
             enable_soft_thinking(unwrapped, tokenizer=self._tokenizer)
             vocab_size = unwrapped.config.get_text_config().vocab_size
+            warn_on_rollout_settings(
+                self.rollout_soft_config, args.max_completion_length, self._tokenizer, self.eos_token_ids,
+                vocab_size,
+            )
             try:
                 self.think_end = resolve_think_end(
                     self.rollout_soft_config.think_end, self._tokenizer, vocab_size
@@ -340,11 +348,6 @@ class SoftGRPOTrainer(GRPOTrainer):
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
             enable_soft_thinking(unwrapped_model, tokenizer=self._tokenizer)
-            noise_std = 0.0
-            if config.noise == "gaussian":
-                embedding = input_embedding_module(unwrapped_model)
-                vocab_size = unwrapped_model.config.get_text_config().vocab_size
-                noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size)
             out = unwrapped_model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -352,6 +355,11 @@ class SoftGRPOTrainer(GRPOTrainer):
                 soft_thinking=config,
                 return_dict_in_generate=True,
             )
+            noise_std = 0.0
+            if config.noise == "gaussian":  # after generate: FSDP2 runs a submodule only after the root's forward
+                embedding = input_embedding_module(unwrapped_model)
+                vocab_size = unwrapped_model.config.get_text_config().vocab_size
+                noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size)
         completion_ids = out.sequences[:, input_ids.size(1) :]
         is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device))
         eos_idx = torch.full((is_eos.size(0),), is_eos.size(1), dtype=torch.long, device=device)
@@ -540,57 +548,66 @@ class SoftGRPOTrainer(GRPOTrainer):
     def _soft_forward(
         self, model, input_ids, attention_mask, logits_to_keep, soft, compute_entropy, compute_aux_loss
     ):
+        # Everything that reads the model's weights runs inside the model's own forward, through hooks: the
+        # concept embeddings replace the input-embedding module's output, and the soft densities are scored
+        # from the backbone's output. Under FSDP the weights are gathered only during that forward; calling
+        # the embedding or reading LM-head rows outside it would see the shards (or freed storage).
         unwrapped = self.accelerator.unwrap_model(model)
-        embedding = input_embedding_module(unwrapped)
         completion_start = input_ids.size(1) - logits_to_keep
         mask = soft["soft_mask"].bool() & attention_mask[:, completion_start:].bool()
         any_soft = bool(mask.any())
 
-        inputs_embeds = embedding(input_ids)
-        ids = log_weights = fed = None
-        if any_soft:
-            ids = soft["soft_ids"][mask]
-            log_weights = soft["soft_log_weights"][mask].float()
-            if "soft_embeds" in soft:
-                fed = soft["soft_embeds"][mask]
-            else:
-                fed = concept_embedding(embedding, ids, log_weights.exp())
-            completion = inputs_embeds[:, completion_start:].masked_scatter(
-                mask[..., None], fed.to(inputs_embeds.dtype)
-            )
-            inputs_embeds = torch.cat([inputs_embeds[:, :completion_start], completion], dim=1)
-
         labels = input_ids.masked_fill(attention_mask == 0, -100)
         labels[:, :-logits_to_keep] = -100
         labels[:, completion_start:] = labels[:, completion_start:].masked_fill(mask, -100)
-        model_inputs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+        model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if compute_aux_loss:
             model_inputs["output_router_logits"] = True
 
-        captured: list[torch.Tensor] = []
+        handles = []
+        scored: dict[str, Any] = {}
+        if any_soft:
+            ids = soft["soft_ids"][mask]
+            log_weights = soft["soft_log_weights"][mask].float()
+            std = soft["soft_noise_std"][:, None].expand_as(mask)[mask] if "soft_noise_std" in soft else None
 
-        def capture(module, args, output):
-            hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-            captured.append(hidden)
+            def feed(module, args, output):
+                if "fed" in scored or scored.get("feeding"):  # only the model's own embedding of the inputs
+                    return None
+                scored["feeding"] = True
+                try:
+                    fed = soft["soft_embeds"][mask] if "soft_embeds" in soft else None
+                    if fed is None:
+                        fed = concept_embedding(module, ids, log_weights.exp())
+                finally:
+                    scored["feeding"] = False
+                scored["fed"] = fed
+                completion = output[:, completion_start:].masked_scatter(mask[..., None], fed.to(output.dtype))
+                return torch.cat([output[:, :completion_start], completion], dim=1)
 
-        backbone = _transformers_model(unwrapped).base_model
-        handle = backbone.register_forward_hook(capture) if any_soft else None
+            def score(module, args, output):
+                hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+                hidden = hidden[:, completion_start - 1 : input_ids.size(1) - 1][mask]
+                scored["density"], scored["entropy"] = self.soft_log_density(
+                    unwrapped, hidden, ids, log_weights, scored["fed"], std
+                )
+
+            backbone = _transformers_model(unwrapped).base_model
+            handles.append(input_embedding_module(unwrapped).register_forward_hook(feed))
+            handles.append(backbone.register_forward_hook(score))
         try:
             with self.accelerator.autocast():
                 outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.remove()
         logps = outputs.log_probs[:, -logits_to_keep:]
         entropies = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
         aux = outputs.aux_loss if compute_aux_loss else None
         if any_soft:
-            hidden = captured[0][:, completion_start - 1 : input_ids.size(1) - 1][mask]
-            std = soft["soft_noise_std"][:, None].expand_as(mask)[mask] if "soft_noise_std" in soft else None
-            density, entropy = self.soft_log_density(unwrapped, hidden, ids, log_weights, fed, std)
-            logps = logps.masked_scatter(mask, density.to(logps.dtype))
+            logps = logps.masked_scatter(mask, scored["density"].to(logps.dtype))
             if entropies is not None:
-                entropies = entropies.masked_scatter(mask, entropy.to(entropies.dtype))
+                entropies = entropies.masked_scatter(mask, scored["entropy"].to(entropies.dtype))
         return logps, entropies, aux
 
     def candidate_logits(self, model: nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

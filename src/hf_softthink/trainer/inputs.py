@@ -1,0 +1,201 @@
+"""Checks of what `SoftGRPOTrainer` is given, made before the expensive work and named in every message.
+
+* **Reward outputs** (`checked_reward_funcs`): TRL turns each reward function's output into a float tensor.
+  `None` is TRL's "no verdict" for a completion (as is NaN), exactly as in `GRPOTrainer`, so a function may
+  leave every completion unscored. An output that is not a list (a bare `None`, a number, a string, a dict),
+  or an element that is not a real number or `None` (a string, a list, a dict), raises a `TypeError` naming the
+  function, the completion and the fix. A list of the wrong length is TRL's own `ValueError`, which names the
+  function too.
+* **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need a `prompt`
+  column, and no row may have an empty prompt (a blank string, no messages, or only blank user messages); the
+  row is named. `output_dir` must be a folder that can be created and written (not a file, not under a file).
+* **Rollout settings** (`warn_on_rollout_settings`): a `UserWarning` when `max_completion_length` does not
+  exceed the thinking budget (every rollout that does not end its thinking by itself is cut mid-thought and
+  earns no answer reward), and when the think-end marker is an end-of-sequence token (no answer phase).
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from trl.trainer.utils import get_callable_name, is_async_callable
+
+from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
+from ..config import SoftThinkingConfig
+
+__all__ = [
+    "check_prompt_datasets",
+    "check_reward_output",
+    "check_trainer_inputs",
+    "checked_reward_funcs",
+    "warn_on_rollout_settings",
+]
+
+
+# ------------------------------------------------------------------------------------------------ rewards
+def _is_reward(value: Any) -> bool:
+    """A real number (NaN included: TRL's unscored), a 0-d tensor, or None."""
+    if value is None or isinstance(value, (numbers.Real, np.bool_)):  # bool, int, float, numpy scalars
+        return True
+    return isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_complex()
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_reward_output(output: Any, name: str) -> list[Any]:
+    """The rewards `output` of the reward function `name` as a list; a `TypeError` naming what is wrong.
+
+    `None` and NaN elements are kept: TRL treats them as "no verdict" for that completion.
+    """
+    if (
+        output is None
+        or isinstance(output, (str, bytes, Mapping, numbers.Number))
+        or not isinstance(output, Iterable)
+    ):
+        raise TypeError(
+            f"The reward function {name!r} returned {_describe(output)} instead of a list with one reward per "
+            "completion. Return a list of numbers; to leave completions unscored, return None for each of them "
+            "(e.g. [None] * len(completions))."
+        )
+    values = list(output)
+    for index, value in enumerate(values):
+        if not _is_reward(value):
+            raise TypeError(
+                f"The reward function {name!r} returned {_describe(value)} for completion {index} of "
+                f"{len(values)}. A reward must be a real number, or None for a completion the function does "
+                "not score (TRL then leaves it out, as GRPOTrainer does): convert it, e.g. float(...)."
+            )
+    return values
+
+
+def _checked(func: Callable, name: str) -> Callable:
+    if is_async_callable(func):
+
+        async def checked_async(*args, **kwargs):
+            return check_reward_output(await func(*args, **kwargs), name)
+
+        wrapper = checked_async
+    else:
+
+        def checked(*args, **kwargs):
+            return check_reward_output(func(*args, **kwargs), name)
+
+        wrapper = checked
+    functools.update_wrapper(wrapper, func, assigned=("__module__", "__doc__"), updated=())
+    wrapper.__name__ = name  # what TRL logs the function as (`get_callable_name`)
+    wrapper.__wrapped__ = func
+    return wrapper
+
+
+def checked_reward_funcs(reward_funcs: Any) -> Any:
+    """`reward_funcs` (as `GRPOTrainer` takes them) with every Python function's output checked.
+
+    Reward models (an `nn.Module` or a model id string) are left as they are.
+    """
+    if reward_funcs is None:
+        return None
+    funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    checked = [
+        f if isinstance(f, (str, nn.Module)) or not callable(f) else _checked(f, get_callable_name(f))
+        for f in funcs
+    ]
+    return checked if isinstance(reward_funcs, list) else checked[0]
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+def _is_empty_prompt(prompt: Any) -> bool:
+    """A blank string, no messages, or messages whose user turns (all turns, without one) are all blank."""
+    if prompt is None:
+        return True
+    if isinstance(prompt, str):
+        return not prompt.strip()
+    if isinstance(prompt, Sequence):
+        messages = [m for m in prompt if isinstance(m, Mapping)]
+        if not messages:
+            return len(prompt) == 0
+        user = [m for m in messages if m.get("role") == "user"] or messages
+        # non-text content (e.g. a list of multimodal parts) counts as given
+        return all(isinstance(m.get("content"), str) and not m["content"].strip() for m in user)
+    return False
+
+
+def _check_prompts(dataset: Any, name: str) -> None:
+    import datasets
+
+    if isinstance(dataset, Mapping) and not isinstance(dataset, datasets.Dataset):  # named eval datasets
+        for key, value in dataset.items():
+            _check_prompts(value, f"{name}[{key!r}]")
+        return
+    if isinstance(dataset, datasets.Dataset):
+        columns = list(dataset.column_names)
+        prompts = dataset["prompt"] if "prompt" in columns else None
+    elif isinstance(dataset, Sequence) and all(isinstance(row, Mapping) for row in dataset):
+        columns = sorted({key for row in dataset for key in row})
+        prompts = [row.get("prompt") for row in dataset] if "prompt" in columns else None
+    else:  # an IterableDataset or a custom dataset: its rows cannot be read here without consuming them
+        return
+    if prompts is None:
+        raise ValueError(
+            f"SoftGRPOTrainer: {name} has no 'prompt' column (columns: {columns}); GRPO samples completions "
+            "for the 'prompt' of each row. Build it with hf_softthink.data.load_prompts(...) or "
+            "reasoning_gym_dataset(...), or rename your column: dataset.rename_column(<name>, 'prompt')."
+        )
+    for index, prompt in enumerate(prompts):
+        if _is_empty_prompt(prompt):
+            text = repr(prompt)
+            raise ValueError(
+                f"SoftGRPOTrainer: {name} row {index} has an empty prompt "
+                f"({text if len(text) <= 80 else text[:77] + '...'}): there is nothing to answer. Fill it in or "
+                "drop the row, e.g. dataset.filter(lambda row: bool(row['prompt']))."
+            )
+
+
+def check_prompt_datasets(train_dataset: Any = None, eval_dataset: Any = None) -> None:
+    """Raise a `ValueError` for a dataset without a `prompt` column or a row with an empty prompt."""
+    if train_dataset is not None:
+        _check_prompts(train_dataset, "train_dataset")
+    if eval_dataset is not None:
+        _check_prompts(eval_dataset, "eval_dataset")
+
+
+def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any = None) -> None:
+    """Check the output folder (on the process that saves) and the prompts, before the model loads."""
+    if args.should_save:
+        prepare_output_dir(args.output_dir, "SoftGRPOConfig.output_dir")
+    check_prompt_datasets(train_dataset, eval_dataset)
+
+
+# ------------------------------------------------------------------------------------------------ settings
+def warn_on_rollout_settings(
+    config: SoftThinkingConfig,
+    max_completion_length: int,
+    tokenizer: Any,
+    eos_ids: Iterable[int],
+    vocab_size: int,
+) -> None:
+    """Warn when the rollouts cannot do what the settings say (module docstring)."""
+    from ..generation import resolve_think_end
+
+    warn_if_budget_fills_length(
+        config.max_thinking_tokens,
+        max_completion_length,
+        budget_name="soft_thinking.max_thinking_tokens",
+        length_name="max_completion_length",
+        stacklevel=4,
+    )
+    if config.think_end is None:
+        return
+    try:
+        marker = resolve_think_end(config.think_end, tokenizer, vocab_size)
+    except ValueError:  # the trainer reports an unusable marker itself
+        return
+    warn_if_think_end_is_eos(config.think_end, marker.token_ids, eos_ids, stacklevel=4)

@@ -1,0 +1,319 @@
+"""SoftGRPOTrainer's inputs (issue 11): reward outputs, prompts and rollout settings, each named with its fix.
+
+`None` rewards are TRL's "no verdict" and stay legal (a function may leave every completion unscored); any
+other reward that is not a real number, and an output that is not a list, names the reward function.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from hf_softthink import SoftThinkingConfig
+from hf_softthink.models import tiny_model, tiny_tokenizer
+from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
+from hf_softthink.trainer.inputs import check_reward_output
+
+TOKENIZER = tiny_tokenizer()
+MISSING_MODEL = "/nonexistent/model"  # loading it would fail: the checks must come first
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def prompts(n: int = 4) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"prompt": [chat(f"{i} + 1") for i in range(n)]})
+
+
+def make_args(tmp_path, budget: int = 2, **overrides) -> SoftGRPOConfig:
+    soft = overrides.pop("soft", SoftThinkingConfig(max_topk=3, max_thinking_tokens=budget))
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        soft_rollout="gumbel",
+        soft_thinking=soft,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=budget + 3,
+        max_steps=1,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    values.update(overrides)
+    return SoftGRPOConfig(**values)
+
+
+def length_reward(completions, **kwargs):
+    return [float(len(c[0]["content"]) % 2) for c in completions]
+
+
+# ------------------------------------------------------------------------------------------ reward outputs
+
+BAD_OUTPUTS = {
+    "a bare None": (None, "returned NoneType None instead of a list"),
+    "a bare number": (0.5, "returned float 0.5 instead of a list"),
+    "a string": ("good", "returned str 'good' instead of a list"),
+    "a dict": ({"reward": 1.0}, "returned dict"),
+    "string rewards": (["1.0", "0.0", "1.0", "0.0"], "returned str '1.0' for completion 0 of 4"),
+    "one string among numbers": ([1.0, 0.0, "x", 1.0], "returned str 'x' for completion 2 of 4"),
+    "nested lists": ([[1.0], [0.0], [1.0], [0.0]], "returned list [1.0] for completion 0"),
+    "dicts": ([{"score": 1}] * 4, "returned dict {'score': 1} for completion 0"),
+    "bytes": ([b"1"] * 4, "returned bytes b'1' for completion 0"),
+    "complex numbers": ([1 + 2j] * 4, "returned complex (1+2j) for completion 0"),
+    "a vector per completion": ([torch.ones(2)] * 4, "returned Tensor"),
+    "an object": ([object()] * 4, "returned object"),
+}
+
+
+@pytest.mark.parametrize("output,fragment", BAD_OUTPUTS.values(), ids=BAD_OUTPUTS.keys())
+def test_reward_outputs_that_are_not_rewards_name_the_function(output, fragment):
+    with pytest.raises(TypeError) as error:
+        check_reward_output(output, "my_reward")
+    message = str(error.value)
+    assert message.startswith("The reward function 'my_reward' returned") and fragment in message, message
+    assert "None" in message  # the fix names None as the way to leave a completion unscored
+
+
+GOOD_OUTPUTS = {
+    "all None (unscored)": [None] * 4,
+    "NaN (unscored, as in GRPOTrainer)": [math.nan] * 4,
+    "ints, floats, bools and None": [1, 0.5, True, None],
+    "numpy scalars": [np.float32(0.5), np.int64(1), np.float64(2.0), np.bool_(True)],
+    "a numpy array": np.array([0.0, 1.0, 0.5, 1.0]),
+    "a tensor": torch.tensor([0.0, 1.0, 0.5, 1.0]),
+    "0-d tensors": [torch.tensor(1.0)] * 4,
+    "a tuple": (1.0, 0.0, 1.0, 0.0),
+    "a generator": (float(i) for i in range(4)),
+}
+
+
+@pytest.mark.parametrize("output", GOOD_OUTPUTS.values(), ids=GOOD_OUTPUTS.keys())
+def test_real_numbers_and_none_are_rewards(output):
+    values = check_reward_output(output, "my_reward")
+    assert len(values) == 4 and all(v is None or math.isnan(float(v)) or float(v) == float(v) for v in values)
+
+
+def text_reward(completions, **kwargs):
+    return ["correct"] * len(completions)
+
+
+def no_list_reward(completions, **kwargs):
+    return None
+
+
+async def async_text_reward(completions, **kwargs):
+    return ["1"] * len(completions)
+
+
+def short_reward(completions, **kwargs):
+    return [1.0]
+
+
+class CallableReward:
+    def __call__(self, completions, **kwargs):
+        return [{"score": 1.0}] * len(completions)
+
+
+IN_TRAINING = {
+    "strings": (
+        text_reward,
+        TypeError,
+        "The reward function 'text_reward' returned str 'correct' for completion 0",
+    ),
+    "no list": (no_list_reward, TypeError, "'no_list_reward' returned NoneType None instead of a list"),
+    "async strings": (async_text_reward, TypeError, "'async_text_reward' returned str '1' for completion 0"),
+    "a callable object": (CallableReward(), TypeError, "'CallableReward' returned dict"),
+    "the wrong length": (short_reward, ValueError, "'short_reward' returned 1 rewards, but 4 were expected"),
+}
+
+
+@pytest.mark.parametrize("reward,kind,fragment", IN_TRAINING.values(), ids=IN_TRAINING.keys())
+def test_bad_rewards_in_training_name_the_function(reward, kind, fragment, tmp_path):
+    trainer = SoftGRPOTrainer(
+        tiny_model("llama", seed=0),
+        reward_funcs=[reward],
+        args=make_args(tmp_path),
+        train_dataset=prompts(),
+        processing_class=TOKENIZER,
+    )
+    assert trainer.reward_func_names == [fragment.split("'")[1]]  # TRL logs it under its own name
+    with pytest.raises(kind, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        trainer.train()
+
+
+def test_a_reward_leaving_every_completion_unscored_trains(tmp_path):
+    def abstain(completions, **kwargs):
+        return [None] * len(completions)
+
+    trainer = SoftGRPOTrainer(
+        tiny_model("llama", seed=0),
+        reward_funcs=[abstain, length_reward],
+        args=make_args(tmp_path),
+        train_dataset=prompts(),
+        processing_class=TOKENIZER,
+    )
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+
+def _with(prompt, row: int = 2, n: int = 4):
+    values = [chat(f"{i} + 1") for i in range(n)]
+    values[row] = prompt
+    return values
+
+
+EMPTY_PROMPTS = {
+    "no prompt column": (
+        dict(train_dataset=datasets.Dataset.from_dict({"question": ["a?"]})),
+        "train_dataset has no 'prompt' column (columns: ['question'])",
+    ),
+    "an empty string": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": ["a?", "b?", ""]})),
+        "train_dataset row 2 has an empty prompt ('')",
+    ),
+    "a blank string": (dict(train_dataset=[{"prompt": "a?"}, {"prompt": " \n\t"}]), "train_dataset row 1"),
+    "no messages": (
+        dict(train_dataset=[{"prompt": chat("a?")}, {"prompt": []}]),
+        "train_dataset row 1 has an empty prompt ([])",
+    ),
+    "an empty user message": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": _with(chat(""))})),
+        "train_dataset row 2 has an empty prompt",
+    ),
+    "a system message and a blank user message": (
+        dict(
+            train_dataset=[
+                {"prompt": [{"role": "system", "content": "Think."}, {"role": "user", "content": " "}]}
+            ]
+        ),
+        "train_dataset row 0 has an empty prompt",
+    ),
+    "a null prompt": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": ["a?", None]})),
+        "train_dataset row 1 has an empty prompt (None)",
+    ),
+    "an empty eval prompt": (
+        dict(train_dataset=prompts(), eval_dataset=datasets.Dataset.from_dict({"prompt": [chat("")]})),
+        "eval_dataset row 0 has an empty prompt",
+    ),
+    "an empty prompt in a named eval set": (
+        dict(
+            train_dataset=prompts(),
+            eval_dataset={"easy": prompts(), "hard": [{"prompt": "a"}, {"prompt": ""}]},
+        ),
+        "eval_dataset['hard'] row 1 has an empty prompt",
+    ),
+}
+
+
+@pytest.mark.parametrize("datasets_,fragment", EMPTY_PROMPTS.values(), ids=EMPTY_PROMPTS.keys())
+def test_empty_prompts_name_the_row_before_the_model_loads(datasets_, fragment, tmp_path):
+    with pytest.raises(ValueError) as error:
+        SoftGRPOTrainer(
+            MISSING_MODEL,
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path),
+            processing_class=TOKENIZER,
+            **datasets_,
+        )
+    message = str(error.value)
+    assert message.startswith("SoftGRPOTrainer:") and fragment in message, message
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_dir_that_cannot_be_a_folder_is_named_before_the_model_loads(where, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    output_dir = taken if where == "a file" else taken / "out"
+    with pytest.raises(NotADirectoryError, match=f"SoftGRPOConfig.output_dir '{output_dir}'"):
+        SoftGRPOTrainer(
+            MISSING_MODEL,
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path, output_dir=str(output_dir)),
+            train_dataset=prompts(),
+            processing_class=TOKENIZER,
+        )
+
+
+def test_prompts_with_text_are_accepted(tmp_path):
+    rows = [
+        {"prompt": "a?"},
+        {
+            "prompt": [{"role": "system", "content": "Think about 2 + 2."}]
+        },  # no user turn: the system text counts
+        {"prompt": [{"role": "user", "content": [{"type": "text", "text": "a?"}]}]},  # structured content
+    ]
+    with pytest.raises(OSError):  # past the prompt check: the (missing) model is loaded next
+        SoftGRPOTrainer(
+            MISSING_MODEL,
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path),
+            train_dataset=rows,
+            processing_class=TOKENIZER,
+        )
+
+
+# ------------------------------------------------------------------------------------------ rollout settings
+
+ROLLOUT_SETTINGS = {
+    "a completion as long as the budget": (
+        dict(budget=4, max_completion_length=4),
+        "max_completion_length=4 is not larger than the thinking budget soft_thinking.max_thinking_tokens=4",
+    ),
+    "a completion shorter than the budget": (dict(budget=16, max_completion_length=5), "never answers"),
+    "think-end is the end-of-sequence text": (
+        dict(soft=SoftThinkingConfig(max_topk=3, max_thinking_tokens=2, think_end="<|im_end|>")),
+        "think_end='<|im_end|>' is the end-of-sequence token",
+    ),
+    "think-end is the end-of-sequence id": (
+        dict(soft=SoftThinkingConfig(max_topk=3, max_thinking_tokens=2, think_end=TOKENIZER.eos_token_id)),
+        f"think_end={TOKENIZER.eos_token_id} is the end-of-sequence token",
+    ),
+}
+
+
+def _our_warnings(caught) -> list[str]:
+    return [
+        str(w.message)
+        for w in caught
+        if "never answers" in str(w.message) or "answer phase" in str(w.message)
+    ]
+
+
+@pytest.mark.parametrize("overrides,fragment", ROLLOUT_SETTINGS.values(), ids=ROLLOUT_SETTINGS.keys())
+def test_rollout_settings_that_cannot_work_are_warned(overrides, fragment, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SoftGRPOTrainer(
+            tiny_model("llama", seed=0),
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path, **overrides),
+            train_dataset=prompts(),
+            processing_class=TOKENIZER,
+        )
+    ours = _our_warnings(caught)
+    assert len(ours) == 1 and fragment in ours[0], ours
+
+
+def test_workable_rollout_settings_warn_nothing(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SoftGRPOTrainer(
+            tiny_model("llama", seed=0),
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path),
+            train_dataset=prompts(),
+            processing_class=TOKENIZER,
+        )
+    assert _our_warnings(caught) == []
