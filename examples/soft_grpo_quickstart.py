@@ -92,7 +92,7 @@ args = SoftGRPOConfig(
     logging_steps=1,
     use_cpu=not ON_GPU,
     bf16=ON_GPU,
-    gradient_checkpointing=False,
+    activation_checkpointing=False,
     save_strategy="no",
     report_to=[],
     disable_tqdm=True,
@@ -180,7 +180,7 @@ for question, sequence, soft in zip(questions, out.sequences, out.thinking_mask,
 #     bnb_4bit_use_double_quant=True,
 # )
 # model, tokenizer = load_model("Qwen/Qwen3-1.7B", quantization_config=quantization, device="cuda")
-# args = SoftGRPOConfig(..., bf16=True, gradient_checkpointing=True)  # no use_cpu
+# args = SoftGRPOConfig(..., bf16=True, activation_checkpointing=True)  # no use_cpu
 # trainer = SoftGRPOTrainer(model=model, ..., peft_config=LoraConfig(r=16, target_modules="all-linear"))
 # ```
 #

@@ -353,7 +353,11 @@ def test_resume_after_an_interrupted_run(tok, chain_sum, tmp_path):
 
     calls.clear()
     again = evaluate_modes(model, tok, chain_sum, modes, output_dir=tmp_path, **settings)
-    assert calls == [] and again.summary == result.summary
+    def measured(summary):  # everything but the count of resumed problems, which now covers all of them
+        return {m: {k: v for k, v in s.items() if k != "resumed_problems"} for m, s in summary.items()}
+
+    assert calls == [] and measured(again.summary) == measured(result.summary)
+    assert result.summary["soft-sample"]["resumed_problems"] == 1 and again.summary["soft-sample"]["resumed_problems"] == 3
 
     changed = dict(settings, max_new_tokens=9)  # other settings: nothing saved applies
     evaluate_modes(model, tok, chain_sum, ["hard-greedy"], output_dir=tmp_path, **changed)
@@ -465,3 +469,59 @@ def test_cli_eval_on_embedded_smollm2(tmp_path, capsys, one_torch_thread):
         assert summary["mean_thinking_tokens"] <= 8
     assert (out / "pass_at_k.png").read_bytes()[:8] == PNG_MAGIC
     assert Path(out / "results.md").read_text().strip() == table.strip()
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_wall_time_is_attributed_to_the_mode_that_spent_it(tok, tmp_path, monkeypatch):
+    """A fake clock advanced by each generate call (by a cost per mode and per decoding step) and by grading:
+    each mode's seconds are exactly its own calls; grading counts for none; a deterministic mode is decoded
+    once per problem; a resumed problem keeps the time of the run that decoded it, and the table says so."""
+    import hf_softthink.evaluation.decoding as decoding
+    import hf_softthink.evaluation.records as records
+
+    clock = _Clock()
+    monkeypatch.setattr(decoding, "time", clock)
+    grade = records.grade_sample
+
+    def slow_grading(*args, **kwargs):
+        clock.now += 100.0
+        return grade(*args, **kwargs)
+
+    monkeypatch.setattr(records, "grade_sample", slow_grading)
+    ds = load_prompts([{"question": f"Q{i}", "answer": "7"} for i in range(3)], thinking_instruction="Think.")
+
+    class TimedModel(ScriptedModel):
+        def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **kwargs):
+            out = super().generate(input_ids, attention_mask, max_new_tokens, pad_token_id, **kwargs)
+            steps = out.sequences.shape[1] - input_ids.shape[1]
+            clock.now += (1.0 if kwargs["do_sample"] else 10.0) * steps  # the batch runs its longest row
+            return out
+
+    texts = {0: "a</think> 7", 1: "abcdef</think> 7"}  # 4 and 9 tokens + eos: batches of 5 or 10 steps
+    model = TimedModel(tok, lambda prompt, index: texts[index % 2])
+    settings = dict(samples=2, batch_size=2, output_dir=tmp_path, progress=False)
+    result = evaluate_modes(model, tok, ds, ["hard-greedy", "hard-sample"], **settings)
+    greedy, sample = result.summary["hard-greedy"], result.summary["hard-sample"]
+    # hard-greedy: 3 problems decoded once, in batches of 2 + 1 rows; each row is text 0 (5 steps)
+    assert greedy["wall_seconds"] == pytest.approx(10.0 * 5 * 2)
+    # hard-sample: one batch of 2 samples per problem, the longer one (10 steps) sets the batch time
+    assert sample["wall_seconds"] == pytest.approx(1.0 * 10 * 3)
+    assert [r["seconds"] for r in result.records["hard-sample"]] == pytest.approx([10.0, 10.0, 10.0])
+    assert greedy["resumed_problems"] == sample["resumed_problems"] == 0
+
+    # a rerun that resumes everything: the times are those measured above, and the table says where from
+    clock.now = 0.0
+    again = evaluate_modes(model, tok, ds, ["hard-greedy", "hard-sample"], **settings)
+    assert again.summary["hard-sample"]["wall_seconds"] == pytest.approx(30.0)
+    assert again.summary["hard-sample"]["resumed_problems"] == 3
+    assert "resumed from an earlier run" in again.to_markdown() and "hard-sample 3 of 3" in again.to_markdown()

@@ -7,6 +7,9 @@ import pytest
 from hf_softthink.models import tiny_model, tiny_tokenizer
 from hf_softthink.trainer import SOFT_ROLLOUTS, SoftGRPOConfig, SoftGRPOTrainer
 
+# `use_transformers_paged` (TRL's deprecated name) is passed on purpose: soft rollouts must refuse it too
+pytestmark = pytest.mark.filterwarnings("ignore:`use_transformers_paged` is deprecated:FutureWarning")
+
 SOFT_MODES = [m for m in SOFT_ROLLOUTS if m != "hard"]
 ENGINES = [
     dict(use_vllm=True, vllm_mode="colocate"),

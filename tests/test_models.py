@@ -145,6 +145,8 @@ def test_missing_package_error_gives_install_command(monkeypatch, tmp_path):
 def test_unknown_short_name_lists_known_names(tmp_path):
     with pytest.raises(UnknownModelError, match="smollm2-135m.*gemma3-270m"):
         load_model("smollm3-1b", cache_dir=tmp_path)
+    with pytest.raises(UnknownModelError, match="neither an existing local folder nor a Hub id"):
+        load_model(str(tmp_path / "missing" / "model"))
     with pytest.raises(UnknownModelError, match="smollm2-135m"):
         packaged_model_path("gpt2", cache_dir=tmp_path)
 
@@ -195,6 +197,15 @@ def test_conversion_runs_once_and_writes_a_plain_checkpoint(fake_packaged_model,
     assert len(tokenizer) == TINY_VOCAB_SIZE
     load_model("fake", cache_dir=tmp_path)
     assert fake_packaged_model == ["fake.gguf"]
+
+
+def test_conversion_time_is_one_figure_in_the_message_and_the_readme(fake_packaged_model, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="hf_softthink.models"):
+        load_model("fake", cache_dir=tmp_path)
+    assert f"takes {models.CONVERSION_TIME};" in caplog.text
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert f"which takes {models.CONVERSION_TIME};" in readme
+    assert "30-90" not in caplog.text and "30–60" not in readme
 
 
 def test_interrupted_conversion_leaves_nothing(fake_packaged_model, monkeypatch, tmp_path):
@@ -262,3 +273,114 @@ def test_gemma3_loads_with_scaled_embeddings():
     scale = float(model.get_input_embeddings().embed_scale)
     assert scale == pytest.approx(math.sqrt(model.config.hidden_size))
     assert tokenizer.convert_tokens_to_ids(tokenizer.bos_token) == model.config.bos_token_id
+
+
+# ---------------------------------------------------------------------------------------------------
+# a Hub id without network: one clear line, fast
+
+
+_OFFLINE_PROBE = """
+import sys, time
+import hf_softthink.demo, hf_softthink.evaluation, hf_softthink.models  # imports are not what is timed
+from hf_softthink.cli import main
+start = time.perf_counter()
+code = main(["generate", "What is 8 + 7?", "--model", "Qwen/Qwen3-0.6B"])
+print(f"ELAPSED {time.perf_counter() - start:.2f}")
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def silent_hub_endpoint():
+    """A local endpoint that accepts connections and never answers (a hung network)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the block ends: connections are refused
+
+
+@pytest.mark.parametrize("network", ["HF_HUB_OFFLINE", "connection refused", "no answer"])
+def test_hub_id_without_network_fails_fast_with_one_line(network, tmp_path, silent_hub_endpoint):
+    """The CLI on a Hub id that is not cached, without network: one error line within a few seconds (it used
+    to retry each file for about 25 s, twice, then print an 82-line traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    if network == "HF_HUB_OFFLINE":
+        env["HF_HUB_OFFLINE"] = "1"
+    elif network == "connection refused":
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    else:
+        env["HF_ENDPOINT"] = silent_hub_endpoint
+    done = subprocess.run([sys.executable, "-c", _OFFLINE_PROBE], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr
+    elapsed = float(done.stdout.split("ELAPSED")[1])
+    assert elapsed < models.HUB_TIMEOUT_SECONDS + 5, f"took {elapsed:.1f} s"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("hf-softthink")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    line = errors[0]
+    assert line.startswith("hf-softthink: error: cannot load 'Qwen/Qwen3-0.6B'")
+    assert "local model folder" in line and "smollm2-135m" in line
+    assert ("HF_HUB_OFFLINE" in line) if network == "HF_HUB_OFFLINE" else ("offline" in line)
+
+
+def test_hub_id_loads_from_the_cache_when_the_hub_is_unreachable(tmp_path, monkeypatch):
+    """A cached Hub model still loads (from the cache, without retries) when the Hub does not answer."""
+    from huggingface_hub import HfApi
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(HfApi, "model_info", unreachable)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: str(tmp_path / "config.json"))
+    seen = {}
+
+    def from_pretrained(source, **kwargs):
+        seen[source] = kwargs
+        raise OSError("stop here")
+
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", from_pretrained)
+    with pytest.raises(OSError, match="stop here"):
+        load_model("org/cached-model")
+    assert seen["org/cached-model"]["local_files_only"] is True
+
+
+def test_unknown_hub_id_is_one_clear_error(monkeypatch):
+    """A Hub that answers 404 for the id: one error naming the id, the likely causes and the alternatives."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    try:
+        with pytest.raises(models.HubModelUnavailableError, match="has no model of that id") as error:
+            load_model("org/no-such-model")
+    finally:
+        server.shutdown()
+    assert "'org/no-such-model'" in str(error.value) and "\n" not in str(error.value)

@@ -45,17 +45,18 @@ def test_multi_token_think_end_is_forced_on_smollm2(smollm2):
 
 
 def test_generate_command_compares_soft_and_standard(capsys):
-    code = main(["generate", "What is 8 + 7?", "--compare", "--max-new-tokens", "20", "--max-thinking-tokens", "8"])
+    code = main(["generate", "What is 8 + 7?", "--compare", "--max-new-tokens", "20", "--max-thinking-tokens", "8",
+                 "--cold-stop-entropy", "0"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "=== soft thinking" in printed and "=== standard decoding" in printed
+    assert "=== soft thinking" in printed and "=== ordinary tokens (same prompt and budget" in printed
     assert "| soft thinking | 11 |" in printed, "8 budgeted steps plus the 3 tokens of </think>"
 
 
 def test_generate_command_writes_the_trace_page_and_plot(tmp_path, capsys):
     html, png = tmp_path / "trace.html", tmp_path / "trace.png"
     code = main(["generate", "What is 8 + 7?", "--max-new-tokens", "16", "--max-thinking-tokens", "6",
-                 "--html", str(html), "--plot", str(png)])
+                 "--cold-stop-entropy", "0", "--html", str(html), "--plot", str(png)])
     assert code == 0
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "think-end: thinking budget" in page and "What is 8 + 7?" in page

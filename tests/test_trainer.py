@@ -159,7 +159,7 @@ def test_trainer_needs_soft_config(tmp_path):
             model=tiny_model(),
             reward_funcs=even_answer,
             processing_class=TOKENIZER,
-            args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True),
+            args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, activation_checkpointing=True),
         )
 
 
@@ -437,6 +437,7 @@ def test_hard_mode_reproduces_grpo_trainer_losses(tmp_path):
         learning_rate=1e-2,
         beta=0.05,
         disable_tqdm=True,
+        activation_checkpointing=True,  # TRL's default, spelled so that GRPOConfig raises no FutureWarning
     )
     expected = run(GRPOTrainer, GRPOConfig(**common))
     actual = run(SoftGRPOTrainer, SoftGRPOConfig(soft_rollout="hard", **common))
@@ -454,11 +455,11 @@ def test_hard_mode_reproduces_grpo_trainer_losses(tmp_path):
         dict(loss_type="sapo"),
         dict(importance_sampling_level="sequence", loss_type="grpo"),
         dict(gradient_accumulation_steps=2, per_device_train_batch_size=2, top_entropy_quantile=0.5),
-        dict(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True}, beta=0.05),
-        dict(gradient_checkpointing=False, mask_truncated_completions=True),
+        dict(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": True}, beta=0.05),
+        dict(activation_checkpointing=False, mask_truncated_completions=True),
         dict(bf16=True, beta=0.05),
     ],
-    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items() if k != "gradient_checkpointing_kwargs"),
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items() if k != "activation_checkpointing_kwargs"),
 )
 def test_trl_options_train_with_soft_rollouts(tmp_path, overrides):
     trainer = make_trainer(
@@ -545,7 +546,7 @@ def _learning_curve(tmp_path, mode, steps=40, seed=0):
         max_completion_length=THINK + 3,
         max_steps=steps,
         learning_rate=2e-2,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         seed=seed,
     )
     trainer = make_trainer(args, lora=False, dataset=dataset, model=tiny_model("llama", seed=seed))

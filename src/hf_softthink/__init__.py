@@ -1,5 +1,6 @@
 """hf_softthink: soft thinking (concept tokens) for HuggingFace transformers, TRL and PEFT."""
 
+from ._quiet import quiet_third_party_notices
 from .config import SoftThinkingConfig
 from .generation import (
     NonFiniteError,
@@ -17,6 +18,8 @@ from .processors import (
 )
 
 __version__ = "0.1.0"
+
+quiet_third_party_notices()  # before anything imports peft / bitsandbytes
 
 __all__ = [
     "ColdStopLogitsProcessor",

@@ -1,17 +1,18 @@
-"""The `hf-softthink` command.
+"""The `hf-softthink` command: soft thinking for transformers models, offline on a packaged model by default.
 
-`hf-softthink generate "What is 8 + 7?" --compare` runs soft thinking (and, with `--compare`, standard
-decoding) on the embedded SmolLM2-135M-Instruct default, fully offline.
+`hf-softthink demo` (the README's first command) compares standard decoding, ordinary thinking and soft
+thinking on built-in questions with known answers; `generate` thinks about one question; `eval` measures
+pass@k across decoding modes on a task, resumably.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
 import sys
-import time
+import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -19,53 +20,116 @@ from .checks import check_model_path, prepare_output_dir
 from .config import SoftThinkingConfig
 
 DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a careful assistant. Think about the question step by step, then write </think> "
-    "and give the final answer."
+MODEL_HELP = (
+    "the model: a packaged one (smollm2-135m: SmolLM2-135M-Instruct; gemma3-270m: Gemma-3-270m base, "
+    "prompted completion-style as it has no chat template), a local folder, or a Hub id such as "
+    "Qwen/Qwen3-0.6B (needs network the first time)"
 )
-#: a mixture whose top weight is below this is shown with its runner-up in the trace
-UNCERTAIN_TOP_WEIGHT = 0.6
+DESCRIPTION = """\
+Soft thinking lets a language model think in concept tokens, probability-weighted mixtures of its token
+embeddings, instead of one sampled token per step (Soft Thinking, arXiv:2505.15778); after the think-end
+marker (</think>) it answers with ordinary tokens. Every command runs offline on the packaged
+SmolLM2-135M-Instruct unless --model names another model; `hf-softthink COMMAND --help` describes a
+command and all its options."""
+EPILOG = """\
+examples:
+  hf-softthink demo
+  hf-softthink generate "What is 8 + 7?" --compare --html trace.html
+  hf-softthink eval --task chain_sum --modes hard-sample,soft-sample --samples 8 --out eval_out"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; every option with a real default shows it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _config_help(name: str, extra: str = "") -> str:
+    """The help of a `SoftThinkingConfig` field, for its flag (argparse-escaped)."""
+    text = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(SoftThinkingConfig)}[name]
+    return (text.rstrip(".") + (f"; {extra}" if extra else "")).replace("%", "%%")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per `SoftThinkingConfig` field, defaulting to the config's own default."""
+    """One flag per `SoftThinkingConfig` field, defaulting to the config's own default, except the thinking
+    budget and Cold Stop, which default to the demo's (chosen for small models, see `hf_softthink.demo`),
+    and the think-end marker, which defaults to the one the prompt style needs."""
+    from .demo import DEMO_COLD_STOP_ENTROPY, DEMO_COLD_STOP_PATIENCE, DEMO_MAX_THINKING_TOKENS
+
     defaults = SoftThinkingConfig()
-    parser.add_argument("--max-topk", type=int, default=defaults.max_topk, help="tokens mixed per concept token")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="thinking temperature")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="thinking top-k (0: off)")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p, help="thinking top-p")
-    parser.add_argument("--min-p", type=float, default=defaults.min_p, help="thinking min-p")
-    parser.add_argument("--noise", choices=["none", "dirichlet", "gumbel", "gaussian"], default=defaults.noise)
-    parser.add_argument("--dirichlet-alpha", type=float, default=defaults.dirichlet_alpha)
-    parser.add_argument("--gumbel-tau", type=float, default=defaults.gumbel_tau)
-    parser.add_argument("--gaussian-sigma", type=float, default=defaults.gaussian_sigma)
-    parser.add_argument("--cold-stop-entropy", type=float, default=defaults.cold_stop_entropy,
-                        help="Cold Stop entropy threshold in nats (default: off)")
-    parser.add_argument("--cold-stop-patience", type=int, default=defaults.cold_stop_patience)
-    parser.add_argument("--think-end", default=defaults.think_end, help="string or token id ending the thinking")
-    parser.add_argument("--max-thinking-tokens", type=int, default=96,
-                        help="thinking budget (the CLI default keeps a small model from thinking forever)")
-    parser.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode)
-    parser.add_argument("--switch-window", type=int, default=defaults.switch_window)
-    parser.add_argument("--max-switches", type=int, default=defaults.max_switches)
-    parser.add_argument("--switch-beta", type=float, default=defaults.switch_beta,
-                        help="switch mode: beta_0 of the think-end blend on a switch to explicit (SwiReasoning 0.7)")
-    parser.add_argument("--switch-alpha", type=float, default=defaults.switch_alpha,
-                        help="switch mode: alpha_0 of the think-start blend on a switch back to soft")
-    parser.add_argument("--think-start", default=defaults.think_start, help="switch mode: thinking-start marker")
-    parser.add_argument("--final-answer", default=defaults.final_answer,
-                        help="switch mode: text forced past twice the switch limit")
-    parser.add_argument("--final-answer-max-tokens", type=int, default=defaults.final_answer_max_tokens)
+    group = parser.add_argument_group("soft thinking (SoftThinkingConfig)")
+    group.add_argument("--max-topk", type=int, default=defaults.max_topk, metavar="K",
+                       help="tokens mixed into each concept token (0: every token the filters keep)")
+    group.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T",
+                       help=_config_help("temperature"))
+    group.add_argument("--top-k", type=int, default=defaults.top_k, metavar="K",
+                       help="thinking-phase top-k filter (0: off)")
+    group.add_argument("--top-p", type=float, default=defaults.top_p, metavar="P", help=_config_help("top_p"))
+    group.add_argument("--min-p", type=float, default=defaults.min_p, metavar="P", help=_config_help("min_p"))
+    group.add_argument("--noise", choices=["none", "dirichlet", "gumbel", "gaussian"], default=defaults.noise,
+                       help=_config_help("noise"))
+    group.add_argument("--dirichlet-alpha", type=float, default=defaults.dirichlet_alpha, metavar="ALPHA",
+                       help=_config_help("dirichlet_alpha", "with --noise dirichlet"))
+    group.add_argument("--gumbel-tau", type=float, default=defaults.gumbel_tau, metavar="TAU",
+                       help=_config_help("gumbel_tau", "with --noise gumbel"))
+    group.add_argument("--gaussian-sigma", type=float, default=defaults.gaussian_sigma, metavar="SIGMA",
+                       help=_config_help("gaussian_sigma", "with --noise gaussian"))
+    group.add_argument("--cold-stop-entropy", type=float, default=DEMO_COLD_STOP_ENTROPY, metavar="NATS",
+                       help="Cold Stop: force the think-end marker once the entropy of the next-token "
+                       "distribution stays below this many nats for --cold-stop-patience steps (0: off; "
+                       "SoftThinkingConfig's default is off)")
+    group.add_argument("--cold-stop-patience", type=int, default=DEMO_COLD_STOP_PATIENCE, metavar="STEPS",
+                       help=_config_help("cold_stop_patience", f"SoftThinkingConfig's default is "
+                                         f"{defaults.cold_stop_patience}"))
+    group.add_argument("--think-end", default=None, metavar="MARKER",
+                       help="end-of-thinking marker: a string or a token id (default: </think> for a chat "
+                       "model, a newline and 'Answer:' for a model without a chat template)")
+    group.add_argument("--max-thinking-tokens", type=int, default=DEMO_MAX_THINKING_TOKENS, metavar="N",
+                       help="thinking budget: the think-end marker is forced after N thinking tokens, so a "
+                       "small model that never ends its thinking still answers")
+    group.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode, help=_config_help("mode"))
+    group.add_argument("--switch-window", type=int, default=defaults.switch_window, metavar="STEPS",
+                       help=_config_help("switch_window"))
+    group.add_argument("--max-switches", type=int, default=defaults.max_switches, metavar="N",
+                       help="switch mode: the think-end marker is forced after N switches (default: unlimited)")
+    group.add_argument("--switch-beta", type=float, default=defaults.switch_beta, metavar="BETA",
+                       help="switch mode: beta_0 of the think-end blend fed on a switch to explicit steps "
+                       "(SwiReasoning: 0.7; 1: no blend)")
+    group.add_argument("--switch-alpha", type=float, default=defaults.switch_alpha, metavar="ALPHA",
+                       help="switch mode: alpha_0 of the think-start blend fed on a switch back to soft steps "
+                       "(1: no blend)")
+    group.add_argument("--think-start", default=defaults.think_start, metavar="MARKER",
+                       help="switch mode: the thinking-start marker blended in by --switch-alpha")
+    group.add_argument("--final-answer", default=defaults.final_answer, metavar="TEXT",
+                       help="switch mode: text forced when a row keeps switching past twice --max-switches "
+                       "(default: none)")
+    group.add_argument("--final-answer-max-tokens", type=int, default=defaults.final_answer_max_tokens,
+                       metavar="N", help="switch mode: the answer is cut N tokens after --final-answer starts")
 
 
-def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
+def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThinkingConfig:
+    """The `SoftThinkingConfig` of the flags; without --think-end, the marker suits the tokenizer's prompts."""
     think_end = args.think_end
+    if think_end is None:
+        from .completion import COMPLETION_THINK_END, has_chat_template
+
+        think_end = "</think>" if tokenizer is None or has_chat_template(tokenizer) else COMPLETION_THINK_END
     if isinstance(think_end, str) and think_end.isdigit():
         think_end = int(think_end)
     return SoftThinkingConfig(
-        max_topk=args.max_topk, temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
+        max_topk=args.max_topk or None, temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
         min_p=args.min_p, noise=args.noise, dirichlet_alpha=args.dirichlet_alpha, gumbel_tau=args.gumbel_tau,
-        gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy,
+        gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy or None,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
         max_switches=args.max_switches, switch_beta=args.switch_beta, switch_alpha=args.switch_alpha,
@@ -74,113 +138,63 @@ def config_from_arguments(args: argparse.Namespace) -> SoftThinkingConfig:
     )
 
 
-@dataclass
-class DecodeResult:
-    """What one decoding of the prompt produced, for printing."""
+def command_demo(args: argparse.Namespace) -> int:
+    """`hf-softthink demo`: standard decoding, ordinary and soft thinking on the built-in questions."""
+    from .demo import run_demo
+    from .models import load_model
 
-    trace: str
-    answer: str
-    thinking_tokens: int
-    answer_tokens: int
-    seconds: float
-    output: Any = None  # the generate output (soft thinking: for the trace views)
-
-    @property
-    def tokens(self) -> int:
-        return self.thinking_tokens + self.answer_tokens
-
-
-def render_trace(tokenizer, ids: torch.Tensor, weights: torch.Tensor, soft: torch.Tensor) -> str:
-    """The thinking trace; an uncertain mixture shows as `⟨top|runner-up 0.42⟩`."""
-    pieces = []
-    for step in range(ids.shape[0]):
-        top = tokenizer.decode(ids[step, :1])
-        if soft[step] and ids.shape[1] > 1 and weights[step, 0] < UNCERTAIN_TOP_WEIGHT:
-            runner_up = tokenizer.decode(ids[step, 1:2]).strip()
-            pieces.append(f"⟨{top}|{runner_up} {weights[step, 1]:.2f}⟩")
-        else:
-            pieces.append(top)
-    return "".join(pieces)
-
-
-def run_soft(model, tokenizer, inputs, config: SoftThinkingConfig, max_new_tokens: int) -> DecodeResult:
-    start = time.perf_counter()
-    out = model.generate(
-        **inputs, do_sample=False, max_new_tokens=max_new_tokens, soft_thinking=config, tokenizer=tokenizer,
-        return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-    )
-    seconds = time.perf_counter() - start
-    prompt_length = inputs["input_ids"].shape[1]
-    new = out.sequences[0, prompt_length:]
-    soft = out.thinking_mask[0]
-    thinking_steps = int(soft.sum())
-    # the trace runs up to and including think-end; every later step is the answer
-    thinking_end = int(soft.nonzero().max()) + 1 if thinking_steps else 0
-    end_marker = config.think_end if isinstance(config.think_end, str) else ""
-    while thinking_end < len(new) and end_marker and not tokenizer.decode(new[:thinking_end]).endswith(end_marker):
-        thinking_end += 1
-    if end_marker and not tokenizer.decode(new[:thinking_end]).endswith(end_marker):
-        thinking_end = len(new)  # never reached think-end: everything is thinking
-    trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
-                         soft[:thinking_end])
-    answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return DecodeResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
-
-
-def run_standard(model, tokenizer, inputs, max_new_tokens: int) -> DecodeResult:
-    start = time.perf_counter()
-    out = model.generate(
-        **inputs, do_sample=False, max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-    )
-    seconds = time.perf_counter() - start
-    new = out[0, inputs["input_ids"].shape[1]:]
-    return DecodeResult("", tokenizer.decode(new, skip_special_tokens=True).strip(), 0, len(new), seconds)
-
-
-def chat_inputs(tokenizer, question: str, system: str | None):
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-    return tokenizer(question, return_tensors="pt")
+    model, tokenizer = load_model(args.model)
+    config = config_from_arguments(args, tokenizer)
+    report = run_demo(model, tokenizer, config=config, prompt=args.system or None,
+                      max_new_tokens=args.max_new_tokens, model_name=args.model, progress=not args.no_progress)
+    print(report.to_text())
+    return 0
 
 
 def command_generate(args: argparse.Namespace) -> int:
+    """`hf-softthink generate`: soft thinking on one question (and, with --compare, ordinary thinking)."""
+    from .demo import decode_hard, prompt_inputs, trace_soft_thinking
     from .generation import enable_soft_thinking
     from .models import load_model
 
-    config = config_from_arguments(args)
+    config_from_arguments(args)  # bad flags fail before the model loads
     check_model_path(args.model, "--model")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
+    config = config_from_arguments(args, tokenizer)
     enable_soft_thinking(model, tokenizer=tokenizer)
-    inputs = chat_inputs(tokenizer, args.question, args.system)
-    soft = run_soft(model, tokenizer, inputs, config, args.max_new_tokens)
-    print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}) ===")
-    print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩ marks an uncertain mixture]\n{soft.trace}")
-    print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer}")
+    inputs = prompt_inputs(tokenizer, args.question, args.system or None)
+    soft = trace_soft_thinking(model, tokenizer, inputs, config, args.max_new_tokens)
+    print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}, "
+          f"budget {config.max_thinking_tokens}) ===")
+    print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩: runner-up b had weight p]\n{soft.trace}")
+    print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer or '(empty)'}")
     if args.html or args.plot:
         from .trace import SoftThinkingTrace
 
         trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True)
         if args.html:
-            print(f"trace: {trace.save_html(args.html, title=f'Soft-thinking trace: {args.question}')}", file=sys.stderr)
+            title = f"Soft-thinking trace: {args.question}"
+            print(f"trace: {trace.save_html(args.html, title=title)}", file=sys.stderr)
         if args.plot:
             trace.plot(args.plot)
             print(f"entropy plot: {args.plot}", file=sys.stderr)
     if args.compare:
         torch.manual_seed(args.seed)
-        standard = run_standard(model, tokenizer, inputs, args.max_new_tokens)
-        print("\n=== standard decoding (greedy) ===")
-        print(standard.answer)
+        think_end = config.think_end if isinstance(config.think_end, str) else None
+        hard = decode_hard(model, tokenizer, inputs, args.max_new_tokens, think_end=think_end,
+                           max_thinking_tokens=config.max_thinking_tokens)
+        print("\n=== ordinary tokens (same prompt and budget, greedy) ===")
+        print(f"[thinking, {hard.thinking_tokens} tokens]\n{hard.trace}")
+        print(f"[answer, {hard.answer_tokens} tokens]\n{hard.answer or '(empty)'}")
         print("\n| decoding | thinking tokens | answer tokens | total | seconds | tokens/s |")
         print("|---|---|---|---|---|---|")
-        for name, result in (("soft thinking", soft), ("standard", standard)):
+        for name, result in (("soft thinking", soft), ("ordinary tokens", hard)):
             rate = result.tokens / result.seconds if result.seconds else float("nan")
             print(f"| {name} | {result.thinking_tokens} | {result.answer_tokens} | {result.tokens} | "
                   f"{result.seconds:.2f} | {rate:.1f} |")
+        print("\nOne question is an anecdote: `hf-softthink demo` measures accuracy on 16 questions, "
+              "`hf-softthink eval` on a task.")
     return 0
 
 
@@ -195,7 +209,10 @@ def command_eval(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
     ks = parse_ks(args.k if args.k is not None else f"1,{args.samples}", args.samples)
-    resolve_modes(args.modes, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end)
+    # the marker only completes the configs of this check; the real one may depend on the tokenizer
+    resolve_modes(
+        args.modes, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end or "</think>"
+    )
     if args.num_problems is not None and args.num_problems < 1:
         raise ValueError(
             f"--num-problems must be at least 1, got {args.num_problems}: the dataset would be empty"
@@ -289,55 +306,124 @@ def _task_config(text: str | None) -> dict | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-softthink", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    generate = commands.add_parser("generate", help="soft-thinking generation on one question")
-    generate.add_argument("question")
-    generate.add_argument("--model", default=DEFAULT_MODEL,
-                          help="short name (smollm2-135m, gemma3-270m), Hub id or local path")
-    generate.add_argument("--compare", action="store_true", help="also run standard decoding and compare")
-    generate.add_argument("--max-new-tokens", type=int, default=160)
-    generate.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="system prompt ('' for none)")
-    generate.add_argument("--seed", type=int, default=0)
+    from .demo import (
+        DEMO_ANSWER_TOKENS,
+        DEMO_COLD_STOP_ENTROPY,
+        DEMO_COLD_STOP_PATIENCE,
+        DEMO_MAX_THINKING_TOKENS,
+        DEMO_QUESTIONS,
+        DEMO_THINKING_PROMPT,
+    )
+    from .evaluation.modes import PRESET_DESCRIPTIONS
+
+    parser = argparse.ArgumentParser(prog="hf-softthink", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", formatter_class=HelpFormatter,
+        help="start here: standard decoding, ordinary thinking and soft thinking on 16 built-in questions "
+        "with known answers; accuracy, tokens and time side by side, and one concept-token trace",
+        description=f"""\
+Decodes {len(DEMO_QUESTIONS)} built-in arithmetic questions with known answers three ways, each in one batch:
+  standard       the question alone, greedy decoding
+  hard thinking  a thinking prompt and a thinking budget, ordinary tokens, greedy
+  soft thinking  the same prompt and budget, concept tokens while thinking, then a greedy answer
+and prints how many each got right, their mean thinking/answer tokens and seconds, every answer, and
+the concept-token trace of the first question. All figures are measured in the run (about a minute on
+a 2-core CPU with the default model). The thinking settings (the prompt, a budget of
+{DEMO_MAX_THINKING_TOKENS} tokens, Cold Stop at {DEMO_COLD_STOP_ENTROPY} nats for {DEMO_COLD_STOP_PATIENCE} steps) were chosen on other
+questions (benchmarks/demo_settings.py); the flags below change them.""",
+    )
+    demo.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    demo.add_argument("--system", default=DEMO_THINKING_PROMPT, metavar="TEXT",
+                      help="thinking prompt (system message) of the two thinking modes")
+    demo.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                      help="tokens per answer, thinking included, in every mode (default: the thinking "
+                      f"budget + {DEMO_ANSWER_TOKENS})")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_arguments(demo)
+    demo.set_defaults(handler=command_demo)
+
+    generate = commands.add_parser(
+        "generate", formatter_class=HelpFormatter,
+        help="think about one question with concept tokens and answer it (--compare: also with ordinary tokens)",
+        description="""\
+Answers QUESTION with soft thinking: while thinking, each step feeds the model a concept token (a mixture
+of its top tokens' embeddings) instead of one token; the printed trace shows each concept token's top
+token, and ⟨a|b p⟩ where the runner-up b had weight p. After the think-end marker (written by the model,
+or forced by the thinking budget) the answer is ordinary greedy decoding. --compare decodes the same
+prompt with ordinary tokens and the same budget, and prints both side by side.""",
+    )
+    generate.add_argument("question", help="the question, in quotes")
+    generate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    generate.add_argument("--compare", action="store_true",
+                          help="also decode with ordinary tokens (same prompt and budget) and compare")
+    generate.add_argument("--max-new-tokens", type=int, default=160, metavar="N",
+                          help="tokens to generate, thinking and answer together")
+    generate.add_argument("--system", default=DEMO_THINKING_PROMPT, metavar="TEXT",
+                          help="system prompt of a chat model ('' for none)")
+    generate.add_argument("--seed", type=int, default=0,
+                          help="torch seed (matters only with --noise, which randomises the concept tokens)")
     generate.add_argument("--html", default=None, metavar="PATH",
-                          help="write the soft-thinking trace as a self-contained HTML page (hover a step: its mixture)")
+                          help="write the soft-thinking trace as a self-contained HTML page (hover a step: its "
+                          "mixture)")
     generate.add_argument("--plot", default=None, metavar="PATH", help="write a PNG of entropy and mode per step")
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
-    evaluate = commands.add_parser(
-        "eval", help="pass@k / maj@k / token cost of hard, soft and fuzzy decoding on a task (resumable)"
+    presets = "\n".join(
+        textwrap.fill(text, 104, initial_indent=f"  {name:<13} ", subsequent_indent=" " * 16)
+        for name, text in PRESET_DESCRIPTIONS.items()
     )
-    evaluate.add_argument("--model", default=DEFAULT_MODEL,
-                          help="short name (smollm2-135m, gemma3-270m), Hub id or local path")
+    evaluate = commands.add_parser(
+        "eval", formatter_class=HelpFormatter,
+        help="pass@k / maj@k / token cost of hard, soft and fuzzy decoding modes on a reasoning-gym task "
+        "or a JSONL file (resumable)",
+        description=f"""\
+Decodes every problem --samples times in each decoding mode, grades the answers (reasoning-gym's scorer
+for its tasks, math-verify against the answer column of a file), and prints a Markdown table of pass@k
+(unbiased estimator), maj@k, mean thinking/answer tokens and generation seconds per mode. --out gets
+results.json, results.md, pass_at_k.png and samples.jsonl, the resume log: each (mode, problem) result is
+saved as soon as it is done, and rerunning the same command skips what is saved (Ctrl-C loses nothing
+saved).
+
+Decoding modes (--modes); "hard" is ordinary decoding, "soft" thinks in concept tokens, "fuzzy" in
+near-one-hot concept tokens; "greedy"/"sample" is how the answer (and hard thinking) is decoded. Every
+mode gets the same thinking budget (--max-thinking-tokens):
+{presets}""",
+    )
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     evaluate.add_argument("--task", default="chain_sum",
                           help="a reasoning-gym task (chain_sum, basic_arithmetic, gsm_symbolic, countdown, "
                           "...) or a JSONL/JSON file of problems")
-    evaluate.add_argument("--task-config", default=None,
+    evaluate.add_argument("--task-config", default=None, metavar="JSON",
                           help='reasoning-gym task config as JSON, e.g. \'{"min_terms": 2, "max_terms": 2}\'')
     evaluate.add_argument("--data-seed", type=int, default=1_000_000,
-                          help="reasoning-gym seed of the problems (default far from training seeds 0..)")
+                          help="reasoning-gym seed of the problems (far from the training seeds 0, 1, ...)")
     evaluate.add_argument("--question-column", default="question", help="question column of a JSONL file")
     evaluate.add_argument("--answer-column", default="answer", help="gold-answer column of a JSONL file")
-    evaluate.add_argument("--num-problems", type=int, default=None,
-                          help="number of problems (reasoning-gym default 20; a file: its first N rows)")
+    evaluate.add_argument("--num-problems", type=int, default=None, metavar="N",
+                          help="number of problems (default: 20 for a reasoning-gym task, every row of a file)")
     evaluate.add_argument("--modes", default="hard-greedy,soft-greedy",
-                          help="comma-separated presets: hard-greedy, hard-sample, soft-greedy, soft-sample, "
-                          "fuzzy-greedy, fuzzy-sample")
-    evaluate.add_argument("--samples", type=int, default=8, help="completions per problem (n of pass@k)")
-    evaluate.add_argument("--k", default=None, help="comma-separated k values (default: 1,SAMPLES)")
-    evaluate.add_argument("--out", required=True,
+                          help="comma-separated decoding modes (listed above)")
+    evaluate.add_argument("--samples", type=int, default=8, metavar="N",
+                          help="completions per problem (the n of pass@k; greedy modes decode once)")
+    evaluate.add_argument("--k", default=None, metavar="K,K",
+                          help="comma-separated k values of pass@k / maj@k (default: 1 and --samples)")
+    evaluate.add_argument("--out", required=True, metavar="DIR",
                           help="output folder: results.json, results.md, pass_at_k.png, samples.jsonl "
                           "(a rerun resumes from it)")
-    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
-    evaluate.add_argument("--max-new-tokens", type=int, default=128,
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the sampled modes")
+    evaluate.add_argument("--max-new-tokens", type=int, default=128, metavar="N",
                           help="tokens per completion, thinking + answer")
-    evaluate.add_argument("--max-thinking-tokens", type=int, default=64,
-                          help="thinking budget of every mode: </think> is forced after this many tokens")
-    evaluate.add_argument("--think-end", default="</think>",
-                          help="end-of-thinking marker (matched on the text)")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="sequences per generate call")
-    evaluate.add_argument("--system", default=None,
+    evaluate.add_argument("--max-thinking-tokens", type=int, default=64, metavar="N",
+                          help="thinking budget of every mode: the think-end marker is forced after N tokens")
+    evaluate.add_argument("--think-end", default=None, metavar="MARKER",
+                          help="end-of-thinking marker, matched on the text (default: </think> for a chat "
+                          "model, a newline and 'Answer:' for a model without a chat template)")
+    evaluate.add_argument("--batch-size", type=int, default=16, metavar="N", help="sequences per generate call")
+    evaluate.add_argument("--system", default=None, metavar="TEXT",
                           help="system prompt (default: the package's thinking instruction; '' for none)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=command_eval)
@@ -359,6 +445,8 @@ def command_lm_eval(arguments: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .evaluation import EvaluationInterrupted
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["lm-eval"]:  # every later argument is lm_eval's own, options included
@@ -368,9 +456,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = args.handler
     try:
         return handler(args)
-    except (ValueError, ImportError, OSError) as error:
+    except (ValueError, ImportError, OSError) as error:  # OSError: paths, HubModelUnavailableError
         print(f"hf-softthink: error: {error}", file=sys.stderr)
         return 2
+    except EvaluationInterrupted as interrupt:
+        hint = f" (rerun `hf-softthink {shlex.join(argv)}`)" if interrupt.saved else ""
+        print(f"\nhf-softthink: {interrupt}{hint}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\nhf-softthink: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

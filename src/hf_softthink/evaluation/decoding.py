@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
+from ..completion import AnswerLineStoppingCriteria, answer_marker
 from ..processors import HardThinkingBudgetProcessor
 from .modes import DecodingMode
 
@@ -108,6 +109,10 @@ def _generate(
     if mode.soft_thinking is None and max_thinking_tokens is not None and think_end:
         kwargs["logits_processor"] = LogitsProcessorList(
             [HardThinkingBudgetProcessor(tokenizer, think_end, max_thinking_tokens, prompt_length)]
+        )
+    if not templated:  # completion prompts: a base model would go on inventing questions after its answer
+        kwargs["stopping_criteria"] = StoppingCriteriaList(
+            [AnswerLineStoppingCriteria(tokenizer, prompt_length, answer_marker(prompts[0], think_end))]
         )
     pad = tokenizer.pad_token_id
     with torch.inference_mode():

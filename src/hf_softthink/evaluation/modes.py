@@ -20,6 +20,19 @@ PRESETS = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-gr
 SAMPLE_TEMPERATURE, SAMPLE_TOP_K, SAMPLE_TOP_P = 0.6, 30, 0.95
 #: thinking temperature of fuzzy tokens (arXiv:2509.19170)
 FUZZY_TEMPERATURE = 1e-4
+#: what each preset does, one line each (``hf-softthink eval --help``)
+PRESET_DESCRIPTIONS = {
+    "hard-greedy": "ordinary tokens throughout, greedy (decoded once per problem)",
+    "hard-sample": f"ordinary tokens throughout, sampled (T {SAMPLE_TEMPERATURE}, top-k {SAMPLE_TOP_K}, "
+    f"top-p {SAMPLE_TOP_P})",
+    "soft-greedy": "concept tokens while thinking (SoftThinkingConfig defaults: top-10 mixtures, no noise), "
+    "then a greedy answer (decoded once per problem)",
+    "soft-sample": "concept tokens plus Gaussian noise on the mixed embedding (sigma 0.33 of the embedding "
+    "rms, arXiv:2509.19170) while thinking, then a sampled answer",
+    "fuzzy-greedy": f"fuzzy tokens: concept tokens at thinking temperature {FUZZY_TEMPERATURE} (almost the "
+    "top token) plus that Gaussian noise, then a greedy answer",
+    "fuzzy-sample": "fuzzy tokens while thinking, then a sampled answer",
+}
 
 
 @dataclass(frozen=True)

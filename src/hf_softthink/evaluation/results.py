@@ -23,9 +23,11 @@ class EvaluationResult:
 
     Attributes:
         summary: per mode name: pass@k and maj@k for each k, ``mean_thinking_tokens``,
-            ``mean_answer_tokens``, ``mean_soft_steps``, ``wall_seconds`` (generation time, summed over
-            batches, including time spent by earlier runs that this one resumed), ``num_problems``,
-            ``num_samples``, ``generated_sequences`` and the mode's settings under ``"mode"``.
+            ``mean_answer_tokens``, ``mean_soft_steps``, ``wall_seconds`` (the mode's own ``generate``
+            calls, summed over its batches; grading is not included; a problem resumed from an earlier run
+            keeps that run's time), ``resumed_problems`` (problems whose results an earlier run saved),
+            ``num_problems``, ``num_samples``, ``generated_sequences`` and the mode's settings under
+            ``"mode"``.
         ks: the k values.
         records: per mode name, one record per problem (problem order): ``correct``, ``scores``,
             ``answers``, ``thinking_tokens``, ``answer_tokens``, ``soft_steps``, ``seconds`` and, if
@@ -70,9 +72,19 @@ class EvaluationResult:
         lines.append("")
         lines.append(
             f"{problems} problems, {self.settings.get('samples')} samples per problem; pass@k: unbiased "
-            "estimator (Chen et al. 2021); tokens: means per sample; seconds: generation wall time "
-            "(greedy modes without noise decode once per problem)."
+            "estimator (Chen et al. 2021); tokens: means per sample; seconds: wall time of the mode's own "
+            "generate calls (greedy modes without noise decode once per problem; a batch runs until its "
+            "longest completion ends)."
         )
+        resumed = [
+            f"{name} {s['resumed_problems']} of {s['num_problems']}"
+            for name, s in self.summary.items()
+            if s.get("resumed_problems")
+        ]
+        if resumed:
+            lines.append(
+                "Problems resumed from an earlier run, whose seconds that run measured: " + ", ".join(resumed) + "."
+            )
         return "\n".join(lines)
 
     def plot(self, path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
+from ..completion import COMPLETION_THINK_END, completion_prompt, has_chat_template
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
 from ..evaluation_metrics import DEFAULT_THINK_END, parse_ks
 from .decoding import _decode_mode, _DecodeSettings, _eos_ids
@@ -28,6 +29,31 @@ from .results import EvaluationResult, _summarize_mode
 
 #: default thinking budget of an evaluation: small models must reach an answer phase
 DEFAULT_MAX_THINKING_TOKENS = 64
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C (KeyboardInterrupt) during :func:`evaluate_modes`, with what was saved before it.
+
+    Attributes:
+        saved: (mode, problem) results of this evaluation in the records file, earlier runs' included.
+        total: (mode, problem) results the evaluation needs.
+        new: how many of ``saved`` this run added.
+        records_file: the resume log (``None`` without ``output_dir``: nothing was saved).
+    """
+
+    def __init__(self, saved: int, total: int, new: int, records_file: Path | None):
+        self.saved, self.total, self.new, self.records_file = saved, total, new, records_file
+        if records_file is None:
+            message = (
+                f"evaluation interrupted after {new} of {total} (mode, problem) results; nothing was saved "
+                "(no output_dir), so a rerun starts over"
+            )
+        else:
+            message = (
+                f"evaluation interrupted: {saved} of {total} (mode, problem) results are saved in {records_file} "
+                f"({new} by this run); rerunning with the same settings and output folder resumes from them"
+            )
+        super().__init__(message)
 
 
 def _one_run_per_output_dir(evaluate: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
@@ -58,7 +84,7 @@ def evaluate_modes(
     batch_size: int = 8,
     max_new_tokens: int = 128,
     max_thinking_tokens: int | None = DEFAULT_MAX_THINKING_TOKENS,
-    think_end: str = DEFAULT_THINK_END,
+    think_end: str | None = None,
     thinking_instruction: str | None = DEFAULT_THINKING_INSTRUCTION,
     seed: int = 0,
     output_dir: str | os.PathLike[str] | None = None,
@@ -84,9 +110,14 @@ def evaluate_modes(
             split over calls when ``samples > batch_size``.
         max_new_tokens: generated tokens per completion, thinking and answer together.
         max_thinking_tokens: thinking budget of every mode (``None``: none); see the module docstring.
-        think_end: the end-of-thinking marker (a string, matched on decoded text).
+        think_end: the end-of-thinking marker (a string, matched on decoded text). ``None``: ``"</think>"``
+            for a tokenizer with a chat template, ``"\nAnswer:"`` for the completion-style prompts of a
+            model without one (:mod:`hf_softthink.completion`).
         thinking_instruction: system prompt for rows without a ``prompt`` column (the dataset's own
-            prompts, built by :mod:`hf_softthink.data`, already carry the instruction).
+            prompts, built by :mod:`hf_softthink.data`, already carry the instruction). A tokenizer without
+            a chat template gets the completion prompt ``"Question: ...\nReasoning:"`` instead (or
+            ``"Question: ...\nAnswer:"`` when there is neither an instruction nor a thinking budget), and
+            each row stops at the end of its answer line.
         seed: seeds the sampling (each batch is seeded from it, the mode and the batch's first problem;
             the caller's global RNG state is restored afterwards).
         output_dir: where ``samples.jsonl`` (resume log), ``results.json``, ``results.md`` and
@@ -100,10 +131,14 @@ def evaluate_modes(
     Raises:
         ValueError: unknown mode, k larger than samples, empty dataset, a problem without gold answer or
             verifier, bad sizes.
+        EvaluationInterrupted: a KeyboardInterrupt (Ctrl-C) while decoding; it says how many results were
+            saved (a rerun resumes from them).
         OSError: ``output_dir`` is a file, lies under a file or cannot be written
             (:func:`hf_softthink.checks.prepare_output_dir`), or another process is evaluating into it
             (:class:`~.lock.OutputFolderLockedError`); both before anything else.
     """
+    if think_end is None:
+        think_end = DEFAULT_THINK_END if has_chat_template(tokenizer) else COMPLETION_THINK_END
     _check_sizes(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end)
     ks_list = parse_ks(ks if ks is not None else sorted({1, samples}), samples)
     mode_list = resolve_modes(modes, max_thinking_tokens=max_thinking_tokens, think_end=think_end)
@@ -114,7 +149,8 @@ def evaluate_modes(
 
         enable_soft_thinking(model, tokenizer=tokenizer)
     model_label = _model_label(model, model_name)
-    prompts = [_prompt_text(row, tokenizer, thinking_instruction) for row in rows]
+    thinking = thinking_instruction is not None or max_thinking_tokens is not None
+    prompts = [_prompt_text(row, tokenizer, thinking_instruction, thinking=thinking) for row in rows]
     problem_keys = [_problem_key(text, row) for (text, _), row in zip(prompts, rows, strict=True)]
     decode = _DecodeSettings(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end, seed)
     settings = {
@@ -137,23 +173,31 @@ def evaluate_modes(
         m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
         for m in mode_list
     }
-    _decode_pending(
-        model,
-        tokenizer,
-        mode_list,
-        pending,
-        rows,
-        prompts,
-        decode,
-        problem_keys=problem_keys,
-        run_keys=run_keys,
-        log=log,
-        save_completions=save_completions,
-        progress=progress,
-        on_record=on_record,
-    )
+    try:
+        _decode_pending(
+            model,
+            tokenizer,
+            mode_list,
+            pending,
+            rows,
+            prompts,
+            decode,
+            problem_keys=problem_keys,
+            run_keys=run_keys,
+            log=log,
+            save_completions=save_completions,
+            progress=progress,
+            on_record=on_record,
+        )
+    except KeyboardInterrupt:
+        total = len(mode_list) * len(rows)
+        saved = sum((run_keys[m.name], key) in log for m in mode_list for key in problem_keys)
+        resumed = total - sum(len(p) for p in pending.values())
+        raise EvaluationInterrupted(saved, total, saved - resumed, log.path) from None
     records = {m.name: [log[(run_keys[m.name], key)] for key in problem_keys] for m in mode_list}
     summary = {m.name: _summarize_mode(m, records[m.name], ks_list) for m in mode_list}
+    for m in mode_list:  # their seconds were measured by the earlier run that saved them
+        summary[m.name]["resumed_problems"] = len(rows) - len(pending[m.name])
     result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
     if out_dir is not None:
         result.save(out_dir)
@@ -324,12 +368,19 @@ def _rows(dataset: Any) -> list[dict[str, Any]]:
 
 
 def _prompt_text(
-    row: Mapping[str, Any], tokenizer: Any, thinking_instruction: str | None
+    row: Mapping[str, Any], tokenizer: Any, thinking_instruction: str | None, *, thinking: bool = True
 ) -> tuple[str, bool]:
-    """(prompt text, whether it is chat-templated, i.e. already holds the special tokens)."""
+    """(prompt text, whether it is chat-templated, i.e. already holds the special tokens).
+
+    Without a chat template: the completion prompt of the question (or of the last user message), which
+    ends in ``"Reasoning:"`` when ``thinking``, else in ``"Answer:"``.
+    """
     if row.get("prompt_text"):
         return str(row["prompt_text"]), True
-    messages = row.get("prompt") or build_prompt(str(row["question"]), thinking_instruction)
-    if getattr(tokenizer, "chat_template", None):
+    if has_chat_template(tokenizer):
+        messages = row.get("prompt") or build_prompt(str(row["question"]), thinking_instruction)
         return apply_chat_template(tokenizer, messages), True
-    return "\n\n".join(str(m["content"]) for m in messages) + "\n", False
+    question = row.get("question")
+    if question is None:
+        question = next(m["content"] for m in reversed(row["prompt"]) if m.get("role", "user") == "user")
+    return completion_prompt(str(question), thinking=thinking), False

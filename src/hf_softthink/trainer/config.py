@@ -67,6 +67,14 @@ class SoftGRPOConfig(GRPOConfig):
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["soft_thinking"]
 
+    # TRL 1.16 defaults transformers' deprecated alias `gradient_checkpointing` to True, which made every config
+    # warn (FutureWarning). Default the alias to None and turn TRL's default on under its new name instead
+    # (`__post_init__`); passing `gradient_checkpointing` still works, with transformers' deprecation warning.
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of `activation_checkpointing` (on by default, as in TRL)."},
+    )
+
     soft_rollout: str = field(
         default="gaussian",
         metadata={
@@ -105,6 +113,8 @@ class SoftGRPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        if self.gradient_checkpointing is None and self.activation_checkpointing is None:
+            self.activation_checkpointing = True  # TRL's default, without its deprecated spelling
         if isinstance(self.soft_thinking, SoftThinkingConfig):
             self.soft_thinking = self.soft_thinking.to_dict()
         if self.soft_rollout not in SOFT_ROLLOUTS:

@@ -57,6 +57,7 @@ gradient through the thinking steps; the answer tokens still train).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -343,12 +344,15 @@ class SoftGRPOTrainer(GRPOTrainer):
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
             enable_soft_thinking(unwrapped_model, tokenizer=self._tokenizer)
+            # return_dict_in_generate goes into a copy of the config: transformers deprecates passing
+            # generation arguments next to a generation_config
+            generation_config = copy.deepcopy(self.generation_config)
+            generation_config.return_dict_in_generate = True
             out = unwrapped_model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                generation_config=self.generation_config,
+                generation_config=generation_config,
                 soft_thinking=config,
-                return_dict_in_generate=True,
             )
             noise_std = 0.0
             if config.noise == "gaussian":  # after generate: FSDP2 runs a submodule only after the root's forward
