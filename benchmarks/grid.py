@@ -75,11 +75,13 @@ from grid_stages.report import (  # noqa: E402
     drift_table,
     format_mean_std,
     grid_table,
+    length_table,
     mean_std,
     merge_section,
     plot_grid,
     report,
     row_label,
+    section_markers,
 )
 from grid_stages.rl import rl_dataset, rl_run_folder, run_rl  # noqa: E402
 from grid_stages.settings import (  # noqa: E402
@@ -114,6 +116,7 @@ __all__ = [
     "eval_run_folder",
     "format_mean_std",
     "grid_table",
+    "length_table",
     "main",
     "mean_std",
     "merge_section",
@@ -128,6 +131,7 @@ __all__ = [
     "run_eval",
     "run_rl",
     "run_sft",
+    "section_markers",
     "settings_hash",
     "sft_batch",
     "sft_run_folder",
@@ -177,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     existing = results.read_text(encoding="utf-8") if results.exists() else None
     if existing is None:
         existing = '# Train x inference grid ("Soft Tokens, Hard Truths", arXiv:2509.19170, at CPU scale)\n'
-    results.write_text(merge_section(existing, section), encoding="utf-8")
+    results.write_text(merge_section(existing, section, settings.section), encoding="utf-8")
     plot_grid(
         evals,
         settings.inference_modes,

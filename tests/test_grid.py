@@ -91,6 +91,31 @@ def test_merge_section_keeps_text_outside_markers(grid):
     assert appended.startswith("no markers yet\n\n" + grid.BEGIN)
 
 
+def test_named_section_is_a_block_of_its_own(grid):
+    main = grid.merge_section("# Title\n", "main v1")
+    both = grid.merge_section(main + "\nhand-written\n", "tuned v1", "tuned")
+    begin, end = grid.section_markers("tuned")
+    assert begin != grid.BEGIN and both.count(begin) == 1 and both.count(end) == 1
+    again = grid.merge_section(both, "tuned v2", "tuned")
+    assert "tuned v1" not in again and "tuned v2" in again and "main v1" in again and "hand-written" in again
+    assert grid.merge_section(again, "main v2").count("tuned v2") == 1  # the main block leaves it alone
+    with pytest.raises(ValueError, match="--section"):
+        grid.section_markers("a -->")
+
+
+def test_length_table(grid):
+    evals = {"sft": [_record({"hard-greedy": (0.5, 0.5)})], "gumbel": [_record({"hard-greedy": (0.6, 0.6)})]}
+    for records in evals.values():
+        records[0]["summary"]["hard-greedy"]["mean_answer_tokens"] = 3.0
+    history = [{"completions/mean_length": float(n), "soft/thinking_length": n - 5.0} for n in range(20, 30)]
+    runs = {"gumbel": [{"rewards": [0.5] * 10, "seconds": 1.0, "history": history}]}
+    table = grid.length_table(evals, runs, ("hard-greedy",)).splitlines()
+    assert table[0].startswith("| training | RL completion tokens first→last 20% |")
+    assert table[2] == "| SFT start (no RL) | – | – | – | 20.0 | 3.0 |"
+    # first and last 2 of 10 steps: (20+21)/2 and (28+29)/2; the EOS rate was not logged
+    assert table[3] == "| soft (gumbel) | 20.5 → 28.5 | 15.5 → 23.5 | – | 20.0 | 3.0 |"
+
+
 def test_parse_args(grid, tmp_path):
     smoke = grid.parse_args(["--smoke", "--out", str(tmp_path)])
     assert smoke.smoke and smoke.seeds == (0,) and smoke.out == str(tmp_path)
@@ -104,6 +129,11 @@ def test_parse_args(grid, tmp_path):
         grid.parse_args(["--train-modes", "hard,gaussian"])  # the grid's label of that rollout is "soft"
     with pytest.raises(SystemExit):
         grid.parse_args(["--samples", "8", "--ks", "1,32"])
+    assert grid.parse_args(["--eval-split", "dev"]).eval_split == "dev"
+    assert grid.parse_args(["--rl-scale-rewards", "none"]).rl_scale_rewards == "none"
+    for flag, bad in (("--eval-split", "train"), ("--rl-scale-rewards", "rloo")):
+        with pytest.raises(SystemExit):
+            grid.parse_args([flag, bad])
     # stage folders are keyed by the settings they depend on
     base = grid.settings_hash(full, grid.RL_KEYS, "sft-x")
     assert (
@@ -141,7 +171,7 @@ def test_each_stage_key_covers_the_settings_the_stage_reads(grid):
     # every setting of the grid is in some key, or is one of those that change where/how fast
     fields = {f.name for f in dataclasses.fields(grid.GridSettings)}
     in_keys = set(grid.SFT_KEYS) | set(grid.RL_KEYS) | set(grid.EVAL_KEYS)
-    assert fields - in_keys == {"out", "results", "plot", "threads", "train_modes", "seeds", "smoke"}
+    assert fields - in_keys == {"out", "results", "plot", "section", "threads", "train_modes", "seeds", "smoke"}
 
 
 def test_evaluation_folder_follows_the_rl_folder_that_made_the_model(grid, tmp_path):
@@ -156,6 +186,7 @@ def test_evaluation_folder_follows_the_rl_folder_that_made_the_model(grid, tmp_p
         ("--rl-sigma", "0.5"),
         ("--rl-gumbel-tau", "1.0"),
         ("--rl-steps", "3"),
+        ("--rl-scale-rewards", "none"),
     ]:
         changed = grid.parse_args(["--smoke", "--out", str(tmp_path), flag, value])
         assert grid.sft_run_folder(changed) == sft
@@ -170,6 +201,13 @@ def test_evaluation_folder_follows_the_rl_folder_that_made_the_model(grid, tmp_p
     assert grid.rl_run_folder(base, "soft", 0, sft).name.split("-")[-1] != rl.name.split("-")[-1]
     batch = grid.parse_args(["--smoke", "--out", str(tmp_path), "--eval-batch", "8"])
     assert grid.eval_run_folder(batch, "sft", sft, sft) != grid.eval_run_folder(base, "sft", sft, sft)
+    # the dev split is another evaluation of the same models: the RL run is shared, the evaluation is not
+    dev = grid.parse_args(["--smoke", "--out", str(tmp_path), "--eval-split", "dev"])
+    assert grid.rl_run_folder(dev, "gumbel", 0, sft) == rl
+    assert grid.eval_run_folder(dev, "gumbel-s0", rl / "model", sft) != evaluation
+    # where the report goes changes nothing that is computed
+    named = grid.parse_args(["--smoke", "--out", str(tmp_path), "--section", "tuned"])
+    assert grid.eval_run_folder(named, "gumbel-s0", rl / "model", sft) == evaluation
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Stages 3 and 4: every inference preset on the held-out problems (through `evaluate_modes`, resumable),
+"""Stages 3 and 4: every inference preset on the held-out problems (``eval_split``: the test problems, or the
+dev split to choose settings on; through `evaluate_modes`, resumable),
 and the out-of-domain drift of each model from the SFT start."""
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def run_eval(
             "task": r["task"],
             "entry": r["entry"],
         }
-        for r in splits["test"]
+        for r in splits[settings.eval_split]
     ]
     start = time.perf_counter()
     result = evaluate_modes(

@@ -32,6 +32,13 @@ def format_mean_std(values: Sequence[float], digits: int = 2, signed: bool = Fal
     return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
+#: how `--rl-scale-rewards` scales the advantages (TRL's GRPOConfig.scale_rewards)
+SCALING = {
+    "group": "divided by the group's reward std",
+    "batch": "divided by the batch's reward std",
+    "none": "not scaled (as RLOO / Dr. GRPO)",
+}
+
 #: table and legend label of each row (training mode); the soft rollouts name their noise
 ROW_LABELS = {
     START: "SFT start (no RL)",
@@ -68,7 +75,8 @@ def drift_table(
     runs: Mapping[str, Sequence[Mapping[str, Any]]],
     modes: Sequence[str],
 ) -> str:
-    """Markdown table: OOD drift, RL reward and wall times per training mode."""
+    """Markdown table: OOD drift, RL reward and wall times per training mode (``modes``: unused, kept for the
+    signature the callers share with `length_table`)."""
     headers = [
         "training",
         "OOD NLL",
@@ -77,7 +85,6 @@ def drift_table(
         "train reward first→last 20%",
         "RL wall s",
         "eval wall s",
-        "mean thinking tokens (hard-sample)",
     ]
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for train, records in evals.items():
@@ -88,11 +95,6 @@ def drift_table(
             last = [mean_or_nan(r["rewards"][-t:]) for r, t in zip(runs[train], tails, strict=True)]
             reward = f"{format_mean_std(first)} → {format_mean_std(last)}"
             rl_seconds = format_mean_std([r["seconds"] for r in runs[train]], 0)
-        thinking = "–"
-        if "hard-sample" in modes:
-            thinking = format_mean_std(
-                [r["summary"]["hard-sample"]["mean_thinking_tokens"] for r in records], 1
-            )
         cells = [
             row_label(train),
             format_mean_std([r["ood"]["nll"] for r in records], 3),
@@ -101,7 +103,54 @@ def drift_table(
             reward,
             rl_seconds,
             format_mean_std([r["seconds"] for r in records], 0),
-            thinking,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def first_last(runs: Sequence[Mapping[str, Any]], key: str, digits: int = 2) -> str:
+    """``"a ± s → b ± t"``: the mean of a logged value over the first and over the last 20% of the RL steps
+    (mean ± std over runs); ``"–"`` when the runs did not log it."""
+    firsts, lasts = [], []
+    for run in runs:
+        values = [h[key] for h in run.get("history", []) if key in h and h[key] == h[key]]
+        if not values:
+            return "–"
+        tail = max(1, len(values) // 5)
+        firsts.append(mean_or_nan(values[:tail]))
+        lasts.append(mean_or_nan(values[-tail:]))
+    if not firsts:
+        return "–"
+    return f"{format_mean_std(firsts, digits)} → {format_mean_std(lasts, digits)}"
+
+
+def length_table(
+    evals: Mapping[str, Sequence[Mapping[str, Any]]],
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    modes: Sequence[str],
+) -> str:
+    """Markdown table: lengths per training mode, to see a length collapse: the RL rollouts' completion and
+    thinking lengths (first → last 20% of the steps) and the evaluated thinking / answer tokens of the hard
+    inference modes that were run."""
+    shown = [m for m in ("hard-greedy", "hard-sample") if m in modes]
+    headers = [
+        "training",
+        "RL completion tokens first→last 20%",
+        "RL thinking tokens first→last 20%",
+        "RL EOS inside thinking first→last 20%",
+        *[f"{m} thinking tokens" for m in shown],
+        *[f"{m} answer tokens" for m in shown],
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    for train, records in evals.items():
+        trained = runs.get(train) or []
+        cells = [
+            row_label(train),
+            first_last(trained, "completions/mean_length", 1) if trained else "–",
+            first_last(trained, "soft/thinking_length", 1) if trained else "–",
+            first_last(trained, "soft/eos_in_thinking_rate", 2) if trained else "–",
+            *[format_mean_std([r["summary"][m]["mean_thinking_tokens"] for r in records], 1) for m in shown],
+            *[format_mean_std([r["summary"][m]["mean_answer_tokens"] for r in records], 1) for m in shown],
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -173,14 +222,26 @@ def plot_grid(
 BEGIN, END = "<!-- grid:begin (written by benchmarks/grid.py) -->", "<!-- grid:end -->"
 
 
-def merge_section(existing: str | None, section: str) -> str:
-    """Replace the text between the grid markers of ``existing`` by ``section`` (appended if absent)."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+def section_markers(name: str = "") -> tuple[str, str]:
+    """The begin / end markers of a generated block: the grid's main block (``name`` empty), or a named one
+    (``--section``, e.g. a tuned run next to the main grid)."""
+    if not name:
+        return BEGIN, END
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"--section {name!r}: use letters, digits, '-' or '_' (it becomes an HTML comment)")
+    return f"<!-- grid:{name}:begin (written by benchmarks/grid.py) -->", f"<!-- grid:{name}:end -->"
+
+
+def merge_section(existing: str | None, section: str, name: str = "") -> str:
+    """Replace the text between the markers of block ``name`` (`section_markers`) of ``existing`` by
+    ``section`` (appended if absent)."""
+    begin, end = section_markers(name)
+    block = f"{begin}\n{section.rstrip()}\n{end}"
     if not existing:
         return block + "\n"
-    if BEGIN in existing and END in existing:
-        head, rest = existing.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
+    if begin in existing and end in existing:
+        head, rest = existing.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
     return existing.rstrip() + "\n\n" + block + "\n"
 
 
@@ -193,6 +254,12 @@ def report(
     example = " ".join(["4", "-", "1", "+", "7", "-", "2", "+", "5"][: 2 * s.terms - 1])
     trace, answer = chain_trace(example)
     prompt = "the reasoning-gym question" if s.full_question else f"just the expression, e.g. `{example} =`"
+    problems = (
+        f"held-out test problems ({s.test_problems})"
+        if s.eval_split == "test"
+        else f"the dev split ({s.dev_problems} problems, seed 2*10**6; for choosing settings, not the test "
+        "problems)"
+    )
     lines = [
         f"Command: `{command}`" + (" (smoke settings)" if s.smoke else ""),
         "",
@@ -212,7 +279,8 @@ def report(
         f"grad-norm clip 1.0; sampling temperature {s.rl_temperature} for hard tokens and for soft thinking "
         f"(fuzzy: 1e-4), soft mixture over the top {s.rl_max_topk} tokens; noise of the soft rollouts: "
         f"Gaussian sigma {s.rl_sigma} x embedding rms (soft, fuzzy), Gumbel-Softmax tau {s.rl_gumbel_tau} "
-        f"(gumbel), Dirichlet alpha {s.rl_dirichlet_alpha} (dirichlet); "
+        f"(gumbel), Dirichlet alpha {s.rl_dirichlet_alpha} (dirichlet); advantages: rewards minus the group "
+        f"mean, {SCALING[s.rl_scale_rewards]} (`scale_rewards={s.rl_scale_rewards!r}`); "
         f"at most {s.max_new_tokens} new tokens (soft rollouts: at most "
         f"{s.max_thinking_tokens} "
         f"thinking); seeds {seeds}. Reward: reasoning-gym verifier (1 right, 0 wrong).",
@@ -226,13 +294,18 @@ def report(
         "runs "
         f"that produced them; CPU, `torch.set_num_threads({s.threads})`).",
         "",
-        f"**pass@k on held-out problems** (mean ± sample std over seeds {seeds}; the SFT row is one model):",
+        f"**pass@k on {problems}** (mean ± sample std over seeds {seeds}; the SFT row is one model):",
         "",
         grid_table(evals, s.inference_modes, ks),
         "",
         "**Out-of-domain drift, training reward and cost** (mean ± std over seeds):",
         "",
         drift_table(evals, runs, s.inference_modes),
+        "",
+        "**Lengths** (a length collapse shows here; mean ± std over seeds; RL columns: the training rollouts, "
+        "soft modes only for thinking; the other columns: the evaluation):",
+        "",
+        length_table(evals, runs, s.inference_modes),
         "",
         f"Plot: `{Path(s.plot).name}` (pass@k bars with std error bars, and the OOD KL).",
     ]

@@ -70,6 +70,7 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
         lr_scheduler_type="constant",
         max_steps=settings.rl_steps,
         beta=0.0,
+        scale_rewards=settings.rl_scale_rewards,
         seed=seed,
         use_cpu=True,
         bf16=False,
@@ -107,6 +108,8 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
         "soft/frac_soft_steps",
         "soft/mixture_entropy",
         "soft/think_end_rate",
+        "soft/thinking_length",
+        "soft/eos_in_thinking_rate",
     )
     history = [{k: h[k] for k in keep if k in h} for h in trainer.state.log_history if "reward" in h]
     write_json(

@@ -22,6 +22,12 @@ TRAIN_MODES = {
     "gumbel": "gumbel",
     "dirichlet": "dirichlet",
 }
+#: the problems an evaluation decodes: the grid's held-out test problems, or the dev split (to choose settings
+#: on, so that the test problems choose nothing)
+EVAL_SPLITS = ("test", "dev")
+#: TRL's GRPOConfig.scale_rewards values ("none": advantages centred by the group mean, not scaled, as RLOO
+#: and Dr. GRPO do)
+SCALE_REWARDS = ("group", "batch", "none")
 INFERENCE_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
 START = "sft"  # the row of the SFT start
 
@@ -64,6 +70,7 @@ class GridSettings:
     rl_max_topk: int = 10
     rl_gumbel_tau: float = 0.5
     rl_dirichlet_alpha: float = 1.0
+    rl_scale_rewards: str = "group"
     # inference / evaluation
     inference_modes: tuple[str, ...] = INFERENCE_MODES
     samples: int = 32
@@ -72,8 +79,11 @@ class GridSettings:
     max_new_tokens: int = 48
     max_thinking_tokens: int = 40
     eval_seed: int = 0
+    eval_split: str = "test"
     # out-of-domain drift
     ood_size: int = 200
+    # report
+    section: str = ""
     smoke: bool = False
 
 
@@ -100,6 +110,10 @@ SMOKE = {
     "max_thinking_tokens": 16,
     "ood_size": 8,
 }
+
+
+#: flags with a fixed set of values
+CHOICES = {"eval_split": EVAL_SPLITS, "rl_scale_rewards": SCALE_REWARDS}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -140,6 +154,15 @@ def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
             )
         elif f.name == "inference_modes":
             parser.add_argument(flag, type=_name_list(INFERENCE_MODES), default=None, help="default: all six")
+        elif f.name in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[f.name], default=None, help=f"default {default}")
+        elif f.name == "section":
+            parser.add_argument(
+                flag,
+                default=None,
+                help="name of the generated block of --results to write (default: the grid's main block);\n"
+                "e.g. a tuned run next to the main grid: --section tuned",
+            )
         elif isinstance(default, tuple):
             parser.add_argument(
                 flag, type=_int_list, default=None, help=f"default {','.join(map(str, default))}"
@@ -198,6 +221,7 @@ RL_KEYS = (
     "rl_max_topk",
     "rl_gumbel_tau",
     "rl_dirichlet_alpha",
+    "rl_scale_rewards",
     "max_new_tokens",
     "max_thinking_tokens",
 )
@@ -209,5 +233,6 @@ EVAL_KEYS = (
     "max_new_tokens",
     "max_thinking_tokens",
     "eval_seed",
+    "eval_split",
     "ood_size",
 )
