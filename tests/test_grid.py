@@ -253,7 +253,7 @@ def test_code_digest_changes_exactly_with_the_code_a_stage_runs(fingerprint, tmp
 def _run_grid(out: Path, *flags: str) -> str:
     command = [sys.executable, str(GRID_PATH), "--smoke", "--out", str(out), *flags]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, f"exit code {done.returncode}\n" + done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 

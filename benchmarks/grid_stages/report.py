@@ -118,7 +118,7 @@ def plot_grid(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.2 * (len(ks) + 1), 4.4), dpi=100)
+    fig = Figure(figsize=(5.2 * (len(ks) + 1), 4.9), dpi=100)
     FigureCanvasAgg(fig)
     trains = list(evals)
     width = 0.8 / max(len(trains), 1)
@@ -141,8 +141,6 @@ def plot_grid(
         ax.set_ylabel(f"pass@{k}")
         ax.set_title(f"pass@{k} by inference mode", fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
-        if panel == 0:
-            ax.legend(fontsize=7, title="training", title_fontsize=7)
     ax = fig.add_subplot(1, len(ks) + 1, len(ks) + 1)
     rl = [t for t in trains if t != START]
     stats = [mean_std([r["ood"]["kl"] for r in evals[t]]) for t in rl]
@@ -154,13 +152,18 @@ def plot_grid(
         color=[f"C{trains.index(t)}" for t in rl],
     )
     ax.set_xticks(range(len(rl)))
-    ax.set_xticklabels([row_label(t) for t in rl], fontsize=8)
+    ax.set_xticklabels([row_label(t) for t in rl], fontsize=8, rotation=15)
     ax.set_ylabel("mean per-token KL(SFT ‖ model), nats")
     ax.set_title(f"out-of-domain drift ({OOD_TASK})", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # one legend under the panels, so that it hides no bar however many training modes there are
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=len(trains), fontsize=8, title="training", title_fontsize=8
+    )
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
