@@ -10,15 +10,19 @@ import pytest
 import torch
 from transformers import CompileConfig
 
-from hf_softthink import SoftThinkingConfig, enable_soft_thinking
+from hf_softthink import SoftThinkingConfig, enable_soft_thinking, generation
 from hf_softthink.models import tiny_model, tiny_tokenizer
 
 #: soft decoding configs the static cache must reproduce: top-1 (plain greedy), the default filters with a
-#: thinking budget (soft steps, a forced think-end, then answer steps without a mixture), and sampling with
-#: Gumbel noise and Gaussian embedding noise (the same random draws in the same order)
+#: thinking budget (soft steps, a forced think-end, then answer steps without a mixture), the full vocabulary
+#: (mixed densely, see `dense_full_vocabulary`), and sampling with Gumbel noise and Gaussian embedding noise
+#: (the same random draws in the same order)
 CONFIGS = {
     "top1": (SoftThinkingConfig(max_topk=1, think_end=None), {"do_sample": False}),
     "default": (SoftThinkingConfig(max_thinking_tokens=5), {"do_sample": False}),
+    "full-vocabulary": (
+        SoftThinkingConfig(max_topk=None, top_k=None, top_p=1.0, min_p=0.0, think_end=None), {"do_sample": False}
+    ),
     "sampled-noisy": (SoftThinkingConfig(noise="gumbel", max_thinking_tokens=6), {"do_sample": True}),
     "gaussian": (SoftThinkingConfig(noise="gaussian", max_thinking_tokens=6), {"do_sample": True}),
 }
@@ -63,6 +67,12 @@ def soft_generate(model, inputs, name: str, **kwargs) -> torch.Tensor:
         **inputs, **decoding, **kwargs, soft_thinking=config, tokenizer=tiny_tokenizer(), max_new_tokens=NEW_TOKENS,
         pad_token_id=0,
     )
+
+
+@pytest.fixture(autouse=True)
+def dense_full_vocabulary(monkeypatch):
+    """A full-vocabulary mixture of the tiny vocabulary takes the dense (B, V) @ (V, d) path, as a real one does."""
+    monkeypatch.setattr(generation, "DENSE_MIXTURE_MIN_IDS", 16)
 
 
 @pytest.fixture(autouse=True)
