@@ -1,6 +1,7 @@
 """Soft-thinking vs plain `generate`: throughput and peak memory, measured side by side in one run.
 
     python benchmarks/bench_generate.py [--model smollm2-135m] [--new-tokens 256] [--batches 1,8] [--repeats 3]
+    python benchmarks/bench_generate.py --compile [--static] ...   # + static cache with a compiled forward
 
 All decoders run the same prompt for exactly `--new-tokens` steps (EOS suppressed with
 `min_new_tokens`), with `think_end=None`, so every step is a soft step. Two soft modes: `soft` uses the
@@ -13,12 +14,23 @@ measured per step with forward hooks, which isolates the soft loop's overhead fr
 Peak
 memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU the peak growth of the resident set during one
 generation in a fresh process per (mode, batch), sampled every millisecond.
+
+`--compile` also runs every mode with transformers' static cache and its compiled forward
+(`cache_implementation="static"` with the default `CompileConfig()`: what `generate` does by itself on CUDA;
+on CPU transformers compiles only when the config carries `_compile_all_devices`, which this script sets),
+`--static` with the static cache uncompiled (`disable_compile=True`). Those runs are interleaved with the
+dynamic-cache ones, and a second table gives the ratios compiled / dynamic (same mode) and compiled soft /
+compiled plain, and whether each run's tokens equal the dynamic-cache run's. The first run of each (mode,
+batch) with the compiled forward compiles it (reported as warm-up time, not timed). The forward hooks that
+measure the loop overhead would be traced into the compiled forward, so with `--compile` they are not
+installed and the loop-overhead columns are not measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -27,6 +39,7 @@ import threading
 import time
 
 import torch
+from transformers import CompileConfig
 
 from hf_softthink import SoftThinkingConfig, enable_soft_thinking
 from hf_softthink.models import load_model
@@ -53,8 +66,24 @@ SOFT_MODES = {
 MODES = ("plain", *SOFT_MODES)
 
 
-def run(model, inputs, mode: str, new_tokens: int) -> torch.Tensor:
-    kwargs = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+def compile_config() -> CompileConfig:
+    """transformers' default `CompileConfig`, flagged so that `generate` compiles on any device (it compiles by
+    itself only on cuda / xpu / tpu / neuron: `GenerationMixin._valid_auto_compile_criteria`)."""
+    config = CompileConfig()
+    config._compile_all_devices = True
+    return config
+
+
+#: how the decode steps run: the cache and the forward
+ENGINES = {
+    "dynamic": {},
+    "static": {"cache_implementation": "static", "disable_compile": True},
+    "compiled": {"cache_implementation": "static", "compile_config": compile_config()},
+}
+
+
+def run(model, inputs, mode: str, new_tokens: int, engine: str = "dynamic") -> torch.Tensor:
+    kwargs = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **ENGINES[engine])
     if mode != "plain":
         kwargs["soft_thinking"] = SOFT_MODES[mode]
     return model.generate(**inputs, **kwargs)
@@ -130,6 +159,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run every mode with a static cache and transformers' compiled forward")
+    parser.add_argument("--static", action="store_true", help="also run every mode with a static cache, uncompiled")
     parser.add_argument("--measure-memory", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -139,49 +171,92 @@ def main() -> None:
         return
 
     model, tokenizer = prepare(args.model, args.device, args.dtype)
+    engines = ["dynamic"] + ["static"] * args.static + ["compiled"] * args.compile
     print(f"model={args.model} device={args.device} dtype={args.dtype} new_tokens={args.new_tokens} "
-          f"repeats={args.repeats} torch_threads={torch.get_num_threads()}")
+          f"repeats={args.repeats} torch_threads={torch.get_num_threads()} engines={','.join(engines)} "
+          f"load average at start {os.getloadavg()[0]:.1f}")
     modes = args.modes.split(",")
     if modes[0] != "plain" or not set(modes) <= set(MODES):
         parser.error(f"--modes must start with plain and name modes from {MODES}")
-    rows = []
-    timer = ForwardTimer(model, args.device)
+    rows, engine_rows = [], []
+    timer = None if args.compile else ForwardTimer(model, args.device)  # hooks would be traced into a compiled call
+    runs = [(mode, engine) for mode in modes for engine in engines]
     for batch in [int(b) for b in args.batches.split(",")]:
         inputs = batch_inputs(tokenizer, batch, args.device)
-        for mode in modes:
-            run(model, inputs, mode, 8)  # warm-up
-        seconds = {mode: [] for mode in modes}
-        loop_ms = {mode: [] for mode in modes}  # per step, outside the forward passes
+        reference = {}
+        for mode, engine in runs:  # warm-up; a compiled forward is compiled here, at the timed runs' cache length
+            start = time.perf_counter()
+            out = run(model, inputs, mode, args.new_tokens if engine == "compiled" else 8, engine)
+            if engine == "compiled":
+                print(f"batch {batch} {mode} compiled: warm-up (compilation) {time.perf_counter() - start:.1f} s",
+                      flush=True)
+        seconds = {run_: [] for run_ in runs}
+        loop_ms = {mode: [] for mode in modes}  # per step, outside the forward passes (dynamic cache)
         for _ in range(args.repeats):
-            for mode in modes:
+            for mode, engine in runs:
                 synchronize(args.device)
-                timer.total = 0.0
+                if timer is not None:
+                    timer.total = 0.0
                 start = time.perf_counter()
-                out = run(model, inputs, mode, args.new_tokens)
+                out = run(model, inputs, mode, args.new_tokens, engine)
                 synchronize(args.device)
-                seconds[mode].append(time.perf_counter() - start)
-                loop_ms[mode].append(1000 * (seconds[mode][-1] - timer.total) / args.new_tokens)
+                seconds[mode, engine].append(time.perf_counter() - start)
+                if timer is not None and engine == "dynamic":
+                    loop_ms[mode].append(1000 * (seconds[mode, engine][-1] - timer.total) / args.new_tokens)
                 assert out.shape[1] - inputs["input_ids"].shape[1] == args.new_tokens
-        rates = {mode: batch * args.new_tokens / statistics.median(times) for mode, times in seconds.items()}
-        best = {mode: batch * args.new_tokens / min(times) for mode, times in seconds.items()}
+                reference.setdefault(mode, {})[engine] = out
+        rate = {run_: batch * args.new_tokens / statistics.median(times) for run_, times in seconds.items()}
+        best = {run_: batch * args.new_tokens / min(times) for run_, times in seconds.items()}
+        rates = {mode: rate[mode, "dynamic"] for mode in modes}
+        bests = {mode: best[mode, "dynamic"] for mode in modes}
         memory = {mode: peak_memory_mib(args, mode, batch) for mode in modes}
-        loop = {mode: statistics.median(values) for mode, values in loop_ms.items()}
-        step_ms = 1000 * statistics.median(seconds["plain"]) / args.new_tokens
+        loop = {mode: statistics.median(values) if values else math.nan for mode, values in loop_ms.items()}
+        step_ms = 1000 * statistics.median(seconds["plain", "dynamic"]) / args.new_tokens
         for mode in modes[1:]:
             overhead_ratio = step_ms / (step_ms + loop[mode] - loop["plain"])
-            rows.append((batch, mode, rates, best, memory, loop, overhead_ratio))
+            rows.append((batch, mode, rates, bests, memory, loop, overhead_ratio))
             print(f"batch {batch} {mode}: plain {rates['plain']:.1f} tok/s, {mode} {rates[mode]:.1f} tok/s, ratio "
-                  f"{rates[mode] / rates['plain']:.3f} (best runs {best[mode] / best['plain']:.3f}); loop outside "
-                  f"forward {loop['plain']:.2f} vs {loop[mode]:.2f} ms/step -> {overhead_ratio:.3f}", flush=True)
-        print(f"raw seconds per run, batch {batch}: {json.dumps(seconds)}", flush=True)
+                  f"{rates[mode] / rates['plain']:.3f} (best runs {bests[mode] / bests['plain']:.3f}); loop outside "
+                  f"forward {measured(loop['plain'], '.2f')} vs {measured(loop[mode], '.2f')} ms/step -> "
+                  f"{measured(overhead_ratio, '.3f')}", flush=True)
+        for mode in modes:
+            for engine in engines[1:]:
+                same = first_difference(reference[mode][engine], reference[mode]["dynamic"], inputs)
+                engine_rows.append((batch, mode, engine, rate, best, same))
+        print(f"raw seconds per run, batch {batch}: "
+              f"{json.dumps({f'{mode}/{engine}': times for (mode, engine), times in seconds.items()})}", flush=True)
 
+    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
     print("\n| batch | mode | plain tok/s (median) | soft tok/s (median) | soft / plain (median) | soft / plain (best run) "
           "| loop ms/step plain | loop ms/step soft | soft / plain from loop overhead | plain peak MiB | soft peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for batch, mode, rates, best, memory, loop, overhead_ratio in rows:
+    for batch, mode, rates, bests, memory, loop, overhead_ratio in rows:
         print(f"| {batch} | {mode} | {rates['plain']:.1f} | {rates[mode]:.1f} | {rates[mode] / rates['plain']:.3f} | "
-              f"{best[mode] / best['plain']:.3f} | {loop['plain']:.2f} | {loop[mode]:.2f} | {overhead_ratio:.3f} | "
-              f"{memory['plain']:.0f} | {memory[mode]:.0f} |")
+              f"{bests[mode] / bests['plain']:.3f} | {measured(loop['plain'], '.2f')} | {measured(loop[mode], '.2f')} | "
+              f"{measured(overhead_ratio, '.3f')} | {memory['plain']:.0f} | {memory[mode]:.0f} |")
+    if engine_rows:
+        print("\n| batch | mode | engine | dynamic tok/s (median) | engine tok/s (median) | engine / dynamic (median) "
+              "| engine / dynamic (best run) | mode / plain, same engine (median) | mode / plain, same engine (best run) "
+              "| tokens equal to dynamic |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for batch, mode, engine, rate, best, same in engine_rows:
+            soft = mode != "plain"
+            print(f"| {batch} | {mode} | {engine} | {rate[mode, 'dynamic']:.1f} | {rate[mode, engine]:.1f} | "
+                  f"{rate[mode, engine] / rate[mode, 'dynamic']:.3f} | {best[mode, engine] / best[mode, 'dynamic']:.3f} | "
+                  f"{measured(rate[mode, engine] / rate['plain', engine] if soft else math.nan, '.3f')} | "
+                  f"{measured(best[mode, engine] / best['plain', engine] if soft else math.nan, '.3f')} | {same} |")
+
+
+def measured(value: float, spec: str) -> str:
+    """A table cell: the value, or a dash where it was not measured (NaN)."""
+    return "–" if math.isnan(value) else format(value, spec)
+
+
+def first_difference(tokens: torch.Tensor, reference: torch.Tensor, inputs) -> str:
+    """'yes', or the first generated step at which some row's token differs from the reference run's."""
+    prompt = inputs["input_ids"].shape[1]
+    differs = (tokens[:, prompt:] != reference[:, prompt:]).any(0).nonzero()
+    return "yes" if differs.numel() == 0 else f"from step {int(differs[0])}"
 
 
 if __name__ == "__main__":

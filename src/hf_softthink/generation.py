@@ -691,6 +691,8 @@ def soft_thinking_sample(
     scores, raw_logits, attentions, hidden_states = [], [], [], []
     any_thinking, any_answer = True, False  # host-side, from the previous step's single sync
 
+    # the decode steps' forward, chosen as `_sample` chooses it: compiled with a static cache where transformers
+    # compiles (docs/design.md §8); every step feeds it (B, 1, d) `inputs_embeds`, so it is traced once, not per step
     model_forward = (
         model.get_compiled_call(generation_config.compile_config)
         if model._valid_auto_compile_criteria(model_kwargs, generation_config)
