@@ -11,12 +11,14 @@
 # reasoning-gym (`basic_arithmetic`), a task the model half-solves at the start (plain greedy decoding
 # answers about 5 in 8; the sampled soft-thinking rollouts start lower), plots the reward curve, saves the
 # adapter and generates with it. It runs on a CPU in minutes (10-15 s per step of 8 completions of up to
-# 32 tokens; 30 steps by default). Set `SOFT_GRPO_STEPS` to change the number of steps.
+# 32 tokens; 30 steps by default). Set `SOFT_GRPO_STEPS` to change the number of steps and
+# `SOFT_GRPO_ROLLOUT` to train with another rollout kind (`hard`, `gaussian`, ...; default `gumbel`).
 #
 # The same file is `examples/soft_grpo_quickstart.py` (a script) and
 # `examples/soft_grpo_quickstart.ipynb` (this notebook).
 
 # %%
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,7 +39,8 @@ from hf_softthink.rewards import reasoning_gym_reward
 from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
 
 STEPS = int(os.environ.get("SOFT_GRPO_STEPS", "30"))
-OUTPUT = Path(os.environ.get("SOFT_GRPO_OUTPUT", "runs/soft_grpo_quickstart"))  # PNG, adapter
+ROLLOUT = os.environ.get("SOFT_GRPO_ROLLOUT", "gumbel")
+OUTPUT = Path(os.environ.get("SOFT_GRPO_OUTPUT", "runs/soft_grpo_quickstart"))  # PNG, log, adapter
 ON_GPU = torch.cuda.is_available()
 torch.manual_seed(0)
 
@@ -80,7 +83,7 @@ print(train_dataset[0]["prompt"], "->", train_dataset[0]["answer"])
 # %%
 args = SoftGRPOConfig(
     output_dir=str(OUTPUT / "trainer"),
-    soft_rollout="gumbel",
+    soft_rollout=ROLLOUT,
     soft_thinking=SoftThinkingConfig(max_topk=10, max_thinking_tokens=16),
     num_generations=8,
     per_device_train_batch_size=8,  # one prompt, 8 completions per step
@@ -111,7 +114,8 @@ trainer.train()
 # %% [markdown]
 # ## Reward curve
 #
-# The mean reward of each step's 8 completions (noisy: one prompt per step), with a running mean.
+# The mean reward of each step's 8 completions (noisy: one prompt per step), with a running mean. The
+# trainer's logged metrics of every step (reward, lengths, `soft/*`) are saved as `log_history.json`.
 
 # %%
 history = [h for h in trainer.state.log_history if "reward" in h]
@@ -127,13 +131,14 @@ axis.plot(range(1, len(rewards) + 1), running, "-", label=f"running mean ({windo
 axis.set_xlabel("step")
 axis.set_ylabel("mean reward")
 axis.set_ylim(-0.05, 1.05)
-axis.set_title("SoftGRPO (gumbel) on SmolLM2-135M, single-digit additions")
+axis.set_title(f"SoftGRPO ({ROLLOUT}) on SmolLM2-135M, single-digit additions")
 axis.legend()
 figure.tight_layout()
 OUTPUT.mkdir(parents=True, exist_ok=True)
 figure.savefig(OUTPUT / "reward_curve.png", dpi=120)
+(OUTPUT / "log_history.json").write_text(json.dumps(history, indent=1))
 print(f"reward: first step {rewards[0]:.2f}, last {window} steps {running[-1]:.2f}")
-print("soft steps per completion token:", [round(h["soft/frac_soft_steps"], 2) for h in history][:5], "...")
+print("soft steps per completion token:", [round(h.get("soft/frac_soft_steps", 0.0), 2) for h in history][:5], "...")
 
 # %% [markdown]
 # ## Save the adapter, reload it, generate with soft thinking
