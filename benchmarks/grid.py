@@ -1,6 +1,6 @@
 """Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.
 
-    python benchmarks/grid.py                 # the full grid: 86 min measured on 2 shared CPU cores, ~50 min quiet
+    python benchmarks/grid.py                 # the full grid: 33 min on one quiet CPU core, 86 min on busy shared cores
     python benchmarks/grid.py --smoke         # ~1 minute end-to-end check (used by tests/test_grid.py)
     python benchmarks/grid.py --help          # every knob
 
