@@ -164,7 +164,13 @@ def test_sigint_to_a_running_eval_process(tmp_path):
             "--num-problems", "400", "--modes", "hard-sample", "--samples", "2", "--batch-size", "2",
             "--max-new-tokens", "48", "--out", str(out), "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def default_sigint() -> None:  # as under a terminal: a background job of a shell starts with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    )
     records = out / "samples.jsonl"
     deadline = time.monotonic() + 600
     while not (records.exists() and records.read_text().count("\n") >= 1):
