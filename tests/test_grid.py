@@ -72,7 +72,7 @@ def test_grid_table(grid):
     assert table[3] == "| hard | 0.70 ± 0.14 | 0.70 ± 0.14 | 0.50 ± 0.00 | 0.85 ± 0.07 |"
 
     runs = {"hard": [{"rewards": [0.1, 0.2, 0.3, 0.4, 0.5], "seconds": 10.0}] * 2}
-    drift = grid.drift_table(evals, runs, modes).splitlines()
+    drift = grid.drift_table(evals, runs).splitlines()
     assert len(drift) == 4
     assert drift[3].startswith(
         "| hard | 1.000 ± 0.000 | +0.000 ± 0.000 | 0.000 ± 0.000 | 0.10 ± 0.00 → 0.50 ± 0.00 |"

@@ -73,10 +73,8 @@ def grid_table(
 def drift_table(
     evals: Mapping[str, Sequence[Mapping[str, Any]]],
     runs: Mapping[str, Sequence[Mapping[str, Any]]],
-    modes: Sequence[str],
 ) -> str:
-    """Markdown table: OOD drift, RL reward and wall times per training mode (``modes``: unused, kept for the
-    signature the callers share with `length_table`)."""
+    """Markdown table: OOD drift, RL reward and wall times per training mode."""
     headers = [
         "training",
         "OOD NLL",
@@ -300,7 +298,7 @@ def report(
         "",
         "**Out-of-domain drift, training reward and cost** (mean ± std over seeds):",
         "",
-        drift_table(evals, runs, s.inference_modes),
+        drift_table(evals, runs),
         "",
         "**Lengths** (a length collapse shows here; mean ± std over seeds; RL columns: the training rollouts, "
         "soft modes only for thinking; the other columns: the evaluation):",
