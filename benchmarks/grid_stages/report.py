@@ -54,20 +54,27 @@ def row_label(mode: str) -> str:
     return ROW_LABELS.get(mode, mode)
 
 
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of ``rows`` under ``headers``: the first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def grid_table(
     evals: Mapping[str, Sequence[Mapping[str, Any]]], modes: Sequence[str], ks: Sequence[int], digits: int = 2
 ) -> str:
     """Markdown table: one row per training mode (``evals[mode]``: one eval record per seed), columns
     inference mode x pass@k, cells mean ± std over the records."""
     headers = ["training \\ inference", *[f"{m} pass@{k}" for m in modes for k in ks]]
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
-    for train, records in evals.items():
-        cells = [row_label(train)]
-        for mode in modes:
-            for k in ks:
-                cells.append(format_mean_std([r["summary"][mode][f"pass@{k}"] for r in records], digits))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [
+        [
+            row_label(train),
+            *[format_mean_std([r["summary"][m][f"pass@{k}"] for r in records], digits) for m in modes for k in ks],
+        ]
+        for train, records in evals.items()
+    ]
+    return markdown_table(headers, rows)
 
 
 def drift_table(
@@ -84,15 +91,11 @@ def drift_table(
         "RL wall s",
         "eval wall s",
     ]
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    rows = []
     for train, records in evals.items():
-        reward, rl_seconds = "–", "–"
-        if runs.get(train):
-            tails = [max(1, len(r["rewards"]) // 5) for r in runs[train]]
-            first = [mean_or_nan(r["rewards"][:t]) for r, t in zip(runs[train], tails, strict=True)]
-            last = [mean_or_nan(r["rewards"][-t:]) for r, t in zip(runs[train], tails, strict=True)]
-            reward = f"{format_mean_std(first)} → {format_mean_std(last)}"
-            rl_seconds = format_mean_std([r["seconds"] for r in runs[train]], 0)
+        trained = runs.get(train) or []
+        reward = first_last([r["rewards"] for r in trained])
+        rl_seconds = format_mean_std([r["seconds"] for r in trained], 0)
         cells = [
             row_label(train),
             format_mean_std([r["ood"]["nll"] for r in records], 3),
@@ -102,24 +105,24 @@ def drift_table(
             rl_seconds,
             format_mean_std([r["seconds"] for r in records], 0),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(headers, rows)
 
 
-def first_last(runs: Sequence[Mapping[str, Any]], key: str, digits: int = 2) -> str:
-    """``"a ± s → b ± t"``: the mean of a logged value over the first and over the last 20% of the RL steps
-    (mean ± std over runs); ``"–"`` when the runs did not log it."""
-    firsts, lasts = [], []
-    for run in runs:
-        values = [h[key] for h in run.get("history", []) if key in h and h[key] == h[key]]
-        if not values:
-            return "–"
-        tail = max(1, len(values) // 5)
-        firsts.append(mean_or_nan(values[:tail]))
-        lasts.append(mean_or_nan(values[-tail:]))
-    if not firsts:
+def first_last(series: Sequence[Sequence[float]], digits: int = 2) -> str:
+    """``"a ± s → b ± t"``: the mean of each run's series (one value per RL step) over its first and over its
+    last 20%, mean ± std over the runs; ``"–"`` without runs or when a run's series is empty."""
+    if not series or not all(series):
         return "–"
+    tails = [max(1, len(values) // 5) for values in series]
+    firsts = [mean_or_nan(values[:tail]) for values, tail in zip(series, tails, strict=True)]
+    lasts = [mean_or_nan(values[-tail:]) for values, tail in zip(series, tails, strict=True)]
     return f"{format_mean_std(firsts, digits)} → {format_mean_std(lasts, digits)}"
+
+
+def logged(runs: Sequence[Mapping[str, Any]], key: str) -> list[list[float]]:
+    """Each run's logged values of ``key`` over its RL steps (NaN and steps that did not log it left out)."""
+    return [[h[key] for h in run.get("history", []) if key in h and h[key] == h[key]] for run in runs]
 
 
 def length_table(
@@ -139,19 +142,19 @@ def length_table(
         *[f"{m} thinking tokens" for m in shown],
         *[f"{m} answer tokens" for m in shown],
     ]
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    rows = []
     for train, records in evals.items():
         trained = runs.get(train) or []
         cells = [
             row_label(train),
-            first_last(trained, "completions/mean_length", 1) if trained else "–",
-            first_last(trained, "soft/thinking_length", 1) if trained else "–",
-            first_last(trained, "soft/eos_in_thinking_rate", 2) if trained else "–",
+            first_last(logged(trained, "completions/mean_length"), 1),
+            first_last(logged(trained, "soft/thinking_length"), 1),
+            first_last(logged(trained, "soft/eos_in_thinking_rate"), 2),
             *[format_mean_std([r["summary"][m]["mean_thinking_tokens"] for r in records], 1) for m in shown],
             *[format_mean_std([r["summary"][m]["mean_answer_tokens"] for r in records], 1) for m in shown],
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(headers, rows)
 
 
 def plot_grid(
