@@ -77,19 +77,6 @@ FORCED_EVENTS = (
     StepEvent.FORCED_SPELLING,
     StepEvent.FORCED_FINAL_ANSWER,
 )
-#: codes of the steps that belong to the thinking phase (forced think-end pieces included)
-THINKING_EVENTS = (
-    StepEvent.SOFT,
-    StepEvent.EXPLICIT,
-    StepEvent.SWITCH_TO_EXPLICIT,
-    StepEvent.SWITCH_TO_SOFT,
-    StepEvent.THINK_END,
-    StepEvent.FORCED_BUDGET,
-    StepEvent.FORCED_COLD_STOP,
-    StepEvent.FORCED_SWITCH_LIMIT,
-    StepEvent.FORCED_SPELLING,
-    StepEvent.STOP_DECISION,
-)
 #: the events that end the thinking phase (the first step of a forced marker, or a natural one)
 THINKING_END_EVENTS = (
     StepEvent.THINK_END,
@@ -107,11 +94,6 @@ def _is_in(events: torch.Tensor, codes: tuple[StepEvent, ...]) -> torch.Tensor:
 def forced_mask(step_events: torch.Tensor) -> torch.Tensor:
     """Bool mask of the steps whose token the decoder forced (budget, Cold Stop, switch limit, spelling)."""
     return _is_in(step_events, FORCED_EVENTS)
-
-
-def thinking_phase_mask(step_events: torch.Tensor) -> torch.Tensor:
-    """Bool mask of the thinking-phase steps (soft, explicit and switch steps, and the think-end marker)."""
-    return _is_in(step_events, THINKING_EVENTS)
 
 
 def thinking_end_reason(row_events: torch.Tensor) -> tuple[int, StepEvent] | None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .events import StepEvent, thinking_end_reason
+from .events import FORCED_EVENTS, StepEvent, thinking_end_reason
 
 #: why thinking ended, by the event that ended it
 END_REASONS = {
@@ -119,7 +119,7 @@ class TraceStep:
 
     @property
     def forced(self) -> bool:
-        return StepEvent.FORCED_BUDGET <= self.event <= StepEvent.FORCED_FINAL_ANSWER
+        return self.event in FORCED_EVENTS
 
     @property
     def mode(self) -> str:
