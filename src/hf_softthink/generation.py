@@ -537,18 +537,23 @@ class StepRecorder:
             [], [], [], [], [], [], []
         )
         self.support, self.stop = [], []
+        self._constants: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _step_constants(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The (B, R) weights, log-weights and support of a step fed a single token (weight 1 on column 0):
+        made once, read by every step (never written, never stored)."""
+        if self._constants is None:
+            one_hot = torch.zeros(batch, self.plan.recorded, device=device)
+            one_hot[:, 0] = 1.0
+            self._constants = one_hot, one_hot.log(), torch.zeros_like(one_hot, dtype=torch.bool)
+        return self._constants
 
     def add(self, live, tokens, mixture, fed_mixture, soft, entropy, fed_embeds, events, stop) -> None:
         """Record one step. `fed_mixture` rows record the mixture; `stop` rows record the ids of w (their
         weights are one-hot at the stop token); the Gaussian action is recorded at both (a stop feeds its
         token's embedding)."""
-        batch, recorded = tokens.shape[0], self.plan.recorded
-        one_hot = torch.zeros(batch, recorded, device=tokens.device)
-        one_hot[:, 0] = 1.0
-        ids = torch.zeros(batch, recorded, dtype=torch.long, device=tokens.device)
-        ids[:, 0] = tokens
-        weights, log_weights = one_hot, one_hot.log()
-        support = torch.zeros(batch, recorded, dtype=torch.bool, device=tokens.device)
+        weights, log_weights, support = self._step_constants(tokens.shape[0], tokens.device)
+        ids = torch.nn.functional.pad(tokens[:, None], (0, self.plan.recorded - 1))  # (B, R): the token, then 0s
         scored = soft | stop  # the thinking steps a trainer scores with the thinking distribution
         if mixture is not None:
             from_mixture = (fed_mixture | stop)[:, None]
@@ -685,7 +690,7 @@ def soft_thinking_sample(
     thinking = torch.ones(batch_size, dtype=torch.bool, device=device)
     unfinished = torch.ones(batch_size, dtype=torch.long, device=device)
     ended_by_switch_limit = no_rows.clone()  # SwiReasoning keeps tracking their entropy in the answer
-    final_answer_started = no_rows.clone()
+    # final-answer steps left per row (switch mode): -1 until the row's final answer starts, then counts down to 0
     answer_steps_left = torch.full((batch_size,), -1, dtype=torch.long, device=device)
     recorder = StepRecorder(plan, pad_token_id) if return_dict else None
     scores, raw_logits, attentions, hidden_states = [], [], [], []
@@ -798,9 +803,8 @@ def soft_thinking_sample(
             if switch is not None and config.final_answer is not None:
                 # SwiReasoning's final-answer forcing: a row whose thinking the limit ended switches on, past 2x it
                 ended_by_switch_limit = ended_by_switch_limit & ~(~thinking_now & reached & ~forced)  # a natural
-                final_due = (ended_by_switch_limit & ~thinking_now & live & ~final_answer_started & switch.to_explicit
+                final_due = (ended_by_switch_limit & ~thinking_now & live & (answer_steps_left < 0) & switch.to_explicit
                              & (switch.switches > 2 * config.max_switches))
-                final_answer_started = final_answer_started | final_due
                 forced_text.start(final_due, ForcedText.FINAL_ANSWER, 0)
                 answer_steps_left = torch.where(final_due, config.final_answer_max_tokens + 1, answer_steps_left)
             thinking = thinking & ~leaving
