@@ -121,9 +121,9 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
     """The `SoftThinkingConfig` of the flags; without --think-end, the marker suits the tokenizer's prompts."""
     think_end = args.think_end
     if think_end is None:
-        from .completion import COMPLETION_THINK_END, has_chat_template
+        from .completion import default_think_end
 
-        think_end = "</think>" if tokenizer is None or has_chat_template(tokenizer) else COMPLETION_THINK_END
+        think_end = default_think_end(tokenizer)
     if isinstance(think_end, str) and think_end.isdigit():
         think_end = int(think_end)
     return SoftThinkingConfig(

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
+from .evaluation_metrics import DEFAULT_THINK_END
+
 __all__ = [
     "COMPLETION_THINK_END",
     "AnswerLineStoppingCriteria",
@@ -46,6 +48,12 @@ COMPLETION_THINK_END = "\nAnswer:"
 def has_chat_template(tokenizer: Any) -> bool:
     """Whether ``tokenizer`` has a chat template (else prompts are completion-style)."""
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def default_think_end(tokenizer: Any) -> str:
+    """The think-end marker that suits ``tokenizer``'s prompts: ``"</think>"`` for a chat template (and
+    without a tokenizer), :data:`COMPLETION_THINK_END` for completion-style prompts."""
+    return DEFAULT_THINK_END if tokenizer is None or has_chat_template(tokenizer) else COMPLETION_THINK_END
 
 
 def completion_prompt(question: str, *, thinking: bool = True) -> str:

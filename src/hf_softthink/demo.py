@@ -28,12 +28,18 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, StoppingCriteriaList
 
-from .completion import AnswerLineStoppingCriteria, answer_marker, completion_prompt, has_chat_template
+from .completion import (
+    AnswerLineStoppingCriteria,
+    answer_marker,
+    completion_prompt,
+    default_think_end,
+    has_chat_template,
+)
 from .config import SoftThinkingConfig
-from .data import DEFAULT_THINKING_INSTRUCTION
+from .data import DEFAULT_THINKING_INSTRUCTION, build_prompt
 from .evaluation import DecodingMode, evaluate_modes
 from .evaluation.decoding import _eos_ids, _think_end_span
-from .evaluation_metrics import DEFAULT_THINK_END
+from .evaluation.run import _model_label
 from .processors import HardThinkingBudgetProcessor
 
 __all__ = [
@@ -129,11 +135,8 @@ def prompt_inputs(tokenizer: Any, question: str, system: str | None, *, thinking
     """Tokenised prompt of one question: the chat template with ``system`` as system message, or, for a
     model without a chat template, the completion prompt of :mod:`hf_softthink.completion`."""
     if has_chat_template(tokenizer):
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": question}
-        ]
         return tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            build_prompt(question, system), add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
     return tokenizer(completion_prompt(question, thinking=thinking), return_tensors="pt")
 
@@ -295,7 +298,7 @@ def run_demo(
         model_name: the label printed (default ``model.config._name_or_path``).
         progress: show progress bars.
     """
-    think_end = DEFAULT_THINK_END if has_chat_template(tokenizer) else "\nAnswer:"
+    think_end = default_think_end(tokenizer)
     if config is None:
         config = SoftThinkingConfig(
             max_thinking_tokens=DEMO_MAX_THINKING_TOKENS, cold_stop_entropy=DEMO_COLD_STOP_ENTROPY,
@@ -341,5 +344,4 @@ def run_demo(
             "temperature", "top_p", "min_p",
         )},
     }
-    label = model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
-    return DemoReport(str(label), settings, summary, answers, list(questions), questions[0][0], trace)
+    return DemoReport(_model_label(model, model_name), settings, summary, answers, list(questions), questions[0][0], trace)

@@ -18,9 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
-from ..completion import COMPLETION_THINK_END, completion_prompt, has_chat_template
+from ..completion import completion_prompt, default_think_end, has_chat_template
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
-from ..evaluation_metrics import DEFAULT_THINK_END, parse_ks
+from ..evaluation_metrics import parse_ks
 from .decoding import _decode_mode, _DecodeSettings, _eos_ids
 from .lock import output_folder_lock
 from .modes import DecodingMode, resolve_modes
@@ -138,7 +138,7 @@ def evaluate_modes(
             (:class:`~.lock.OutputFolderLockedError`); both before anything else.
     """
     if think_end is None:
-        think_end = DEFAULT_THINK_END if has_chat_template(tokenizer) else COMPLETION_THINK_END
+        think_end = default_think_end(tokenizer)
     _check_sizes(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end)
     ks_list = parse_ks(ks if ks is not None else sorted({1, samples}), samples)
     mode_list = resolve_modes(modes, max_thinking_tokens=max_thinking_tokens, think_end=think_end)
