@@ -243,7 +243,8 @@ class SoftGRPOTrainer(GRPOTrainer):
                     )
         self._rollout: dict[str, torch.Tensor] | None = None  # soft tensors of the batch being generated
         self._soft_context: dict[str, torch.Tensor] | None = None  # soft tensors of the rows being scored
-        self._step_terms: dict[str, Any] | None = None  # per-position terms of the exact KL, while collected
+        self._step_terms: dict[str, Any] | None = None  # what a scoring call leaves for the caller, while collected
+        self._collect_kl_terms = False  # whether scoring also builds the per-position terms of the exact KL
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -465,7 +466,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         self._rollout = None
         # gaussian / fuzzy with beta > 0: the reference's per-position terms of the exact KL (the only scoring
         # call in here: gaussian rollouts refuse the old log-probs of off-policy training)
-        self._step_terms = {} if self.beta != 0.0 and self.rollout_soft_config.noise == "gaussian" else None
+        self._collect_kl_terms = self.beta != 0.0 and self.rollout_soft_config.noise == "gaussian"
+        self._step_terms = {} if self._collect_kl_terms else None
         try:
             output = super()._generate_and_score_completions(inputs)
             if self._rollout is None:
@@ -493,6 +495,7 @@ class SoftGRPOTrainer(GRPOTrainer):
             self._rollout = None
             self._soft_context = None
             self._step_terms = None
+            self._collect_kl_terms = False
 
     # ------------------------------------------------------------------------------------------ scoring
     def _compute_loss(self, model, inputs):
@@ -507,7 +510,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         self._soft_context = {key: inputs[key] for key in SOFT_BATCH_KEYS if key in inputs}
         exact_kl = self.beta != 0.0 and self.rollout_soft_config.noise == "gaussian"
         beta = self.beta
-        self._step_terms = {}  # filled by the scoring call below with the policy's per-position terms
+        self._step_terms = {}  # filled by the scoring call below with the policy's logps (and the KL's terms)
+        self._collect_kl_terms = exact_kl
         try:
             if exact_kl:
                 self.beta = 0.0  # TRL's k3 term is replaced by the exact one below
@@ -516,6 +520,7 @@ class SoftGRPOTrainer(GRPOTrainer):
             self.beta = beta
             self._soft_context = None
             terms, self._step_terms = self._step_terms, None
+            self._collect_kl_terms = False
         if exact_kl:
             loss = loss + beta * self._gaussian_kl_loss(inputs, terms)
         self._log_soft_step_stats(model, inputs, terms, loss)
@@ -714,7 +719,7 @@ class SoftGRPOTrainer(GRPOTrainer):
 
         handles = []
         scored: dict[str, Any] = {}
-        terms = {} if self._step_terms is not None else None
+        terms = {} if self._collect_kl_terms else None
         if any_soft:
             ids = soft["soft_ids"][mask]
             log_weights = soft["soft_log_weights"][mask].float()
@@ -759,7 +764,7 @@ class SoftGRPOTrainer(GRPOTrainer):
             logps = logps.masked_scatter(mask, scored["density"].to(logps.dtype))
             if entropies is not None:
                 entropies = entropies.masked_scatter(mask, scored["entropy"].to(entropies.dtype))
-        if self._step_terms is not None and self.rollout_soft_config.noise == "gaussian":
+        if self._collect_kl_terms:
             # per-position terms of the exact Gaussian KL: (B, T, K), (B, T, d)
             shape = (*mask.shape, soft["soft_ids"].size(-1))
             chunk = {
