@@ -40,6 +40,7 @@ from .data import DEFAULT_THINKING_INSTRUCTION, build_prompt
 from .evaluation import DecodingMode, evaluate_modes
 from .evaluation.decoding import _eos_ids, _think_end_span
 from .evaluation.run import _model_label
+from .events import StepEvent, thinking_end_reason
 from .processors import HardThinkingBudgetProcessor
 
 __all__ = [
@@ -106,11 +107,35 @@ class TraceResult:
     thinking_tokens: int
     answer_tokens: int
     seconds: float
-    output: Any = None  # the generate output (soft thinking: for hf_softthink.trace views)
+    output: Any = None  # the generate output (for hf_softthink.trace views)
+    end_event: StepEvent | None = None  # what ended thinking (THINK_END, FORCED_...); None: it never ended
+    marker_tokens: int = 0  # tokens of the think-end marker, counted in thinking_tokens
+    soft_steps: int = 0  # thinking steps that fed a concept token
 
     @property
     def tokens(self) -> int:
         return self.thinking_tokens + self.answer_tokens
+
+    def describe_thinking(self, config: SoftThinkingConfig, *, soft: bool = True) -> str:
+        """How long thinking ran and why it ended: ``67 tokens (64 soft steps), ended by "</think>" (3 tokens)
+        forced when the thinking budget of 64 tokens was spent``."""
+        length = f"{self.thinking_tokens} tokens" + (f" ({self.soft_steps} soft steps)" if soft else "")
+        if self.end_event is None:
+            return (f"{length}; thinking never ended (the model wrote end-of-sequence while thinking, or the token "
+                    "limit came first), so there is no answer")
+        marker = f'"{_escaped(config.think_end)}"' if isinstance(config.think_end, str) else "the think-end marker"
+        if self.marker_tokens > 1:
+            marker += f" ({self.marker_tokens} tokens)"
+        why = {
+            StepEvent.THINK_END: f"the model writing {marker}",
+            StepEvent.FORCED_BUDGET: f"{marker} forced when the thinking budget of {config.max_thinking_tokens} "
+            "tokens was spent",
+            StepEvent.FORCED_COLD_STOP: f"{marker} forced by Cold Stop (entropy below {config.cold_stop_entropy} "
+            f"nats for {config.cold_stop_patience} steps)",
+            StepEvent.FORCED_SWITCH_LIMIT: f"{marker} forced at the switch limit ({config.max_switches} switches)",
+            StepEvent.STOP_DECISION: "a stop token drawn from the thinking distribution",
+        }[self.end_event]
+        return f"{length}, ended by {why}"
 
 
 def _escaped(text: str) -> str:
@@ -177,15 +202,22 @@ def trace_soft_thinking(
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
+    end = thinking_end_reason(out.step_events[0, : len(new)])
+    marker_tokens = 0
+    if end is not None:
+        span = _think_end_span(tokenizer, new[:thinking_end].tolist(), end_marker or None)
+        marker_tokens = span[1] - span[0] if span else 1
+    return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out,
+                       end_event=end[1] if end else None, marker_tokens=marker_tokens, soft_steps=thinking_steps)
 
 
 def decode_hard(
     model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int, *,
-    think_end: str | None = None, max_thinking_tokens: int | None = None,
+    think_end: str | None = None, max_thinking_tokens: int | None = None, output_logits: bool = False,
 ) -> TraceResult:
     """Decode one prompt greedily with ordinary tokens; with ``max_thinking_tokens`` the think-end marker is
-    forced after that many tokens, as soft thinking's budget does."""
+    forced after that many tokens, as soft thinking's budget does. ``output_logits``: keep each step's logits in
+    the output (for the entropy curve of a trace)."""
     kwargs = _stopping(tokenizer, inputs, think_end)
     prompt_length = inputs["input_ids"].shape[1]
     if max_thinking_tokens is not None and think_end:
@@ -194,17 +226,22 @@ def decode_hard(
         )
     start = time.perf_counter()
     out = model.generate(
-        **inputs, do_sample=False, max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **kwargs,
+        **inputs, do_sample=False, max_new_tokens=max_new_tokens, return_dict_in_generate=True,
+        output_logits=output_logits, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **kwargs,
     )
     seconds = time.perf_counter() - start
-    new = out[0, prompt_length:].tolist()
+    new = out.sequences[0, prompt_length:].tolist()
     eos = _eos_ids(model, tokenizer)
     new = new[: next((i for i, token in enumerate(new) if token in eos), len(new))]
     span = _think_end_span(tokenizer, new, think_end)
     end = 0 if span is None else span[1]
     answer = tokenizer.decode(new[end:], skip_special_tokens=True).strip()
-    return TraceResult(tokenizer.decode(new[:end]), answer, end, len(new) - end, seconds)
+    end_event = None
+    if span is not None:  # the budget processor forces the marker exactly when the budget is spent
+        forced = max_thinking_tokens is not None and span[0] >= max_thinking_tokens
+        end_event = StepEvent.FORCED_BUDGET if forced else StepEvent.THINK_END
+    return TraceResult(tokenizer.decode(new[:end]), answer, end, len(new) - end, seconds, out,
+                       end_event=end_event, marker_tokens=span[1] - span[0] if span else 0)
 
 
 @dataclass
