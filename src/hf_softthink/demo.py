@@ -22,7 +22,8 @@ Stop that did best for soft thinking (entropy below 0.1 nats for 4 steps).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,8 +39,8 @@ from .completion import (
 from .config import SoftThinkingConfig
 from .data import DEFAULT_THINKING_INSTRUCTION, build_prompt
 from .evaluation import DecodingMode, evaluate_modes
-from .evaluation.decoding import _eos_ids, _think_end_span
-from .evaluation.run import _model_label
+from .evaluation.decoding import ANSWERED, _eos_ids, _think_end_span
+from .evaluation.run import NO_ANSWER_WARNING, _model_label
 from .events import StepEvent, thinking_end_reason
 from .processors import HardThinkingBudgetProcessor
 
@@ -255,9 +256,16 @@ class DemoReport:
     questions: list[tuple[str, str]]
     trace_question: str
     trace: TraceResult
+    trace_thinking: str = ""  # how long the trace's thinking ran and what ended it
+    unanswered: dict[str, list[bool]] = field(default_factory=dict)  # per mode and question: gave no answer
 
     def correct(self, label: str) -> int:
         return sum(ok for _, ok in self.answers[label])
+
+    def no_answer(self, label: str) -> int:
+        """Questions of a mode whose completion ended while thinking or wrote nothing after the marker."""
+        m = self.summary[label]
+        return m.get("no_answer_phase", 0) + m.get("empty_answers", 0)
 
     def to_text(self) -> str:
         n = len(self.questions)
@@ -274,16 +282,22 @@ class DemoReport:
             f"Soft thinking mixes the top-{s['max_topk']} tokens (temperature {s['temperature']}, top-p "
             f"{s['top_p']}, min-p {s['min_p']}) into each concept token.",
             "",
-            "| decoding | correct | thinking tokens | answer tokens | seconds |",
-            "|---|---:|---:|---:|---:|",
+            "| decoding | correct | no answer | thinking tokens | answer tokens | seconds |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for label in MODE_LABELS:
             m = self.summary[label]
             lines.append(
-                f"| {label} | {self.correct(label)}/{n} | {m['mean_thinking_tokens']:.1f} | "
-                f"{m['mean_answer_tokens']:.1f} | {m['wall_seconds']:.1f} |"
+                f"| {label} | {self.correct(label)}/{n} | {self.no_answer(label)}/{n} | "
+                f"{m['mean_thinking_tokens']:.1f} | {m['mean_answer_tokens']:.1f} | {m['wall_seconds']:.1f} |"
             )
-        lines += ["", *(f"{label}: {_LEGEND[label]}." for label in MODE_LABELS), ""]
+        lines += ["", *(f"{label}: {_LEGEND[label]}." for label in MODE_LABELS)]
+        lines += [
+            "no answer: questions whose completion ended while thinking (end-of-sequence or the token limit before "
+            f"\"{_escaped(s['think_end'])}\") or wrote nothing after it; marked † below, with the answer read from "
+            "the thinking, if any (\"-\": none).",
+            "",
+        ]
         lines += [
             "| question | answer | " + " | ".join(MODE_LABELS) + " |",
             "|---|---:|" + "---|" * len(MODE_LABELS),
@@ -293,13 +307,15 @@ class DemoReport:
             for label in MODE_LABELS:
                 answer, ok = self.answers[label][i]
                 shown = "-" if answer is None else answer if len(answer) <= 12 else answer[:11] + "…"
-                cells.append(f"{'✓' if ok else '✗'} {shown}")
+                mark = " †" if label in self.unanswered and self.unanswered[label][i] else ""
+                cells.append(f"{'✓' if ok else '✗'} {shown}{mark}")
             lines.append(f"| {question} | {gold} | " + " | ".join(cells) + " |")
         lines += [
             "",
             f"Soft-thinking trace of {self.trace_question!r} "
             "(the top token of each concept token; ⟨a|b p⟩: runner-up b had weight p):",
             self.trace.trace,
+            f"[thinking, {self.trace_thinking}]",
             f"[answer, {self.trace.answer_tokens} tokens] {self.trace.answer or '(empty)'}",
             "",
             f"What to expect: each question is {100 / n:.0f} points of accuracy, so a difference of a question or "
@@ -359,10 +375,12 @@ def run_demo(
         model, tokenizer, rows, [DecodingMode("standard")], thinking_instruction=None, max_thinking_tokens=None,
         **common,
     )
-    thinking = evaluate_modes(
-        model, tokenizer, rows, [DecodingMode("hard thinking"), DecodingMode("soft thinking", config)],
-        thinking_instruction=prompt, max_thinking_tokens=budget, **common,
-    )
+    with warnings.catch_warnings():  # the table below reports the questions without an answer
+        warnings.filterwarnings("ignore", message=NO_ANSWER_WARNING, category=UserWarning)
+        thinking = evaluate_modes(
+            model, tokenizer, rows, [DecodingMode("hard thinking"), DecodingMode("soft thinking", config)],
+            thinking_instruction=prompt, max_thinking_tokens=budget, **common,
+        )
     summary = {**standard.summary, **thinking.summary}
     # the standard prompt asks for no thinking: every token it wrote is answer (evaluate_modes counts a
     # completion without think-end as unclosed thinking)
@@ -371,6 +389,7 @@ def run_demo(
     plain["mean_thinking_tokens"] = 0.0
     records = {**standard.records, **thinking.records}
     answers = {label: [(r["answers"][0], r["correct"][0]) for r in records[label]] for label in MODE_LABELS}
+    unanswered = {label: [r["endings"][0] != ANSWERED for r in records[label]] for label in MODE_LABELS}
     inputs = prompt_inputs(tokenizer, questions[0][0], prompt)
     trace = trace_soft_thinking(model, tokenizer, inputs, config, max_new_tokens)
     settings = {
@@ -381,4 +400,5 @@ def run_demo(
             "temperature", "top_p", "min_p",
         )},
     }
-    return DemoReport(_model_label(model, model_name), settings, summary, answers, list(questions), questions[0][0], trace)
+    return DemoReport(_model_label(model, model_name), settings, summary, answers, list(questions), questions[0][0], trace,
+                      trace.describe_thinking(config), unanswered)

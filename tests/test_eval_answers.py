@@ -1,0 +1,167 @@
+"""Completions without an answer: how each completion ended (records' `endings`), the counts in the summary, the
+table and the demo, the warning when most completions of a mode gave none; and the question and gold answer
+in every record."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from types import SimpleNamespace
+
+import datasets
+import pytest
+import torch
+
+from hf_softthink import SoftThinkingConfig
+from hf_softthink.cli import main
+from hf_softthink.data import load_prompts, reasoning_gym_dataset
+from hf_softthink.demo import DEMO_QUESTIONS, run_demo
+from hf_softthink.evaluation import RECORDS_FILE, evaluate_modes
+from hf_softthink.models import tiny_model, tiny_tokenizer
+
+datasets.disable_progress_bars()
+MAX_NEW_TOKENS = 24
+
+
+class ScriptedModel:
+    """Stands in for a causal LM: completes each prompt with the text its script gives for the prompt, cut at
+    max_new_tokens; a shorter completion ends with end-of-sequence, a cut one does not."""
+
+    def __init__(self, tokenizer, script):
+        self.tokenizer, self.script = tokenizer, script
+        self.config = SimpleNamespace(_name_or_path="scripted")
+        self.generation_config = SimpleNamespace(eos_token_id=tokenizer.eos_token_id)
+        self.device = torch.device("cpu")
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **kwargs):
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            text = self.script(self.tokenizer.decode(ids[mask.bool()]))
+            tokens = self.tokenizer.encode(text, add_special_tokens=False)
+            rows.append(tokens[:max_new_tokens] if len(tokens) >= max_new_tokens
+                        else tokens + [self.tokenizer.eos_token_id])
+        width = max(len(r) for r in rows)
+        new = [r + [self.tokenizer.eos_token_id] * (width - len(r)) for r in rows]
+        return SimpleNamespace(sequences=torch.cat([input_ids, torch.tensor(new)], dim=1))
+
+
+SCRIPT = {
+    "Q1": "I add</think> 7",  # an answer
+    "Q2": "I add</think>",  # the marker, then nothing
+    "Q3": "I add and stop",  # end-of-sequence while thinking
+    "Q4": "I keep adding " * 10,  # out of tokens while thinking
+}
+
+
+def script(prompt: str) -> str:
+    return next(text for key, text in SCRIPT.items() if key in prompt)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+def rows(*keys):
+    return load_prompts([{"question": f"{key}: what?", "answer": "7"} for key in keys], thinking_instruction="Think.")
+
+
+def test_endings_tell_answers_from_empty_answers_and_unfinished_thinking(tok, tmp_path):
+    with pytest.warns(UserWarning, match="Most completions gave no answer"):
+        result = evaluate_modes(ScriptedModel(tok, script), tok, rows("Q1", "Q2", "Q3", "Q4"), "hard-greedy",
+                                samples=2, max_new_tokens=MAX_NEW_TOKENS, max_thinking_tokens=16, output_dir=tmp_path, progress=False)
+    records = result.records["hard-greedy"]
+    assert [r["endings"] for r in records] == [
+        ["answer"] * 2, ["empty_answer"] * 2, ["stop_in_thinking"] * 2, ["length_in_thinking"] * 2,
+    ]
+    summary = result.summary["hard-greedy"]
+    assert (summary["no_answer_phase"], summary["empty_answers"], summary["generated_sequences"]) == (2, 1, 4)
+    assert summary["endings"] == {"answer": 1, "empty_answer": 1, "stop_in_thinking": 1, "length_in_thinking": 1}
+    table = result.to_markdown()
+    assert "| no answer | seconds |" in table and " | 75% | " in table
+    assert ("hard-greedy: 3 of 4 decoded completions gave no answer (1 wrote end-of-sequence while thinking, 1 ran "
+            "out of tokens while thinking, 1 wrote nothing after the think-end marker).") in table
+    saved = json.loads((tmp_path / "results.json").read_text())["modes"]["hard-greedy"]
+    assert saved["no_answer_phase"] == 2 and saved["empty_answers"] == 1
+
+
+def test_the_warning_names_the_mode_and_only_the_causes_it_saw(tok):
+    with pytest.warns(UserWarning) as caught:
+        evaluate_modes(ScriptedModel(tok, script), tok, rows("Q3", "Q3", "Q1"), "hard-greedy",
+                       max_new_tokens=MAX_NEW_TOKENS, max_thinking_tokens=16, progress=False)
+    (message,) = [str(w.message) for w in caught if "gave no answer" in str(w.message)]
+    assert "hard-greedy: 2 of 3 decoded completions gave no answer (2 wrote end-of-sequence while thinking" in message
+    assert "End-of-sequence while thinking: the model did not follow the prompt's request to write '</think>'" in message
+    assert "out of tokens while thinking:" not in message and "nothing after the marker:" not in message
+    assert caught[0].filename == __file__, "the warning points at the caller"
+
+
+def test_no_warning_when_most_completions_answer(tok):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = evaluate_modes(ScriptedModel(tok, script), tok, rows("Q1", "Q1", "Q3"), "hard-greedy",
+                                max_new_tokens=MAX_NEW_TOKENS, max_thinking_tokens=16, progress=False)
+    assert result.summary["hard-greedy"]["no_answer_phase"] == 1
+
+
+def test_without_a_thinking_prompt_the_whole_completion_is_the_answer(tok):
+    ds = load_prompts([{"question": "Q3: what?", "answer": "7"}, {"question": "Q4: what?", "answer": "7"}],
+                      thinking_instruction=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no thinking asked: nothing to warn about
+        result = evaluate_modes(ScriptedModel(tok, script), tok, ds, "hard-greedy", max_new_tokens=MAX_NEW_TOKENS,
+                                max_thinking_tokens=None, thinking_instruction=None, progress=False)
+    assert [r["endings"] for r in result.records["hard-greedy"]] == [["answer"], ["answer"]]
+
+
+def test_records_hold_the_question_and_the_gold_answer(tok, tmp_path):
+    chain_sum = reasoning_gym_dataset("chain_sum", size=2, seed=5, config={"min_terms": 2, "max_terms": 2,
+                                                                          "max_digits": 1})
+    for name, dataset in (("file", rows("Q1", "Q2")), ("reasoning-gym", chain_sum)):
+        out = tmp_path / name
+        evaluate_modes(ScriptedModel(tok, lambda prompt: "x</think> 7"), tok, dataset, "hard-greedy",
+                       max_new_tokens=MAX_NEW_TOKENS, max_thinking_tokens=16, output_dir=out, progress=False)
+        saved = [json.loads(line) for line in (out / RECORDS_FILE).read_text().splitlines()]
+        assert [(r["question"], r["gold_answer"]) for r in saved] == list(
+            zip(dataset["question"], dataset["answer"], strict=True))
+
+
+def test_records_of_a_prompt_only_dataset_take_the_question_from_the_prompt(tok):
+    ds = [{"prompt": [{"role": "user", "content": "Q1: what?"}], "answer": "7"}]
+    result = evaluate_modes(ScriptedModel(tok, script), tok, ds, "hard-greedy", max_new_tokens=MAX_NEW_TOKENS,
+                            max_thinking_tokens=16, progress=False)
+    assert result.records["hard-greedy"][0]["question"] == "Q1: what?"
+
+
+def test_eval_command_warns_when_completions_never_answer(tok, tmp_path, monkeypatch, capsys):
+    """The smallest `hf-softthink eval` scored 0 with 0.0 answer tokens in every mode without a word."""
+    monkeypatch.setattr("hf_softthink.models.load_model", lambda name: (ScriptedModel(tok, script), tok))
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{k}: what?", "answer": "7"}) + "\n" for k in ("Q3", "Q4")))
+    argv = ["eval", "--task", str(data), "--modes", "hard-greedy", "--samples", "1", "--max-new-tokens",
+            str(MAX_NEW_TOKENS), "--max-thinking-tokens", "16", "--out", str(tmp_path / "out"), "--no-progress"]
+    with pytest.warns(UserWarning, match="hard-greedy: 2 of 2 decoded completions gave no answer"):
+        assert main(argv) == 0
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" no answer "].strip() == "100%" and cells[" answer tokens "].strip() == "0.0"
+
+
+def test_demo_reports_questions_without_an_answer():
+    """Every mode ends at once (end-of-sequence is made the top token): no question gets an answer."""
+    model, tokenizer = tiny_model("llama"), tiny_tokenizer()
+
+    def end_at_once(module, args, output):
+        output.logits[:, -1, tokenizer.eos_token_id] += 1e4
+        return output
+
+    model.register_forward_hook(end_at_once)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the demo reports it in its table: no warning on top
+        report = run_demo(model, tokenizer, config=SoftThinkingConfig(max_thinking_tokens=4),
+                          questions=DEMO_QUESTIONS[:3], max_new_tokens=12, progress=False, model_name="tiny")
+    text = report.to_text()
+    for label in ("standard", "hard thinking", "soft thinking"):
+        assert report.no_answer(label) == 3 and f"| {label} | 0/3 | 3/3 |" in text
+    assert "| What is 8 + 7? | 15 | ✗ - † | ✗ - † | ✗ - † |" in text
+    assert "no answer: questions whose completion ended while thinking" in text
