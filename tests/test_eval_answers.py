@@ -16,8 +16,9 @@ from hf_softthink import SoftThinkingConfig
 from hf_softthink.cli import main
 from hf_softthink.data import load_prompts, reasoning_gym_dataset
 from hf_softthink.demo import DEMO_QUESTIONS, run_demo
-from hf_softthink.evaluation import RECORDS_FILE, evaluate_modes
+from hf_softthink.evaluation import RECORDS_FILE, DecodingMode, evaluate_modes
 from hf_softthink.models import tiny_model, tiny_tokenizer
+from hf_softthink.processors import HardThinkingBudgetProcessor
 
 datasets.disable_progress_bars()
 MAX_NEW_TOKENS = 24
@@ -165,3 +166,70 @@ def test_demo_reports_questions_without_an_answer():
         assert report.no_answer(label) == 3 and f"| {label} | 0/3 | 3/3 |" in text
     assert "| What is 8 + 7? | 15 | ✗ - † | ✗ - † | ✗ - † |" in text
     assert "no answer: questions whose completion ended while thinking" in text
+
+
+# ------------------------------------------------------------------ an answer prefix after a forced marker (hard)
+
+PREFIX = "</think>\nThe answer is \\boxed{"
+
+
+def test_the_hard_budget_can_force_an_answer_prefix_after_the_marker(tok):
+    proc = HardThinkingBudgetProcessor(tok, "</think>", max_thinking_tokens=2, prompt_length=1, forced_text=PREFIX)
+    forced = tok.encode(PREFIX, add_special_tokens=False)
+    ids = torch.tensor([tok.encode("?ab", add_special_tokens=False)])
+    for expected in forced:  # the marker, then every token of the prefix, one per step
+        out = proc(ids, torch.zeros(1, len(tok)))
+        assert out[0].argmax() == expected and torch.isinf(out[0]).sum() == len(tok) - 1
+        ids = torch.cat([ids, torch.tensor([[expected]])], dim=1)
+    assert torch.equal(proc(ids, torch.zeros(1, len(tok))), torch.zeros(1, len(tok))), "then the answer is free"
+    natural = torch.tensor([tok.encode("?a</think>b", add_special_tokens=False)])
+    fresh = HardThinkingBudgetProcessor(tok, "</think>", max_thinking_tokens=2, prompt_length=1, forced_text=PREFIX)
+    assert torch.equal(fresh(natural, torch.zeros(1, len(tok))), torch.zeros(1, len(tok))), "no prefix after its own"
+    with pytest.raises(ValueError, match="must start with the think-end marker"):
+        HardThinkingBudgetProcessor(tok, "</think>", 2, 1, forced_text="The answer is")
+
+
+def test_a_hard_mode_with_a_forced_end_text_and_its_fingerprint(tok):
+    mode = DecodingMode("hard prefixed", forced_end_text=PREFIX)
+    assert mode.to_dict()["forced_end_text"] == PREFIX
+    assert "forced_end_text" not in DecodingMode("hard").to_dict(), "runs that never set it keep their keys"
+    with pytest.raises(ValueError, match="set in its SoftThinkingConfig"):
+        DecodingMode("soft", soft_thinking=SoftThinkingConfig(), forced_end_text=PREFIX)
+    model = tiny_model("llama")
+
+    def end_at_once(module, args, output):
+        output.logits[:, -1, tok.eos_token_id] += 1e4
+        return output
+
+    model.register_forward_hook(end_at_once)
+    with pytest.warns(UserWarning, match="1 wrote nothing after the think-end marker"):
+        result = evaluate_modes(model, tok, rows("Q1"), [mode], max_new_tokens=MAX_NEW_TOKENS, max_thinking_tokens=0,
+                                progress=False)
+    record = result.records["hard prefixed"][0]
+    assert record["completions"] == [PREFIX]  # forced at once, then end-of-sequence
+    assert record["endings"] == ["empty_answer"], "the forced prefix alone is no answer"
+
+
+def test_demo_settings_compares_forced_end_texts_on_its_dev_questions(capsys):
+    """benchmarks/demo_settings.py stage 3, at smoke size: one row per candidate; a choice only once the soft
+    decoder has a forced end text (SoftThinkingConfig.forced_end_text)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_settings.py"
+    spec = importlib.util.spec_from_file_location("demo_settings", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    questions = script.tuning_questions(2, seed=0)
+    assert not {q["question"] for q in questions} & {q for q, _ in DEMO_QUESTIONS}
+    chosen = script.stage_forced_end(tiny_model("llama"), tiny_tokenizer(), questions, prompt="Think.", budget=4,
+                                     cold_stop=None)
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ") and "forced end text" not in line]
+    assert len(table) == len(script.FORCED_END_TEXTS)
+    assert table[0].startswith("| (the marker alone) |") and repr(script.FORCED_END_TEXTS[1]) in table[1]
+    if script.soft_forced_end_supported():
+        assert chosen in script.FORCED_END_TEXTS and "chosen: forced end text" in out
+    else:
+        assert chosen is None and "not chosen: soft thinking was not measured" in out
+        assert "no `forced_end_text` field" in out

@@ -123,9 +123,9 @@ def _generate(
     prompt_length = inputs["input_ids"].shape[1]
     kwargs = mode.generate_kwargs()
     if mode.soft_thinking is None and max_thinking_tokens is not None and think_end:
-        kwargs["logits_processor"] = LogitsProcessorList(
-            [HardThinkingBudgetProcessor(tokenizer, think_end, max_thinking_tokens, prompt_length)]
-        )
+        kwargs["logits_processor"] = LogitsProcessorList([HardThinkingBudgetProcessor(
+            tokenizer, think_end, max_thinking_tokens, prompt_length, forced_text=mode.forced_end_text
+        )])
     if not templated:  # completion prompts: a base model would go on inventing questions after its answer
         kwargs["stopping_criteria"] = StoppingCriteriaList(
             [AnswerLineStoppingCriteria(tokenizer, prompt_length, answer_marker(prompts[0], think_end))]
@@ -145,6 +145,7 @@ def _generate(
     marker = think_end
     if mode.soft_thinking is not None and isinstance(mode.soft_thinking.think_end, str):
         marker = mode.soft_thinking.think_end
+    forced_prefix = _forced_prefix(mode, marker)
     results = []
     for row, ids in enumerate(new):
         length = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
@@ -155,7 +156,7 @@ def _generate(
         text = tokenizer.decode(ids, skip_special_tokens=True)
         if span is not None or not thinking:
             answer_text = text if span is None else tokenizer.decode(ids[span[1]:], skip_special_tokens=True)
-            ending = ANSWERED if answer_text.strip() else EMPTY_ANSWER
+            ending = ANSWERED if answer_text.strip() not in ("", forced_prefix) else EMPTY_ANSWER
         else:
             ending = STOPPED_THINKING if stopped else CUT_THINKING
         results.append(
@@ -168,6 +169,16 @@ def _generate(
             }
         )
     return results
+
+
+def _forced_prefix(mode: DecodingMode, marker: str | None) -> str:
+    """The answer prefix a mode forces after the marker (stripped; ``""`` for none): an answer that is only this
+    text is empty. Hard modes: ``DecodingMode.forced_end_text``; soft modes: the ``forced_end_text`` of their
+    ``SoftThinkingConfig``, when the config has that field."""
+    text = mode.forced_end_text if mode.soft_thinking is None else getattr(mode.soft_thinking, "forced_end_text", None)
+    if not text or not marker or not text.startswith(marker):
+        return ""
+    return text[len(marker):].strip()
 
 
 def _batch_seed(seed: int, mode: str, batch: list[_Job], offset: int) -> int:
