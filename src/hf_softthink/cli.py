@@ -424,10 +424,12 @@ thinking budget, Cold Stop, the switch limit); a forced marker of several tokens
         description=f"""\
 Decodes every problem --samples times in each decoding mode, grades the answers (reasoning-gym's scorer
 for its tasks, math-verify against the answer column of a file), and prints a Markdown table of pass@k
-(unbiased estimator), maj@k, mean thinking/answer tokens and generation seconds per mode. --out gets
-results.json, results.md, pass_at_k.png and samples.jsonl, the resume log: each (mode, problem) result is
-saved as soon as it is done, and rerunning the same command skips what is saved (Ctrl-C loses nothing
-saved).
+(unbiased estimator), maj@k, mean thinking/answer tokens, the share of completions with no answer (ended
+while thinking, or nothing after the think-end marker; a warning when that is most of a mode) and
+generation seconds per mode. --out gets results.json, results.md, pass_at_k.png and samples.jsonl, the resume
+log (per mode and problem: the question, the gold answer, the completions, their answers and grades, how each
+ended): each (mode, problem) result is saved as soon as it is done, and rerunning the same command skips what
+is saved (Ctrl-C loses nothing saved).
 
 Decoding modes (--modes); "hard" is ordinary decoding, "soft" thinks in concept tokens, "fuzzy" in
 near-one-hot concept tokens; "greedy"/"sample" is how the answer (and hard thinking) is decoded. Every
