@@ -97,6 +97,15 @@ def test_the_warning_names_the_mode_and_only_the_causes_it_saw(tok):
     assert caught[0].filename == __file__, "the warning points at the caller"
 
 
+def test_the_warning_gives_each_cut_modes_own_budget(tok):
+    modes = ["hard-greedy", DecodingMode("soft20", SoftThinkingConfig(max_thinking_tokens=20))]
+    model = tiny_model("llama")  # soft20 runs out of tokens before its own budget forces the marker
+    with pytest.warns(UserWarning) as caught:
+        evaluate_modes(model, tok, rows("Q4"), modes, max_new_tokens=12, max_thinking_tokens=4, progress=False)
+    (message,) = [str(w.message) for w in caught if "gave no answer" in str(w.message)]
+    assert "Out of tokens while thinking: max_new_tokens (now 12; thinking budget soft20: 20)" in message
+
+
 def test_no_warning_when_most_completions_answer(tok):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

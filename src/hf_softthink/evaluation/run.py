@@ -230,14 +230,19 @@ def _warn_on_missing_answers(
     endings = Counter()
     for name in silent:
         endings.update(result.summary[name].get("endings", {}))
-    budget = "no thinking budget" if max_thinking_tokens is None else f"a thinking budget of {max_thinking_tokens}"
+    def budget_of(name: str) -> int | None:  # a soft mode's own budget wins over the evaluation's
+        soft = result.summary[name]["mode"].get("soft_thinking") or {}
+        return soft.get("max_thinking_tokens") or max_thinking_tokens
+
+    cut = [name for name in silent if result.summary[name]["endings"].get(CUT_THINKING)]
+    budgets = ", ".join(f"{name}: {budget_of(name) if budget_of(name) is not None else 'none'}" for name in cut)
     hints = []
     if endings[STOPPED_THINKING]:
         hints.append(f"end-of-sequence while thinking: the model did not follow the prompt's request to write "
                      f"{think_end!r}, and a smaller thinking budget forces the marker sooner")
     if endings[CUT_THINKING]:
-        hints.append(f"out of tokens while thinking: max_new_tokens (now {max_new_tokens}, with {budget}) must "
-                     "leave room for the marker and the answer")
+        hints.append(f"out of tokens while thinking: max_new_tokens (now {max_new_tokens}; thinking budget "
+                     f"{budgets}) must leave room after the budget for the marker and the answer")
     if endings[EMPTY_ANSWER]:
         hints.append("nothing after the marker: the model ended right after it (small models often do after a "
                      "forced marker)")
