@@ -122,6 +122,17 @@ def _append_record(path: Path, record: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def _question(row: Mapping[str, Any]) -> str | None:
+    """The problem's question: its ``question`` column, else the last user message of its ``prompt``, else its
+    ``prompt_text``."""
+    if row.get("question") is not None:
+        return str(row["question"])
+    users = [m.get("content") for m in row.get("prompt") or [] if isinstance(m, Mapping) and m.get("role") == "user"]
+    if users and isinstance(users[-1], str):
+        return users[-1]
+    return None if row.get("prompt_text") is None else str(row["prompt_text"])
+
+
 def _finish_record(
     mode: DecodingMode,
     problem: int,
@@ -152,6 +163,11 @@ def _finish_record(
         "answer_tokens": [o["answer_tokens"] for o in outputs],
         "soft_steps": [o["soft_steps"] for o in outputs],
         "seconds": seconds,
+        # what a reader of samples.jsonl needs without the dataset: the problem, its gold answer (None for a
+        # verifier-only row) and how each completion ended (decoding.ENDINGS; absent from older records)
+        "question": _question(row),
+        "gold_answer": None if row.get("answer") is None else str(row["answer"]),
+        "endings": [o["ending"] for o in outputs],
     }
     if save_completions:
         record["completions"] = [o["text"] for o in outputs]
