@@ -298,6 +298,14 @@ def cell(value, spec: str = ".2f") -> str:
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
+def quantity(value: float, unit: str) -> str:
+    """`value` with three significant digits and a decimal prefix: 8.19 G, 16.4 GB, 4.31 TB/s."""
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
 def table(header: list[str], rows: list[list]) -> list[str]:
     """Markdown table lines; cells are made safe (an error message may hold `|` or line breaks)."""
 
@@ -430,10 +438,10 @@ def speed_table(speed: list[dict], bandwidth: dict, meta: dict) -> list[str]:
     lines = ["### Decoding speed: eager vs compiled", ""]
     for b in bandwidth.values():
         nominal = b.get("nominal")
-        lines.append(f"* {b['model']}: {b['parameters'] / 1e9:.3g} B parameters, {b['dtype']}; a decode step reads "
-                     f"{b['step_bytes'] / 1e9:.3g} GB of weights ({b['full_step_bytes'] / 1e9:.3g} GB with the "
-                     f"full-vocabulary mixture); copy bandwidth measured {b['copy_bandwidth'] / 1e9:.0f} GB/s"
-                     + (f" (nominal {nominal / 1e9:.0f} GB/s)" if nominal else "") + ".")  # fmt: skip
+        lines.append(f"* {b['model']}: {quantity(b['parameters'], '')} parameters, {b['dtype']}; a decode step "
+                     f"reads {quantity(b['step_bytes'], 'B')} of weights ({quantity(b['full_step_bytes'], 'B')} with "
+                     f"the full-vocabulary mixture); copy bandwidth measured {quantity(b['copy_bandwidth'], 'B/s')}"
+                     + (f" (nominal {quantity(nominal, 'B/s')})" if nominal else "") + ".")  # fmt: skip
     lines += ["", f"{speed[0]['new_tokens']} new tokens after a {speed[0]['prompt_tokens']}-token prompt, greedy; "
               f"median of {speed[0]['repeats']} runs per (mode, engine), the three modes interleaved; per batch "
               "size the eager engine, then the compiled one from no compiled code. Compile: the compiled engine's "
@@ -487,7 +495,8 @@ def device_name(device: str) -> str:
 
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(0)} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {threads} torch thread{'s' if threads != 1 else ''})"
 
 
 def synchronize(device: str) -> None:
