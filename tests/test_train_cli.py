@@ -125,6 +125,13 @@ def test_bad_config_files_are_named_errors(tmp_path, capsys, content, message):
     assert "argument --config" in err and message in err
 
 
+def test_soft_thinking_in_a_config_file_must_be_a_mapping(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("soft_thinking: gumbel\n")
+    with pytest.raises(ValueError, match="soft_thinking must be a mapping of SoftThinkingConfig fields"):
+        train_config_from_arguments(parse("--config", str(path), "--output-dir", "o"))
+
+
 def test_missing_config_file_is_a_named_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse("--config", str(tmp_path / "missing.yaml"))

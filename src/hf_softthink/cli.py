@@ -609,7 +609,10 @@ def _train_settings(args: argparse.Namespace, *, on_gpu: bool) -> tuple[dict, di
     (flags and the --config file). Later parts win."""
     given = {name: getattr(args, name) for name in _TRAINING_FLAGS if getattr(args, name, None) is not None}
     given.update(args.config_settings or {})
-    soft = dict(given.pop("soft_thinking", None) or {})
+    soft = given.pop("soft_thinking", None) or {}
+    if not isinstance(soft, dict):
+        raise ValueError(f"--config: soft_thinking must be a mapping of SoftThinkingConfig fields, got {soft!r}")
+    soft = dict(soft)
     soft.update({field: getattr(args, flag) for flag, field in _SOFT_FLAGS.items() if getattr(args, flag) is not None})
     if isinstance(soft.get("think_end"), str) and soft["think_end"].isdigit():
         soft["think_end"] = int(soft["think_end"])
@@ -619,8 +622,6 @@ def _train_settings(args: argparse.Namespace, *, on_gpu: bool) -> tuple[dict, di
     defaults.update(TRAIN_CONFIG_DEFAULTS)
     defaults["soft_thinking"] = {field: TRAIN_DEFAULTS[flag] for flag, field in _SOFT_FLAGS.items()
                                  if flag in TRAIN_DEFAULTS}
-    if "soft_thinking" in given:  # the given fields complete the defaults' ones
-        given["soft_thinking"] = {**defaults["soft_thinking"], **given["soft_thinking"]}
     generations = given.get("num_generations", defaults["num_generations"])
     defaults["per_device_train_batch_size"] = generations  # one prompt group per step
     save_steps = _train_value(args, "save_steps")
@@ -650,7 +651,9 @@ def train_config_from_arguments(args: argparse.Namespace, *, on_gpu: bool = Fals
     from .trainer import SoftGRPOConfig
 
     run, defaults, given = _train_settings(args, on_gpu=on_gpu)
-    return SoftGRPOConfig(**{**run, **defaults, **given})
+    settings = {**run, **defaults, **given}
+    settings["soft_thinking"] = {**defaults["soft_thinking"], **given.get("soft_thinking", {})}
+    return SoftGRPOConfig(**settings)
 
 
 def _question_column(args: argparse.Namespace, columns: Sequence[str]) -> str:
