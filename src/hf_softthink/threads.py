@@ -2,9 +2,11 @@
 
 torch starts one OpenMP thread per core. When other processes already keep some cores busy, those threads
 wait for each other at every parallel region (OpenMP spins, then sleeps), and a training step can get ten
-times slower than with fewer threads: measured on a 2-core machine with another job running, the SoftGRPO
-quickstart took 163 s per step with torch's default threads against 10-16 s with one thread.
-:func:`default_cpu_threads` therefore counts only the cores the 1-minute load average leaves idle.
+times slower than with fewer threads: on a shared 2-core machine (load average 4-11), a step of the SoftGRPO
+quickstart took 398-785 s with torch's default 2 threads against 31-83 s with one, a median 12x over 3
+interleaved pairs (`benchmarks/bench_threads.py`, `benchmarks/RESULTS_train.md`). :func:`default_cpu_threads`
+therefore counts only the cores the 1-minute load average leaves idle; on an idle machine that is torch's own
+default.
 
 Example:
 
