@@ -130,6 +130,20 @@ def test_model_card_reads_the_recipe_when_the_config_has_one(trained, tmp_path):
     assert "- **Recipe:** `SoftGRPOConfig.softgrpo()`, with the settings below" in (tmp_path / "README.md").read_text()
 
 
+def test_model_card_links_the_weights_and_biases_run(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from hf_softthink.hub import _wandb_run_url
+
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    assert _wandb_run_url() is None
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=SimpleNamespace(url="https://wandb.ai/me/run")))
+    assert _wandb_run_url() == "https://wandb.ai/me/run"
+    card = soft_model_card(base_model="org/model", soft_rollout="gumbel", soft_thinking=SOFT, run_url=_wandb_run_url())
+    assert "[Visualize this run in Weights & Biases](https://wandb.ai/me/run)" in card.text
+
+
 def test_card_citations_are_the_papers_of_citation_cff():
     import re
     from pathlib import Path

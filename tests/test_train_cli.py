@@ -56,6 +56,17 @@ def test_rollout_choices_are_the_trainers():
     assert SOFT_ROLLOUT_CHOICES == SOFT_ROLLOUTS
 
 
+def test_every_train_flag_is_in_the_readme():
+    import argparse
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    flags = [a.option_strings[0] for a in sub.choices["train"]._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) > 30
+    assert [flag for flag in flags if f"`{flag}" not in readme] == []
+
+
 def test_flags_and_defaults_map_onto_the_soft_grpo_config():
     config = train_config_from_arguments(parse("--max-steps", "7", "--soft-rollout", "dirichlet", "--max-topk", "4",
                                                "--num-generations", "4", "--output-dir", "o"))  # fmt: skip

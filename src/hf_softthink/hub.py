@@ -610,12 +610,9 @@ def training_settings(trainer: Any) -> dict[str, Any]:
 
 def _wandb_run_url() -> str | None:
     """The page of the active Weights & Biases run (None without one), as TRL's cards link it."""
-    import importlib.util
     import sys
 
-    if "wandb" not in sys.modules or importlib.util.find_spec("wandb") is None:
-        return None
-    run = getattr(sys.modules["wandb"], "run", None)
+    run = getattr(sys.modules.get("wandb"), "run", None)  # a run exists only where wandb was imported
     return getattr(run, "url", None) if run is not None else None
 
 
