@@ -125,6 +125,7 @@ def test_the_example_config_file_is_the_quickstart():
         ("soft_rollout: soft\n", "soft_rollout: 'soft' is not one of hard, gaussian, fuzzy, gumbel, dirichlet"),
         ("- a list\n", "must hold a YAML mapping of settings"),
         ("qlora: yes please\n", "qlora must be true or false"),
+        ("env: [A, B]\n", "env must be a mapping of variable: value"),
     ],
 )
 def test_bad_config_files_are_named_errors(tmp_path, capsys, content, message):

@@ -392,7 +392,10 @@ class ConfigFileAction(argparse.Action):
             for option in action.option_strings
             if action.dest not in ("help", "config")
         }
-        for key, value in (content.pop("env", None) or {}).items():
+        environment = content.pop("env", None) or {}
+        if not isinstance(environment, dict):
+            raise argparse.ArgumentError(self, f"{values}: env must be a mapping of variable: value, not {environment!r}")
+        for key, value in environment.items():
             os.environ[str(key)] = str(value)
         settings = dict(getattr(namespace, "config_settings", None) or {})
         fields = None
@@ -416,11 +419,11 @@ class ConfigFileAction(argparse.Action):
                 settings[key] = value
                 continue
             if getattr(namespace, action.dest, None) is None:  # a flag given before --config wins
-                setattr(namespace, action.dest, self._convert(parser, action, raw_key, value, values))
+                setattr(namespace, action.dest, self._convert(action, raw_key, value, values))
         namespace.config_settings = settings
         setattr(namespace, self.dest, values)
 
-    def _convert(self, parser, action, key, value, path):
+    def _convert(self, action, key, value, path):
         where = f"{path}: {key}"
         if action.nargs == 0:  # a switch
             if not isinstance(value, bool):
