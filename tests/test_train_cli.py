@@ -331,6 +331,22 @@ def test_jsonl_dataset_with_prompt_and_answer_columns(tiny_dir, tmp_path, capsys
     assert "4 training problems" in capsys.readouterr().err
 
 
+def test_a_dataset_folder_loads_through_datasets_as_a_hub_dataset_would(tmp_path):
+    """--dataset NAME that is not a file goes to `datasets.load_dataset(NAME, --dataset-config, split=...)`: a Hub
+    id, or (here, offline) a local folder of data files; the column names and the split flags apply."""
+    from hf_softthink.cli import train_dataset_from_arguments
+
+    folder = tmp_path / "my-dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"problem": f"{i} + 1 = ?", "solution": i + 1}) + "\n"
+                                                for i in range(3)))
+    dataset = train_dataset_from_arguments(parse("--dataset", str(folder), "--dataset-train-split", "train",
+                                                 "--question-column", "problem", "--answer-column", "solution"))
+    assert dataset["question"] == ["0 + 1 = ?", "1 + 1 = ?", "2 + 1 = ?"] and dataset["answer"] == ["1", "2", "3"]
+    with pytest.raises(ValueError, match="Unknown split"):
+        train_dataset_from_arguments(parse("--dataset", str(folder), "--dataset-train-split", "test"))
+
+
 def test_qlora_trains_a_4bit_model(tiny_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
     out = tmp_path / "run"

@@ -464,7 +464,7 @@ step, saves a resumable checkpoint and the adapter, and says where (twice: stop 
 
 Without --task or --dataset it trains the quickstart (examples/soft_grpo_quickstart.py): single-digit
 additions from reasoning-gym's {QUICKSTART_TASK}, which SmolLM2-135M half-solves, so the reward can rise.
-The defaults suit that small model on a CPU (about 10 s per step with one thread); raise
+The defaults suit that small model on a CPU (10-15 s per step with one thread on an idle core); raise
 --max-completion-length and --max-thinking-tokens for a reasoning model. Flags are named as in TRL's
 `trl grpo` where TRL has one, and TRL's spelling works too (--learning_rate, --model_name_or_path,
 --load_in_4bit, ...). --config FILE.yaml sets any flag or any other SoftGRPOConfig field (beta,
@@ -678,12 +678,12 @@ def train_dataset_from_arguments(args: argparse.Namespace):
                 raise ValueError(f"{flag} and --dataset both name the training data: give one of them.")
         answer_column = args.answer_column or "answer"
         name = args.dataset_name
-        if name.endswith((".jsonl", ".json")) or os.path.exists(name):
+        if name.endswith((".jsonl", ".json")) or os.path.isfile(name):
             from .data import _read_json_table
 
             columns = list(_read_json_table(name).columns)
             source = name
-        else:
+        else:  # a Hub dataset, or a local folder that `datasets.load_dataset` reads
             import datasets
 
             source = datasets.load_dataset(name, args.dataset_config, split=_train_value(args, "dataset_train_split"))
