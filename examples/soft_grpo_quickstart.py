@@ -11,11 +11,13 @@
 # reasoning-gym (`basic_arithmetic`), a task the model half-solves at the start (plain greedy decoding
 # answers about 5 in 8; the sampled soft-thinking rollouts start lower), plots the reward curve, saves the
 # adapter and generates with it. It runs on a CPU in minutes (10-15 s per step of 8 completions of up to
-# 32 tokens; 30 steps by default). Set `SOFT_GRPO_STEPS` to change the number of steps and
-# `SOFT_GRPO_ROLLOUT` to train with another rollout kind (`hard`, `gaussian`, ...; default `gumbel`).
+# 32 tokens with one torch thread; 30 steps by default). Set `SOFT_GRPO_STEPS` to change the number of
+# steps and `SOFT_GRPO_ROLLOUT` to train with another rollout kind (`hard`, `gaussian`, ...; default
+# `gumbel`). `hf-softthink train` runs the same training from the command line.
 #
 # The same file is `examples/soft_grpo_quickstart.py` (a script) and
-# `examples/soft_grpo_quickstart.ipynb` (this notebook).
+# `examples/soft_grpo_quickstart.ipynb` (this notebook, committed with the outputs of a 30-step CPU run:
+# `python tests/test_examples.py --execute` reruns it).
 
 # %%
 import json
@@ -30,19 +32,26 @@ if "ipykernel" not in sys.modules:
 import matplotlib.pyplot as plt
 import torch
 from peft import LoraConfig
+from transformers import PrinterCallback
 
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.data import reasoning_gym_dataset
-from hf_softthink.hub import load_soft_adapter
+from hf_softthink.hub import load_soft_adapter, reward_summary
 from hf_softthink.models import load_model
 from hf_softthink.rewards import reasoning_gym_reward
+from hf_softthink.threads import configure_cpu_threads
 from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
+from hf_softthink.trainer.callbacks import RewardProgressCallback
 
 STEPS = int(os.environ.get("SOFT_GRPO_STEPS", "30"))
 ROLLOUT = os.environ.get("SOFT_GRPO_ROLLOUT", "gumbel")
 OUTPUT = Path(os.environ.get("SOFT_GRPO_OUTPUT", "runs/soft_grpo_quickstart"))  # PNG, log, adapter
 ON_GPU = torch.cuda.is_available()
 torch.manual_seed(0)
+# torch starts one thread per core; on a machine whose cores are busy with other work those threads wait for
+# each other and a step can take 10x longer. On a CPU, use only the cores the load average leaves idle.
+threads, busy = configure_cpu_threads(on_gpu=ON_GPU)
+print(f"{threads} torch CPU thread(s)" + (f"; {busy}" if busy else ""))
 
 # %% [markdown]
 # ## Model and data
@@ -79,6 +88,10 @@ print(train_dataset[0]["prompt"], "->", train_dataset[0]["answer"])
 # * `soft_thinking`: the decoder settings of the rollouts: top-10 mixtures, a thinking budget of 16 soft
 #   steps (then `</think>` is forced and the answer is ordinary sampling at `temperature`).
 # * `peft_config`: a rank-16 LoRA adapter on every linear layer.
+# * `RewardProgressCallback`: one line per step (mean reward ± its spread over the 8 completions, loss,
+#   gradient norm, `zero_std`: the fraction of prompt groups whose completions all scored alike and so
+#   give no gradient, mean length, fraction of soft steps, time per step and ETA) in place of
+#   transformers' printed dicts.
 
 # %%
 args = SoftGRPOConfig(
@@ -98,7 +111,7 @@ args = SoftGRPOConfig(
     activation_checkpointing=False,
     save_strategy="no",
     report_to=[],
-    disable_tqdm=True,
+    disable_tqdm=True,  # no bar and no printed dicts: the callback below prints one line per step
     seed=0,
 )
 trainer = SoftGRPOTrainer(
@@ -108,7 +121,9 @@ trainer = SoftGRPOTrainer(
     train_dataset=train_dataset,
     processing_class=tokenizer,
     peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"),
+    callbacks=[RewardProgressCallback(progress=False)],
 )
+trainer.remove_callback(PrinterCallback)  # transformers would print every step's metrics as a dict too
 trainer.train()
 
 # %% [markdown]
@@ -137,7 +152,7 @@ figure.tight_layout()
 OUTPUT.mkdir(parents=True, exist_ok=True)
 figure.savefig(OUTPUT / "reward_curve.png", dpi=120)
 (OUTPUT / "log_history.json").write_text(json.dumps(history, indent=1))
-print(f"reward: first step {rewards[0]:.2f}, last {window} steps {running[-1]:.2f}")
+print(f"reward: {reward_summary(rewards)}")
 print("soft steps per completion token:", [round(h.get("soft/frac_soft_steps", 0.0), 2) for h in history][:5], "...")
 
 # %% [markdown]

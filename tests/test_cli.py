@@ -76,7 +76,7 @@ def _subcommands(parser):
 def test_every_flag_of_every_command_has_help():
     parser = build_parser()
     commands = _subcommands(parser)
-    assert set(commands) == {"demo", "generate", "eval", "lm-eval"}
+    assert set(commands) == {"demo", "generate", "eval", "train", "lm-eval"}
     for name, command in commands.items():
         for action in command._actions:
             assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest}: no help"
@@ -96,7 +96,7 @@ def test_top_level_help_says_what_the_tool_does(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "The `hf-softthink` command." not in text
     assert "concept tokens" in text and "arXiv:2505.15778" in text
-    for command in ("demo", "generate", "eval"):
+    for command in ("demo", "generate", "eval", "train"):
         assert f"hf-softthink {command}" in text  # the examples
 
 

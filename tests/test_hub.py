@@ -94,6 +94,75 @@ def test_saved_folder_carries_the_soft_config_and_a_model_card(trained):
     assert '"max_topk": 3' in card.text
 
 
+def test_model_card_records_the_run_in_trls_layout(trained):
+    """Base model, recipe, every setting, the reward curve beside it, final metrics, versions, citations."""
+    import trl
+
+    trainer, _, out = trained
+    text = (out / "README.md").read_text()
+    sections = ["## How to generate with soft thinking", "## Training procedure", "### Reward", "### Final metrics",
+                "### Training settings", "### Framework versions", "## Citations"]
+    assert [text.index(s) for s in sections] == sorted(text.index(s) for s in sections)
+    assert "- **Recipe:** none: the settings below" in text
+    assert "![Mean reward per training step](reward_curve.png)" in text
+    assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
+    reward = next(h["reward"] for h in reversed(trainer.state.log_history) if "reward" in h)
+    assert f"| reward | {reward:.4g} |" in text or f"| reward | {int(reward)} |" in text
+    assert "| learning_rate | 0.01 |" in text and "| num_generations | 4 |" in text
+    assert "| LoRA | `r=4, alpha=8, dropout=0.0, target_modules=['down_proj'," in text
+    every = text[text.index("<details><summary>Every training setting"):]
+    assert '"max_completion_length": 5' in every and '"loss_type": "dapo"' in every
+    assert '"output_dir"' not in every  # this machine's paths stay out of a published card
+    assert f"- TRL: {trl.__version__}" in text and "- PEFT: " in text and "- PyTorch: " in text
+    assert "Cite Soft Thinking as:" in text and "Cite Soft Tokens, Hard Truths as:" in text  # gaussian rollouts
+    assert "```bibtex" in text and "Cite SofT-GRPO" not in text
+
+
+def test_model_card_reads_the_recipe_when_the_config_has_one(trained, tmp_path):
+    from hf_softthink.hub import write_model_card
+
+    trainer, _, _ = trained
+    trainer.args.recipe = "softgrpo"  # SoftGRPOConfig's presets set it (issue 16); older configs have none
+    try:
+        write_model_card(trainer, tmp_path)
+    finally:
+        del trainer.args.recipe
+    assert "- **Recipe:** `SoftGRPOConfig.softgrpo()`, with the settings below" in (tmp_path / "README.md").read_text()
+
+
+def test_model_card_links_the_weights_and_biases_run(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from hf_softthink.hub import _wandb_run_url
+
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    assert _wandb_run_url() is None
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=SimpleNamespace(url="https://wandb.ai/me/run")))
+    assert _wandb_run_url() == "https://wandb.ai/me/run"
+    card = soft_model_card(base_model="org/model", soft_rollout="gumbel", soft_thinking=SOFT, run_url=_wandb_run_url())
+    assert "[Visualize this run in Weights & Biases](https://wandb.ai/me/run)" in card.text
+
+
+def test_card_citations_are_the_papers_of_citation_cff():
+    import re
+    from pathlib import Path
+
+    from hf_softthink.hub import _BIBTEX
+
+    cff = (Path(__file__).resolve().parent.parent / "CITATION.cff").read_text()
+    cited = set(re.findall(r"arXiv:(\d{4}\.\d{5})", "\n".join(_BIBTEX.values())))
+    assert cited - {"2402.03300"} <= set(re.findall(r"arXiv:(\d{4}\.\d{5})", cff))  # GRPO: TRL's method
+
+
+def test_reward_curve_and_summary():
+    from hf_softthink.hub import plot_reward_curve, reward_summary
+
+    assert reward_summary([]) == "no reward logged"
+    assert reward_summary([0.0] * 5 + [1.0] * 15).startswith("first 5 steps 0.00 → last 5 steps 1.00 (20 steps)")
+    assert plot_reward_curve([{"loss": 0.1, "step": 1}], "unused.png") is None
+
+
 def test_peft_alone_does_not_load_the_soft_config(trained):
     _, base, out = trained
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out)

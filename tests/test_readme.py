@@ -70,6 +70,7 @@ def test_the_readme_shows_the_demo_first():
 
 @pytest.mark.parametrize("command", BASH_COMMANDS)
 def test_readme_command_lines_parse(command, monkeypatch):
+    monkeypatch.chdir(README.parent)  # the commands run from the repository root (`--config examples/...`)
     argv = shlex.split(command)[1:]
     if argv[:1] == ["lm-eval"]:  # passed on to lm-evaluation-harness's own parser untouched (cli.main)
         pytest.importorskip("lm_eval", reason="the lm-eval extra is not installed")

@@ -4,7 +4,10 @@ A folder saved by `SoftGRPOTrainer` (`save_model`, every checkpoint, `push_to_hu
 `adapter_config.json` / `adapter_model.safetensors` (or the full model) and the tokenizer:
 
 * `generation_config.json` with a `soft_thinking` entry: the soft-thinking decoder config of the rollouts;
-* `README.md`: a model card stating the base model, the soft rollout mode, the datasets, and how to generate.
+* `README.md`: a model card in TRL's layout: the base model, the recipe, the soft rollout mode, the datasets,
+  every training setting, the reward curve and the final metrics of the run so far, the framework versions,
+  the citations, and how to generate;
+* `reward_curve.png`: the mean reward per training step, from the trainer's log history (the card shows it).
 
 PEFT does not read a generation config from an adapter folder (`PeftModel.from_pretrained` and
 `AutoPeftModelForCausalLM` take the base model's), so `load_soft_adapter` does it: it loads base model and
@@ -25,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +44,12 @@ __all__ = [
     "PACKAGED_HUB_IDS",
     "load_soft_adapter",
     "load_soft_thinking_config",
+    "plot_reward_curve",
+    "reward_summary",
     "save_soft_thinking_config",
     "save_soft_thinking_files",
     "soft_model_card",
+    "training_settings",
     "write_model_card",
 ]
 
@@ -65,13 +72,119 @@ _ROLLOUT_DESCRIPTIONS = {
     "dirichlet": "concept tokens with Dirichlet-sampled weights (arXiv:2508.03440)",
 }
 
-_CITATIONS = """\
-- Soft Thinking: Zhang et al., *Soft Thinking: Unlocking the Reasoning Potential of LLMs in Continuous Concept
-  Space*, arXiv:2505.15778.
-- Butt et al., *Soft Tokens, Hard Truths*, arXiv:2509.19170.
-- SofT-GRPO: *Surpassing Discrete-Token LLM Reinforcement Learning via Gumbel-Reparameterized Soft-Thinking
-  Policy Optimization*, arXiv:2511.06411.
-- GRPO: Shao et al., *DeepSeekMath*, arXiv:2402.03300 (via TRL's `GRPOTrainer`)."""
+#: BibTeX of the works a trained model rests on (the papers are those of CITATION.cff): (key, entry)
+_BIBTEX = {
+    "hf_softthink": """@software{hf_softthink,
+  title   = {{hf_softthink: soft thinking for HuggingFace transformers, TRL and PEFT}},
+  author  = {{hf_softthink developers}},
+  license = {Apache-2.0},
+  version = {VERSION}
+}""",
+    "soft_thinking": """@article{zhang2025softthinking,
+  title   = {{Soft Thinking: Unlocking the Reasoning Potential of LLMs in Continuous Concept Space}},
+  author  = {Zhang, Zhen and others},
+  journal = {arXiv preprint arXiv:2505.15778},
+  year    = {2025}
+}""",
+    "stht": """@article{butt2025softtokens,
+  title   = {{Soft Tokens, Hard Truths}},
+  author  = {Butt, Natasha and others},
+  journal = {arXiv preprint arXiv:2509.19170},
+  year    = {2025}
+}""",
+    "softgrpo": """@article{softgrpo2025,
+  title   = {{SofT-GRPO: Surpassing Discrete-Token LLM Reinforcement Learning via Gumbel-Reparameterized
+             Soft-Thinking Policy Optimization}},
+  journal = {arXiv preprint arXiv:2511.06411},
+  year    = {2025}
+}""",
+    "concrete": """@inproceedings{maddison2017concrete,
+  title     = {{The Concrete Distribution: A Continuous Relaxation of Discrete Random Variables}},
+  author    = {Maddison, Chris J. and Mnih, Andriy and Teh, Yee Whye},
+  booktitle = {International Conference on Learning Representations},
+  year      = {2017},
+  eprint    = {arXiv:1611.00712}
+}""",
+    "dirichlet": """@article{singlethreaded2025,
+  title   = {{LLMs are Single-threaded Reasoners: Demystifying the Working Mechanism of Soft Thinking}},
+  journal = {arXiv preprint arXiv:2508.03440},
+  year    = {2025}
+}""",
+    "grpo": """@article{shao2024deepseekmath,
+  title   = {{DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models}},
+  author  = {Shao, Zhihong and Wang, Peiyi and Zhu, Qihao and Xu, Runxin and Song, Junxiao and Zhang, Mingchuan
+             and Li, Y. K. and Wu, Y. and Guo, Daya},
+  journal = {arXiv preprint arXiv:2402.03300},
+  year    = {2024}
+}""",
+    "trl": """@software{vonwerra2020trl,
+  title   = {{TRL: Transformers Reinforcement Learning}},
+  author  = {von Werra, Leandro and Belkada, Younes and Tunstall, Lewis and Beeching, Edward and Thrush, Tristan
+             and Lambert, Nathan and Huang, Shengyi and Rasul, Kashif and Gallou{\'e}dec, Quentin},
+  license = {Apache-2.0},
+  url     = {https://github.com/huggingface/trl},
+  year    = {2020}
+}""",
+}
+#: what each rollout mode is cited for, besides hf_softthink, Soft Thinking, GRPO and TRL
+_ROLLOUT_CITATIONS = {
+    "hard": (),
+    "gaussian": ("stht",),
+    "fuzzy": ("stht",),
+    "gumbel": ("softgrpo", "concrete"),
+    "dirichlet": ("dirichlet",),
+}
+#: the settings a card's table shows first (the rest are in its full list)
+_KEY_SETTINGS = (
+    "soft_rollout",
+    "soft_density",
+    "learning_rate",
+    "lr_scheduler_type",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "beta",
+    "loss_type",
+    "num_iterations",
+    "epsilon",
+    "scale_rewards",
+    "seed",
+    "bf16",
+)
+#: the metrics a card's table shows (the rest are in its full list), in this order; also each reward's mean
+_KEY_METRICS = (
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "completions/mean_length",
+    "soft/frac_soft_steps",
+    "soft/think_end_rate",
+    "loss",
+    "grad_norm",
+    "kl",
+    "entropy",
+    "train_loss",
+    "train_runtime",
+)
+#: settings left out of a card: this machine's paths (the card is published) and secrets
+_LOCAL_SETTINGS = ("output_dir", "logging_dir", "resume_from_checkpoint", "hub_token", "push_to_hub_token")
+#: the packages whose versions a card records, as TRL's cards do (name shown, distribution)
+_FRAMEWORKS = (
+    ("hf_softthink", "hf-softthink"),
+    ("TRL", "trl"),
+    ("Transformers", "transformers"),
+    ("PEFT", "peft"),
+    ("PyTorch", "torch"),
+    ("Datasets", "datasets"),
+    ("Tokenizers", "tokenizers"),
+)
+#: the file, beside the card, of the reward curve
+REWARD_CURVE_FILE = "reward_curve.png"
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -169,8 +282,13 @@ def soft_model_card(
     repo_id: str | None = None,
     tags: list[str] | None = None,
     adapter: bool = True,
+    recipe: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    log_history: Sequence[Mapping[str, Any]] | None = None,
+    reward_curve: str | None = None,
+    run_url: str | None = None,
 ) -> ModelCard:
-    """A model card for a soft-thinking model or adapter trained with `SoftGRPOTrainer`.
+    """A model card for a soft-thinking model or adapter trained with `SoftGRPOTrainer`, in TRL's layout.
 
     Args:
         base_model: the base model's Hub id or local path (packaged short names map to their Hub ids).
@@ -182,6 +300,12 @@ def soft_model_card(
         repo_id: where the folder lives (Hub id or path), used in the usage snippet.
         tags: extra metadata tags.
         adapter: the folder holds a PEFT adapter (else a full model).
+        recipe: the name of the `SoftGRPOConfig` preset the run used (None: none).
+        settings: every training setting, name -> value (`training_settings(trainer)`); the key ones are
+            tabled, all of them listed.
+        log_history: the trainer's `state.log_history`: the reward summary and the final metrics.
+        reward_curve: file name, beside the card, of the reward-curve image (`plot_reward_curve`).
+        run_url: the experiment tracker's page of the run (Weights & Biases).
     """
     soft = SoftThinkingConfig.coerce(soft_thinking) if soft_thinking is not None else None
     hub_base = _hub_id(base_model)
@@ -193,6 +317,7 @@ def soft_model_card(
         base_model=hub_base,
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
+        model_name=title,
         tags=sorted(
             {"hf_softthink", "soft-thinking", "trl", "grpo", f"soft-rollout-{soft_rollout}", *(tags or [])}
         ),
@@ -204,11 +329,15 @@ def soft_model_card(
     base_arg = f'"{loadable}"' if loadable else "None  # base model id or path"
     dataset_text = ", ".join(datasets) if datasets else "not recorded"
     density = "" if soft_rollout == "hard" else f"\n- **Soft-step log-density:** `{soft_density}`"
+    recipe_text = (
+        f"`SoftGRPOConfig.{recipe}()`, with the settings below" if recipe else "none: the settings below"
+    )
     loader = (
         f'model, tokenizer = load_soft_adapter("{where}", base_model={base_arg})'
         if adapter
         else f'model, tokenizer = load_soft_adapter("{where}")  # a full model folder works too'
     )
+    tracker = f"\n[Visualize this run in Weights & Biases]({run_url})\n" if run_url else ""
     content = f"""---
 {data.to_yaml()}
 ---
@@ -219,17 +348,6 @@ def soft_model_card(
 TRL, with a soft chain of thought): while thinking, the model feeds back *concept tokens*
 (probability-weighted mixtures of token embeddings) instead of sampled tokens, and answers with ordinary
 tokens after the think-end marker.
-
-## Training
-
-- **Base model:** {shown_base}
-- **Soft rollout mode:** `{soft_rollout}` -- {_ROLLOUT_DESCRIPTIONS.get(soft_rollout, soft_rollout)}{density}
-- **Datasets:** {dataset_text}
-- **Soft-thinking decoder config** (saved in `generation_config.json` as `soft_thinking`):
-
-```json
-{config_json}
-```
 
 ## How to generate with soft thinking
 
@@ -252,11 +370,189 @@ Or by hand: load the adapter with PEFT, then
 `enable_soft_thinking(model, tokenizer, config=hf_softthink.hub.load_soft_thinking_config(folder))`.
 Passing `soft_thinking=SoftThinkingConfig(...)` to `generate` overrides the saved config.
 
-## References
+## Training procedure
+{tracker}
+- **Base model:** {shown_base}
+- **Recipe:** {recipe_text}
+- **Soft rollout mode:** `{soft_rollout}` -- {_ROLLOUT_DESCRIPTIONS.get(soft_rollout, soft_rollout)}{density}
+- **Datasets:** {dataset_text}
+- **Soft-thinking decoder config** (saved in `generation_config.json` as `soft_thinking`):
 
-{_CITATIONS}
+```json
+{config_json}
+```
+{_results_section(log_history, reward_curve)}{_settings_section(settings)}
+### Framework versions
+
+{_framework_versions()}
+
+## Citations
+
+{_citations(soft_rollout)}
 """
     return ModelCard(content)
+
+
+def reward_summary(rewards: Sequence[float]) -> str:
+    """How the mean reward moved: its mean over the first and over the last logged steps (5 each, or half the
+    steps when there are fewer than 10).
+
+    Example:
+        >>> reward_summary([0.25, 0.5, 0.5, 0.75, 1.0, 1.0])
+        'first 3 steps 0.42 → last 3 steps 0.92 (6 steps)'
+        >>> reward_summary([0.5])
+        'step 1: 0.50 (1 step)'
+    """
+    rewards = [float(r) for r in rewards]
+    if not rewards:
+        return "no reward logged"
+    if len(rewards) == 1:
+        return f"step 1: {rewards[0]:.2f} (1 step)"
+    window = max(1, min(5, len(rewards) // 2))
+    first, last = sum(rewards[:window]) / window, sum(rewards[-window:]) / window
+    steps = "step" if window == 1 else f"{window} steps"
+    return f"first {steps} {first:.2f} → last {steps} {last:.2f} ({len(rewards)} steps)"
+
+
+def _reward_steps(log_history: Sequence[Mapping[str, Any]] | None) -> tuple[list[int], list[float]]:
+    """The (step, mean reward) of each logged training step."""
+    rows = [h for h in (log_history or []) if isinstance(h.get("reward"), (int, float))]
+    return [int(h.get("step", i + 1)) for i, h in enumerate(rows)], [float(h["reward"]) for h in rows]
+
+
+def plot_reward_curve(
+    log_history: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None
+) -> Path | None:
+    """Write a PNG of the mean reward per logged training step with a 5-step running mean; None (and no file)
+    when no step logged a reward.
+
+    Args:
+        log_history: a trainer's `state.log_history` (entries with a `reward` are plotted).
+        path: the PNG to write.
+        title: the plot's title.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no backend, no global state
+
+    steps, rewards = _reward_steps(log_history)
+    if not steps:
+        return None
+    window = min(5, len(rewards))
+    running = [sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
+               for i in range(len(rewards))]
+    figure = Figure(figsize=(6, 3.5))
+    axis = figure.subplots()
+    axis.plot(steps, rewards, "o", alpha=0.45, label="mean reward of the step's completions")
+    axis.plot(steps, running, "-", label=f"running mean ({window} steps)")
+    axis.set_xlabel("training step")
+    axis.set_ylabel("reward")
+    low, high = min(0.0, *rewards), max(1.0, *rewards)
+    axis.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    axis.set_title(title or f"Reward: {reward_summary(rewards)}", fontsize=10)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"`{value}`"
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def _results_section(log_history: Sequence[Mapping[str, Any]] | None, reward_curve: str | None) -> str:
+    """The card's reward curve and final metrics (empty before any step was logged)."""
+    steps, rewards = _reward_steps(log_history)
+    if not steps:
+        return ""
+    last = next(h for h in reversed(log_history or []) if isinstance(h.get("reward"), (int, float)))
+    summary = next((h for h in reversed(log_history or []) if "train_runtime" in h), {})
+    metrics = {key: value for key, value in {**last, **summary}.items() if key not in ("step", "epoch")}
+    key_rows = [key for key in metrics if key in _KEY_METRICS or key.startswith("rewards/") and key.endswith("/mean")]
+    lines = ["", "### Reward", ""]
+    if reward_curve:
+        lines += [f"![Mean reward per training step]({reward_curve})", ""]
+    lines += [
+        f"Mean reward of each step's completions: {reward_summary(rewards)}. A step's reward is the mean over "
+        "its few prompt groups, so single steps are noisy: compare the first and the last steps.",
+        "",
+        f"### Final metrics (step {last.get('step', steps[-1])} of the run)",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        *(f"| {key} | {_number(metrics[key])} |" for key in sorted(key_rows, key=_metric_order)),
+        "",
+        f"<details><summary>Every metric logged at that step ({len(metrics)})</summary>",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        *(f"| {key} | {_number(value)} |" for key, value in metrics.items()),
+        "",
+        "</details>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _metric_order(key: str) -> int:
+    return _KEY_METRICS.index(key) if key in _KEY_METRICS else _KEY_METRICS.index("reward") + 1
+
+
+def _settings_section(settings: Mapping[str, Any] | None) -> str:
+    """The card's training settings: the key ones in a table, every one in a collapsed JSON list."""
+    if not settings:
+        return ""
+    shown = {key: value for key, value in settings.items() if key not in _LOCAL_SETTINGS}
+    key_rows = [key for key in ("model", "LoRA", "quantization", *_KEY_SETTINGS) if key in shown]
+    table = "\n".join(f"| {key} | {_number(shown[key])} |" for key in key_rows)
+    full = json.dumps(shown, indent=1, sort_keys=True, default=str)
+    return f"""
+### Training settings
+
+| setting | value |
+|---|---|
+{table}
+
+<details><summary>Every training setting ({len(shown)}; SoftGRPOConfig and the model)</summary>
+
+```json
+{full}
+```
+
+</details>
+"""
+
+
+def _framework_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    for shown, distribution in _FRAMEWORKS:
+        try:
+            lines.append(f"- {shown}: {version(distribution)}")
+        except PackageNotFoundError:
+            if distribution == "hf-softthink":  # run from a source tree that is not installed
+                from . import __version__
+
+                lines.append(f"- {shown}: {__version__}")
+    return "\n".join(lines)
+
+
+def _citations(soft_rollout: str) -> str:
+    from . import __version__
+
+    keys = ("hf_softthink", "soft_thinking", *_ROLLOUT_CITATIONS.get(soft_rollout, ()), "grpo", "trl")
+    names = {"hf_softthink": "hf_softthink", "soft_thinking": "Soft Thinking", "stht": "Soft Tokens, Hard Truths",
+             "softgrpo": "SofT-GRPO", "concrete": "the Concrete distribution (the Gumbel-Softmax density)",
+             "dirichlet": "the Dirichlet soft-thinking study", "grpo": "GRPO", "trl": "TRL"}
+    blocks = [
+        f"Cite {names[key]} as:\n\n```bibtex\n{_BIBTEX[key].replace('{VERSION}', __version__)}\n```"
+        for key in keys
+    ]
+    return "\n\n".join(blocks)
 
 
 def _dataset_names(trainer: Any, dataset_name: str | None) -> list[str]:
@@ -286,6 +582,40 @@ def _is_adapter(trainer: Any) -> bool:
     return is_peft_model(trainer.accelerator.unwrap_model(trainer.model))
 
 
+def training_settings(trainer: Any) -> dict[str, Any]:
+    """Every setting of a trainer's run, for its model card: the `SoftGRPOConfig` (`to_dict()`, secrets masked as
+    transformers does) plus the model's LoRA and quantization settings and the number of processes."""
+    settings: dict[str, Any] = dict(trainer.args.to_dict())
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, Mapping) and peft_config:
+        lora = next(iter(peft_config.values()))
+        targets = lora.target_modules
+        if isinstance(targets, (set, list, tuple)):  # PEFT expands "all-linear" into module names
+            targets = sorted({str(name).rsplit(".", 1)[-1] for name in targets})
+        settings["LoRA"] = (
+            f"r={getattr(lora, 'r', '?')}, alpha={getattr(lora, 'lora_alpha', '?')}, "
+            f"dropout={getattr(lora, 'lora_dropout', '?')}, target_modules={targets}"
+        )
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    quantization = getattr(getattr(base, "config", None), "quantization_config", None)
+    if quantization is not None:
+        values = quantization if isinstance(quantization, Mapping) else quantization.to_dict()
+        bits = "4-bit" if values.get("load_in_4bit") else "8-bit" if values.get("load_in_8bit") else "quantized"
+        kind = values.get("bnb_4bit_quant_type") if values.get("load_in_4bit") else values.get("quant_method")
+        settings["quantization"] = f"{bits} {kind or ''}".strip()
+    settings["num_processes"] = trainer.accelerator.num_processes
+    return settings
+
+
+def _wandb_run_url() -> str | None:
+    """The page of the active Weights & Biases run (None without one), as TRL's cards link it."""
+    import sys
+
+    run = getattr(sys.modules.get("wandb"), "run", None)  # a run exists only where wandb was imported
+    return getattr(run, "url", None) if run is not None else None
+
+
 def write_model_card(
     trainer: Any,
     output_dir: str | os.PathLike,
@@ -293,10 +623,18 @@ def write_model_card(
     dataset_name: str | None = None,
     tags: Any = None,
 ) -> Path:
-    """Write `output_dir/README.md` for a `SoftGRPOTrainer`, keeping the metadata PEFT put there."""
+    """Write `output_dir/README.md` and `output_dir/reward_curve.png` for a `SoftGRPOTrainer`, keeping the
+    metadata PEFT put in the card.
+
+    The card records the run so far (`trainer.state.log_history`): at a checkpoint, its steps; at the end,
+    the whole run.
+    """
     args = trainer.args
     tags = [tags] if isinstance(tags, str) else list(tags or [])
     repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id
+    log_history = list(trainer.state.log_history)
+    os.makedirs(output_dir, exist_ok=True)
+    curve = plot_reward_curve(log_history, Path(output_dir) / REWARD_CURVE_FILE)
     card = soft_model_card(
         base_model=_base_model_name(trainer),
         soft_rollout=args.soft_rollout,
@@ -307,6 +645,11 @@ def write_model_card(
         repo_id=repo_id,
         tags=tags,
         adapter=_is_adapter(trainer),
+        recipe=getattr(args, "recipe", None),
+        settings=training_settings(trainer),
+        log_history=log_history,
+        reward_curve=curve.name if curve is not None else None,
+        run_url=_wandb_run_url(),
     )
     path = Path(output_dir) / "README.md"
     if path.is_file():  # keep metadata PEFT wrote (e.g. peft version tags), ours wins on conflicts
@@ -328,7 +671,6 @@ def write_model_card(
         card.data = ModelCardData(
             **{**old, **{k: v for k, v in new.items() if v is not None}, "tags": merged_tags}
         )
-    os.makedirs(output_dir, exist_ok=True)
     card.save(path)
     return path
 
