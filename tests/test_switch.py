@@ -129,11 +129,12 @@ def test_final_answer_is_forced_past_twice_the_limit_then_the_answer_is_cut(mode
     cfg = SoftThinkingConfig(**FULL_T1, switch_window=1, max_switches=1, final_answer="ok",
                              final_answer_max_tokens=3)
     # 1: switch 1 (the limit); 2: think-end forced; in the answer the entropy keeps switching:
-    # 3: explicit (switch 2), 4: soft, 5: explicit (switch 3 > 2 x 1) -> "ok" on 6-7, one more token, cut
+    # 3: explicit (switch 2), 4: soft, 5: explicit (switch 3 > 2 x 1) -> "ok" on 6-7; the row ends 3 steps after
+    # the switch step, that step included (SwiReasoning's count)
     confidence = [1.0, 2.0, 0.5, 2.0, 0.5, 2.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
     out, _ = generate(model, cfg, confidence, new_tokens=12)
     events = out.step_events[0].tolist()
-    assert events == [S, TE, FORCED_SWITCH_LIMIT, ANSWER, ANSWER, ANSWER, FINAL, FINAL, ANSWER]
+    assert events == [S, TE, FORCED_SWITCH_LIMIT, ANSWER, ANSWER, ANSWER, FINAL, FINAL]
     assert out.sequences[0, 3 + 6 : 3 + 8].tolist() == text
     # with only two switches in the answer, nothing is forced and the answer runs to max_new_tokens
     out, _ = generate(model, cfg, [1.0, 2.0, 0.5, 2.0] + [0.5] * 8, new_tokens=12)
@@ -142,7 +143,7 @@ def test_final_answer_is_forced_past_twice_the_limit_then_the_answer_is_cut(mode
 
 def test_final_answer_cut_pads_a_finished_row_while_others_go_on(model):
     cfg = SoftThinkingConfig(**FULL_T1, switch_window=1, max_switches=1, final_answer="ok",
-                             final_answer_max_tokens=1)
+                             final_answer_max_tokens=2)
     script = Scripted(model, [1.0, 2.0, 0.5, 2.0, 0.5, 2.0, 0.5, 0.5, 0.5, 0.5])
     prompt = torch.tensor([[5, 6, 7], [5, 6, 7]])
     original = script.replace_logits
@@ -185,8 +186,12 @@ def test_swireasoning_preset_is_the_published_method():
     assert (cfg.mode, cfg.temperature, cfg.max_topk, cfg.top_k, cfg.top_p, cfg.min_p) == ("switch", 1.0, None, None,
                                                                                          1.0, 0.0)
     assert (cfg.switch_window, cfg.switch_beta, cfg.switch_alpha, cfg.max_switches) == (512, 0.7, 0.6, 2)
-    assert cfg.final_answer == "\n\nThe final answer is" and cfg.final_answer_max_tokens == 32
+    assert cfg.final_answer == "</think>\n\nThe final answer is" and cfg.final_answer_max_tokens == 32
+    assert (cfg.first_step_blend, cfg.first_step_marker, cfg.explicit_math_tokens, cfg.switch_after_think_end) == (
+        0.9, "\\n", True, True)
+    assert cfg.forced_end_text is None, "the reference writes the marker alone for Qwen models"
     assert SoftThinkingConfig.swireasoning().final_answer is None
+    assert "\b" not in SoftThinkingConfig.swireasoning.__doc__ and "\a" not in SoftThinkingConfig.swireasoning.__doc__
     assert SoftThinkingConfig.from_json(cfg.to_json()) == cfg
 
 
