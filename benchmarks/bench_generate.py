@@ -4,10 +4,12 @@
     python benchmarks/bench_generate.py --compile [--static] ...   # + static cache with a compiled forward
 
 All decoders run the same prompt for exactly `--new-tokens` steps (EOS suppressed with
-`min_new_tokens`), with `think_end=None`, so every step is a soft step. Two soft modes: `soft` uses the
+`min_new_tokens`), with `think_end=None`, so every step is a thinking step. Three soft modes: `soft` uses the
 default thinking filters (max_topk=10, T=0.6, top_k=30, top_p=0.95, min_p=0.001); `soft-full` mixes the
 whole vocabulary (max_topk=None, top_k=None, top_p=1, min_p=0: a (B, V) @ (V, d) product per step, as Soft
-Tokens, Hard Truths and SwiReasoning use). Runs alternate plain / soft / soft-full (`--modes`);
+Tokens, Hard Truths and SwiReasoning use); `switch` is SwiReasoning's entropy switching with the same
+full-vocabulary mixture (window 512, no blends: rows go explicit and stay so, where only the token is fed).
+Runs alternate plain / soft / soft-full / switch (`--modes`);
 the median and the best run are reported (on a shared CPU the best run is the least disturbed). The time
 spent outside the model's forward passes (the decoding loop itself: processors, filters, mixing) is
 measured per step with forward hooks, which isolates the soft loop's overhead from forward-pass noise.
@@ -62,6 +64,8 @@ def batch_inputs(tokenizer, batch: int, device: str):
 SOFT_MODES = {
     "soft": SoftThinkingConfig(think_end=None),
     "soft-full": SoftThinkingConfig(think_end=None, max_topk=None, top_k=None, top_p=1.0, min_p=0.0),
+    "switch": SoftThinkingConfig(mode="switch", think_end=None, max_topk=None, top_k=None, top_p=1.0, min_p=0.0,
+                                 temperature=1.0),
 }
 MODES = ("plain", *SOFT_MODES)
 
@@ -162,6 +166,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also run every mode with a static cache and transformers' compiled forward")
     parser.add_argument("--static", action="store_true", help="also run every mode with a static cache, uncompiled")
+    parser.add_argument("--skip-memory", action="store_true", help="do not measure peak memory (saves a process "
+                        "per mode and batch)")
     parser.add_argument("--measure-memory", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -209,7 +215,7 @@ def main() -> None:
         best = {run_: batch * args.new_tokens / min(times) for run_, times in seconds.items()}
         rates = {mode: rate[mode, "dynamic"] for mode in modes}
         bests = {mode: best[mode, "dynamic"] for mode in modes}
-        memory = {mode: peak_memory_mib(args, mode, batch) for mode in modes}
+        memory = {mode: math.nan if args.skip_memory else peak_memory_mib(args, mode, batch) for mode in modes}
         loop = {mode: statistics.median(values) if values else math.nan for mode, values in loop_ms.items()}
         step_ms = 1000 * statistics.median(seconds["plain", "dynamic"]) / args.new_tokens
         for mode in modes[1:]:
@@ -233,7 +239,7 @@ def main() -> None:
     for batch, mode, rates, bests, memory, loop, overhead_ratio in rows:
         print(f"| {batch} | {mode} | {rates['plain']:.1f} | {rates[mode]:.1f} | {rates[mode] / rates['plain']:.3f} | "
               f"{bests[mode] / bests['plain']:.3f} | {measured(loop['plain'], '.2f')} | {measured(loop[mode], '.2f')} | "
-              f"{measured(overhead_ratio, '.3f')} | {memory['plain']:.0f} | {memory[mode]:.0f} |")
+              f"{measured(overhead_ratio, '.3f')} | {measured(memory['plain'], '.0f')} | {measured(memory[mode], '.0f')} |")
     if engine_rows:
         print("\n| batch | mode | engine | dynamic tok/s (median) | engine tok/s (median) | engine / dynamic (median) "
               "| engine / dynamic (best run) | mode / plain, same engine (median) | mode / plain, same engine (best run) "

@@ -10,6 +10,7 @@ import torch
 from hf_softthink import SoftThinkingConfig, enable_soft_thinking
 from hf_softthink.events import StepEvent, forced_mask
 from hf_softthink.models import tiny_model, tiny_tokenizer
+from hf_softthink.processors import EntropySwitchLogitsProcessor
 
 S, E, TE, TS, THINK_END, ANSWER, FORCED_SWITCH_LIMIT, SPELLING, FINAL, FINISHED = (
     StepEvent.SOFT, StepEvent.EXPLICIT, StepEvent.SWITCH_TO_EXPLICIT, StepEvent.SWITCH_TO_SOFT,
@@ -129,11 +130,12 @@ def test_final_answer_is_forced_past_twice_the_limit_then_the_answer_is_cut(mode
     cfg = SoftThinkingConfig(**FULL_T1, switch_window=1, max_switches=1, final_answer="ok",
                              final_answer_max_tokens=3)
     # 1: switch 1 (the limit); 2: think-end forced; in the answer the entropy keeps switching:
-    # 3: explicit (switch 2), 4: soft, 5: explicit (switch 3 > 2 x 1) -> "ok" on 6-7, one more token, cut
+    # 3: explicit (switch 2), 4: soft, 5: explicit (switch 3 > 2 x 1) -> "ok" on 6-7; the row ends 3 steps after
+    # the switch step, that step included (SwiReasoning's count)
     confidence = [1.0, 2.0, 0.5, 2.0, 0.5, 2.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
     out, _ = generate(model, cfg, confidence, new_tokens=12)
     events = out.step_events[0].tolist()
-    assert events == [S, TE, FORCED_SWITCH_LIMIT, ANSWER, ANSWER, ANSWER, FINAL, FINAL, ANSWER]
+    assert events == [S, TE, FORCED_SWITCH_LIMIT, ANSWER, ANSWER, ANSWER, FINAL, FINAL]
     assert out.sequences[0, 3 + 6 : 3 + 8].tolist() == text
     # with only two switches in the answer, nothing is forced and the answer runs to max_new_tokens
     out, _ = generate(model, cfg, [1.0, 2.0, 0.5, 2.0] + [0.5] * 8, new_tokens=12)
@@ -142,7 +144,7 @@ def test_final_answer_is_forced_past_twice_the_limit_then_the_answer_is_cut(mode
 
 def test_final_answer_cut_pads_a_finished_row_while_others_go_on(model):
     cfg = SoftThinkingConfig(**FULL_T1, switch_window=1, max_switches=1, final_answer="ok",
-                             final_answer_max_tokens=1)
+                             final_answer_max_tokens=2)
     script = Scripted(model, [1.0, 2.0, 0.5, 2.0, 0.5, 2.0, 0.5, 0.5, 0.5, 0.5])
     prompt = torch.tensor([[5, 6, 7], [5, 6, 7]])
     original = script.replace_logits
@@ -185,8 +187,12 @@ def test_swireasoning_preset_is_the_published_method():
     assert (cfg.mode, cfg.temperature, cfg.max_topk, cfg.top_k, cfg.top_p, cfg.min_p) == ("switch", 1.0, None, None,
                                                                                          1.0, 0.0)
     assert (cfg.switch_window, cfg.switch_beta, cfg.switch_alpha, cfg.max_switches) == (512, 0.7, 0.6, 2)
-    assert cfg.final_answer == "\n\nThe final answer is" and cfg.final_answer_max_tokens == 32
+    assert cfg.final_answer == "</think>\n\nThe final answer is" and cfg.final_answer_max_tokens == 32
+    assert (cfg.first_step_blend, cfg.first_step_marker, cfg.explicit_math_tokens, cfg.switch_after_think_end) == (
+        0.9, "\\n", True, True)
+    assert cfg.forced_end_text is None, "the reference writes the marker alone for Qwen models"
     assert SoftThinkingConfig.swireasoning().final_answer is None
+    assert "\b" not in SoftThinkingConfig.swireasoning.__doc__ and "\a" not in SoftThinkingConfig.swireasoning.__doc__
     assert SoftThinkingConfig.from_json(cfg.to_json()) == cfg
 
 
@@ -209,3 +215,44 @@ def test_explicit_steps_follow_the_callers_sampling_settings():
     assert torch.equal(greedy[0], greedy[1])
     top1 = [run(seed, do_sample=True, top_k=1).sequences for seed in (0, 1)]
     assert torch.equal(top1[0], greedy[0]), "the caller's top_k=1 makes every drawn token the argmax"
+
+
+def run_switch_processor(entropies, lock_at=None, **kwargs):
+    switch = EntropySwitchLogitsProcessor(switch_window=1, think_end_token_id=9, **kwargs)
+    row, fired, modes = torch.tensor([True]), [], []
+    for step, h in enumerate(entropies):
+        if step == lock_at:
+            switch.lock(row)
+        fired.append(bool(switch.fires(None, thinking=row, entropy=torch.tensor([h]))))
+        modes.append("E" if switch.explicit.item() else "S")
+    return fired, "".join(modes)
+
+
+def test_limit_repeats_forces_after_every_switch_up_to_twice_the_limit():
+    # switches to explicit at steps 1, 3, 5 and 7 (the 1st to 4th); back to soft at 2, 4 and 6
+    entropies = [1.0, 0.5, 0.9, 0.4, 0.8, 0.3, 0.7, 0.6]
+    fired, modes = run_switch_processor(entropies, max_switches=1, limit_repeats=True)
+    assert modes == "SESESESE"
+    assert fired == [False, False, True, False, True, False, False, False], "after the 1st and 2nd, not the 3rd or 4th"
+    fired, _ = run_switch_processor(entropies, max_switches=1)
+    assert fired == [False, False, True] + [False] * 5, "without repeats: once"
+
+
+def test_a_locked_row_never_switches_back_to_soft_but_still_switches_to_explicit():
+    fired, modes = run_switch_processor([1.0, 0.5, 0.9, 0.4], lock_at=2, max_switches=1, limit_repeats=True)
+    assert modes == "SEEE", "locked on step 2, when it would have gone back to soft"
+    fired, modes = run_switch_processor([1.0, 1.2, 0.5], lock_at=1, max_switches=1, limit_repeats=True)
+    assert modes == "SSE" and fired == [False] * 3, "a locked soft row still switches to explicit, and counts"
+
+
+def test_mixture_skipped_only_where_no_row_can_feed_it():
+    switch = EntropySwitchLogitsProcessor(switch_window=3)
+    rows = torch.tensor([True, True])
+    assert switch.may_feed_mixture(rows).tolist() == [True, True], "before the first step every row is soft"
+    for h in ([1.0, 1.0], [0.5, 1.1], [0.4, 1.2]):  # row 0 goes explicit at step 1, row 1 stays soft
+        switch.fires(None, thinking=rows, entropy=torch.tensor(h))
+    assert switch.may_feed_mixture(rows).tolist() == [False, True], "row 0: 2 steps into a window of 3"
+    switch.fires(None, thinking=rows, entropy=torch.tensor([0.3, 1.3]))
+    assert switch.may_feed_mixture(rows).tolist() == [True, True], "row 0 may switch back on the next step"
+    switch.lock(torch.tensor([True, False]))
+    assert switch.may_feed_mixture(rows).tolist() == [False, True], "locked in an explicit block: never soft again"

@@ -25,8 +25,12 @@ GENERATION_CONFIG_ATTRIBUTE = "soft_thinking"
 #: dtype: a scale or divisor must be a positive *normal* float32, or it rounds to 0 / inf and gives NaN weights
 FLOAT32 = torch.finfo(torch.float32)
 FLOAT32_RANGE = f"in [{FLOAT32.tiny:.3g}, {FLOAT32.max:.3g}] (a normal float32: the thinking arithmetic runs in float32)"
-#: SwiReasoning's answer prompt, forced when a row keeps switching past twice the switch limit
-SWIREASONING_FINAL_ANSWER = "\n\nThe final answer is"
+#: SwiReasoning's termination text (its code's `termination_words`), forced when a row keeps switching past twice
+#: the switch limit
+SWIREASONING_FINAL_ANSWER = "</think>\n\nThe final answer is"
+#: the token SwiReasoning's code blends into the first step (`convert_tokens_to_ids("\\n")`): the vocabulary token
+#: spelled backslash + n (Qwen3 and Llama 3 have one), not a line break
+SWIREASONING_FIRST_STEP_MARKER = "\\n"
 
 
 _JSON_KINDS = {
@@ -181,7 +185,54 @@ class SoftThinkingConfig:
     )
     final_answer_max_tokens: int = field(
         default=32,
-        metadata={"help": "Switch mode: tokens generated after final-answer forcing starts, its text included (>= 1)."},
+        metadata={
+            "help": "Switch mode: the row ends this many steps after the switch that starts final-answer forcing, "
+            "that switch step included (>= 1; SwiReasoning: 32, i.e. the switch step and 31 more tokens, the "
+            "final-answer text among them)."
+        },
+    )
+    forced_end_text: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text the decoder writes whenever it ends a row's thinking itself (thinking budget, Cold Stop, "
+            "switch limit) instead of the think_end marker alone; it must contain think_end, e.g. "
+            "'\\n\\n</think>\\n\\n' or '</think>\\nThe answer is \\\\boxed{' (an answer prefix). Its tokens "
+            "are forced one per step (forced step events: out of the policy loss); thinking ends where the marker "
+            "is written. A think_end the model writes itself is not followed by it. None: the marker alone."
+        },
+    )
+    first_step_blend: float = field(
+        default=1.0,
+        metadata={
+            "help": "Switch mode: the first generated step, when soft, feeds first_step_blend * concept + "
+            "(1 - first_step_blend) * E[first_step_marker] (SwiReasoning: 0.9). In [0, 1]; 1: no blend."
+        },
+    )
+    first_step_marker: str | int | None = field(
+        default=None,
+        metadata={
+            "help": "Switch mode: the one-token marker blended into the first step by first_step_blend < 1: a "
+            "vocabulary token (looked up as spelled, then encoded) or a token id (SwiReasoning: '\\\\n', the "
+            "token spelled backslash + n)."
+        },
+    )
+    explicit_math_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Switch mode: a soft step whose drawn token is a math symbol, a digit or a single letter feeds "
+            "that token instead of the concept token (SwiReasoning's rule; the ids are every token of "
+            "tokenizer.encode(symbol) for each symbol of processors.SWIREASONING_MATH_SYMBOLS)."
+        },
+    )
+    switch_after_think_end: bool = field(
+        default=False,
+        metadata={
+            "help": "Switch mode: entropy switching goes on after think_end, as SwiReasoning's code does: a row "
+            "that drew think_end never switches back to soft but still counts and blends soft -> explicit "
+            "switches; after a forced think_end a row keeps switching (soft steps in its answer) and every switch "
+            "up to 2 * max_switches forces the end text again; a forced piece on a soft step still feeds the "
+            "concept token. False: a row's switching ends with its thinking (see docs/design.md section 5)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -230,6 +281,47 @@ class SoftThinkingConfig:
                "final_answer", self.final_answer, "None (off) or a non-empty string")
         _check(_is_int(self.final_answer_max_tokens) and self.final_answer_max_tokens >= 1,
                "final_answer_max_tokens", self.final_answer_max_tokens, "an integer >= 1")
+        _check(self.forced_end_text is None or (isinstance(self.forced_end_text, str) and self.forced_end_text != ""),
+               "forced_end_text", self.forced_end_text, "None (the think_end marker alone) or a non-empty string")
+        if self.forced_end_text is not None:
+            if self.think_end is None:
+                raise ValueError(
+                    f"SoftThinkingConfig.forced_end_text={self.forced_end_text!r} needs think_end: it is written "
+                    "when the decoder ends thinking, and must contain the think_end marker. Set think_end, or "
+                    "forced_end_text=None."
+                )
+            if isinstance(self.think_end, str) and self.think_end not in self.forced_end_text:
+                raise ValueError(
+                    f"SoftThinkingConfig.forced_end_text={self.forced_end_text!r} does not contain think_end="
+                    f"{self.think_end!r}: thinking ends where the marker is written, so the text must hold it "
+                    f"(e.g. {self.think_end + chr(10)!r}). Add the marker, or set forced_end_text=None."
+                )
+        _check(_is_number(self.first_step_blend) and 0 <= self.first_step_blend <= 1, "first_step_blend",
+               self.first_step_blend, "in [0, 1] (1: no blend)")
+        _check(self.first_step_marker is None or (isinstance(self.first_step_marker, str) and self.first_step_marker != "")
+               or (_is_int(self.first_step_marker) and self.first_step_marker >= 0), "first_step_marker",
+               self.first_step_marker, "a non-empty string, a token id >= 0, or None")
+        if self.first_step_blend < 1 and self.first_step_marker is None:
+            raise ValueError(
+                f"SoftThinkingConfig.first_step_marker=None is invalid with first_step_blend={self.first_step_blend}: "
+                "the blend w * concept + (1 - w) * E[first_step_marker] needs the marker. Set first_step_marker "
+                "(SwiReasoning: '\\\\n'), or first_step_blend=1.0 (no blend)."
+            )
+        for name in ("explicit_math_tokens", "switch_after_think_end"):
+            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "True or False")
+        switch_only = [name for name, on in (("first_step_blend < 1", self.first_step_blend < 1),
+                                             ("explicit_math_tokens", self.explicit_math_tokens),
+                                             ("switch_after_think_end", self.switch_after_think_end)) if on]
+        if switch_only and self.mode != "switch":
+            raise ValueError(
+                f"SoftThinkingConfig: {', '.join(switch_only)} belong(s) to SwiReasoning's switch mode, but mode="
+                f"{self.mode!r}. Set mode='switch' (or use SoftThinkingConfig.swireasoning()), or turn them off."
+            )
+        if self.switch_after_think_end and self.think_end is None:
+            raise ValueError(
+                "SoftThinkingConfig.switch_after_think_end=True needs think_end: it changes what happens after the "
+                "think-end marker. Set think_end, or switch_after_think_end=False."
+            )
         if self.final_answer is not None and (self.mode != "switch" or self.max_switches is None):
             raise ValueError(
                 f"SoftThinkingConfig.final_answer={self.final_answer!r} needs mode='switch' and max_switches: it is "
@@ -246,27 +338,42 @@ class SoftThinkingConfig:
 
     @classmethod
     def swireasoning(cls, alpha: float = 1.0, max_switches: int | None = None, **overrides: Any) -> SoftThinkingConfig:
-        r"""SwiReasoning as published (Shi et al., arXiv:2510.05069, and its public code).
+        r"""SwiReasoning as published (Shi et al., arXiv:2510.05069, and its public code: `generate_swir`, `run.py`).
 
-        Entropy-driven switching (`mode="switch"`) with the reference's settings: the switching entropy and the
-        concept token are the full softmax at T = 1 over the whole vocabulary (`temperature=1`, no top-k / top-p /
-        min-p, `max_topk=None`), `switch_window=512`, the marker blends $eta_0 = 0.7$ (to explicit) and
-        $lpha_0$ = `alpha` (back to soft; the reference tunes it per model and task, 0.3-1.0), and with
-        `max_switches` the reference's switch-count control: think-end after `max_switches` soft -> explicit
-        switches, then `"
+        Entropy-driven switching (`mode="switch"`) with the reference's settings, so that a run reproduces its
+        tokens from the first step (`tests/test_swireasoning_oracle.py` checks this against a port of its loop):
 
-The final answer is"` and at most 32 more tokens for a row that keeps switching past
-        twice the limit. Explicit steps (and the token recorded at soft steps) follow the caller's own
-        `generate` settings, so pass the reference's sampling too: `do_sample=True, temperature=0.6, top_p=0.95,
-        top_k=20`. `overrides` replace any field.
+        * the switching entropy and the concept token are the full softmax at T = 1 over the whole vocabulary
+          (`temperature=1`, no top-k / top-p / min-p, `max_topk=None`), `switch_window=512`;
+        * the marker blends $\beta_0 = 0.7$ (to explicit, with `think_end`) and $\alpha_0$ = `alpha` (back to
+          soft, with `think_start`; the reference tunes it per model and task, 0.3-1.0);
+        * the first step feeds $0.9 \cdot$ concept $+ 0.1 \cdot E$[`"\\n"`] (`first_step_blend=0.9`; the reference
+          looks up the vocabulary token spelled backslash + n, which Qwen3 and Llama 3 have: pass
+          `first_step_marker="\n"` for a line break, or `first_step_blend=1.0` for none);
+        * soft steps whose drawn token is a math symbol, a digit or a single letter feed that token
+          (`explicit_math_tokens=True`);
+        * switching goes on after the think-end marker (`switch_after_think_end=True`): a row that drew it never
+          goes soft again but still counts and blends soft -> explicit switches;
+        * with `max_switches`, the reference's switch-count control: every soft -> explicit switch from the
+          `max_switches`-th to the `2 * max_switches`-th forces the end text on the following steps (the marker
+          alone, as the reference writes it for Qwen models; its `run.py` writes `"\n\n</think>\n\n"` for other
+          models: pass `forced_end_text="\n\n</think>\n\n"`), and a later one forces
+          `"</think>\n\nThe final answer is"` and ends the row 32 steps after that switch (the switch step
+          included).
+
+        Explicit steps (and the token recorded at soft steps) follow the caller's own `generate` settings, so pass
+        the reference's sampling too: `do_sample=True, temperature=0.6, top_p=0.95, top_k=20`. What still differs
+        from the reference code is listed in `docs/design.md` (section 5). `overrides` replace any field.
 
         Example:
 
         ```python
         >>> from hf_softthink import SoftThinkingConfig
         >>> cfg = SoftThinkingConfig.swireasoning(alpha=0.5, max_switches=2)
-        >>> cfg.mode, cfg.max_topk, cfg.temperature, cfg.switch_beta, cfg.switch_alpha
-        ('switch', None, 1.0, 0.7, 0.5)
+        >>> cfg.mode, cfg.max_topk, cfg.temperature, cfg.switch_beta, cfg.switch_alpha, cfg.first_step_blend
+        ('switch', None, 1.0, 0.7, 0.5, 0.9)
+        >>> cfg.final_answer
+        '</think>\n\nThe final answer is'
 
         ```
         """
@@ -274,6 +381,8 @@ The final answer is"` and at most 32 more tokens for a row that keeps switching 
             mode="switch", max_topk=None, temperature=1.0, top_k=None, top_p=1.0, min_p=0.0, noise="none",
             switch_window=512, switch_beta=0.7, switch_alpha=alpha, max_switches=max_switches,
             final_answer=SWIREASONING_FINAL_ANSWER if max_switches is not None else None, final_answer_max_tokens=32,
+            first_step_blend=0.9, first_step_marker=SWIREASONING_FIRST_STEP_MARKER, explicit_math_tokens=True,
+            switch_after_think_end=True,
         )
         values.update(overrides)
         return cls(**values)

@@ -30,19 +30,23 @@ class StepEvent(enum.IntEnum):
     """Per-step event codes of `SoftThinkingGenerateOutput.step_events`.
 
     * `FINISHED` (0): the row had already finished (EOS, a stopping criterion); the step is padding.
-    * `SOFT` (1): a thinking step that fed a concept token.
-    * `EXPLICIT` (2): switch mode: a thinking step in an explicit block, fed its (discrete) token.
+    * `SOFT` (1): a step that fed a concept token (a thinking step; with `switch_after_think_end`, possibly an
+      answer step).
+    * `EXPLICIT` (2): switch mode: a thinking step that fed its (discrete) token: in an explicit block, or a math
+      token in a soft block (`explicit_math_tokens`).
     * `SWITCH_TO_EXPLICIT` (3): switch mode: the step on which the row switched soft -> explicit (entropy
       fell below the block's reference); it feeds its token, or beta*concept + (1-beta)*E[think_end].
     * `SWITCH_TO_SOFT` (4): switch mode: the step on which the row switched explicit -> soft (entropy rose
       above the reference after `switch_window` explicit steps); it feeds the concept token, or
       alpha*concept + (1-alpha)*E[think_start].
     * `THINK_END` (5): natural think-end: the model itself chose the (last piece of the) think-end marker.
-    * `FORCED_BUDGET` (6): think-end forced because `max_thinking_tokens` was spent.
-    * `FORCED_COLD_STOP` (7): think-end forced by Cold Stop (`cold_stop_patience` low-entropy steps).
-    * `FORCED_SWITCH_LIMIT` (8): think-end forced on the step after the `max_switches`-th soft -> explicit
-      switch.
-    * `FORCED_SPELLING` (9): a further piece of a multi-token think-end marker whose first piece was forced.
+    * `FORCED_BUDGET` (6): the first piece of the end text (`forced_end_text`, or the think-end marker) forced
+      because `max_thinking_tokens` was spent.
+    * `FORCED_COLD_STOP` (7): the same, forced by Cold Stop (`cold_stop_patience` low-entropy steps).
+    * `FORCED_SWITCH_LIMIT` (8): the same, forced on the step after the `max_switches`-th soft -> explicit
+      switch (with `switch_after_think_end`, after every one up to the `2 * max_switches`-th).
+    * `FORCED_SPELLING` (9): a further piece of the forced end text, or of a multi-token think-end marker whose
+      first piece a stop decision drew.
     * `FORCED_FINAL_ANSWER` (10): a piece of `final_answer`, forced once a row kept switching past
       2 * `max_switches` (SwiReasoning's final-answer forcing).
     * `ANSWER` (11): an answer-phase step, decoded with the caller's own settings.

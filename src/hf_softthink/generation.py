@@ -44,11 +44,13 @@ from .processors import (
     EntropySwitchLogitsProcessor,
     force_tokens,
     full_entropy,
+    math_token_ids,
     mixture_noise,
     shift_to_zero_max,
     think_end_forcers,
     thinking_warpers,
     top_k_candidates,
+    top_k_lowest_ids,
 )
 
 #: transformers' warpers: they shape the *answer* sampling distribution and are not applied while thinking
@@ -227,13 +229,44 @@ def missing_tokenizer_error(name: str, value: str) -> ValueError:
     )
 
 
-def stop_token_ids(generation_config: GenerationConfig, think_end: ThinkEnd | None, device) -> torch.Tensor:
-    """The *stop set* S of a thinking step: the EOS ids of `generation_config` and the first token of `think_end`."""
-    eos = generation_config.eos_token_id
-    ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    if think_end is not None:
-        ids.append(think_end.token_ids[0])
-    return torch.tensor(sorted({int(i) for i in ids}), dtype=torch.long, device=device)
+def encode_text(name: str, text: str, tokenizer: Any) -> tuple[int, ...]:
+    """The token ids of a text field of the config (`final_answer`, `forced_end_text`) that the decoder forces."""
+    if tokenizer is None:
+        raise ValueError(
+            f"SoftThinkingConfig.{name}={text!r} is text, so soft thinking needs a tokenizer: pass "
+            "`generate(..., tokenizer=tokenizer)` or `enable_soft_thinking(model, tokenizer=tokenizer)`, or set "
+            f"{name}=None."
+        )
+    return tuple(tokenizer.encode(text, add_special_tokens=False))
+
+
+def check_forced_end_text(text: str, token_ids: tuple[int, ...], think_end: ThinkEnd | None, tokenizer: Any) -> None:
+    """Raise a `ValueError` unless writing `token_ids` ends thinking: they must spell the think-end marker as the
+    decoder detects it (its token, or its text for a multi-token marker)."""
+    if think_end is None:  # SoftThinkingConfig already refuses forced_end_text without think_end
+        return
+    if len(think_end.token_ids) == 1:
+        found = think_end.token_ids[0] in token_ids
+    else:
+        found = think_end.text in tokenizer.decode(token_ids)
+    if not found:
+        raise ValueError(
+            f"SoftThinkingConfig.forced_end_text={text!r} encodes to {list(token_ids)}, which does not contain the "
+            f"think-end marker as the decoder detects it (token(s) {list(think_end.token_ids)}), so writing it would "
+            "not end thinking. Write the marker so that it tokenizes on its own (e.g. surrounded by whitespace), or "
+            "set forced_end_text=None."
+        )
+
+
+def stop_token_ids(eos_token_id: int | list[int] | torch.Tensor | None, think_end: ThinkEnd | None,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """The *stop set* S of a thinking step, sorted: the EOS id(s) and the first token of `think_end`.
+
+    The one definition of S: the decoder's sampled stop decisions and `SoftGRPOTrainer`'s scoring of them use it.
+    """
+    eos = torch.as_tensor(eos_token_id).flatten().tolist() if eos_token_id is not None else []
+    ids = set(eos) | ({think_end.token_ids[0]} if think_end is not None else set())
+    return torch.tensor(sorted(int(i) for i in ids), dtype=torch.long, device=device)
 
 
 def sample_stop_decision(
@@ -277,13 +310,22 @@ class SoftThinkingPlan:
         dense: mix as a `(B, V) @ (V, d)` product (more than `DENSE_MIXTURE_MIN_IDS` ids) instead of lookups.
         max_new_tokens: the length the marker blends' schedules run over (SwiReasoning's t / max_new_tokens).
         stop_ids: the stop set S sampled at each soft step (`stop_decision="sample"`, `mode="soft"`), else None.
+        end_text_ids: the tokens written when the decoder ends thinking (`forced_end_text`, or the marker alone).
+        explicit_ids: `(n,)` the tokens a soft step feeds explicitly (`explicit_math_tokens`), else None.
+
+    Every token id the call uses beyond the model's own is resolved in `plan_soft_thinking`: the think-end
+    marker, the blended markers (think_end, think_start, first_step_marker), final_answer, forced_end_text,
+    the explicit math tokens and the stop set.
     """
 
     config: SoftThinkingConfig
     think_end: ThinkEnd | None
     think_end_marker: torch.Tensor | None  # (1, d) E[think_end], for switch_beta < 1
     think_start_marker: torch.Tensor | None  # (1, d) E[think_start], for switch_alpha < 1
+    first_step_marker: torch.Tensor | None  # (1, d) E[first_step_marker], for first_step_blend < 1
     final_answer_ids: tuple[int, ...]
+    end_text_ids: tuple[int, ...]
+    explicit_ids: torch.Tensor | None
     forcers: LogitsProcessorList
     switch: EntropySwitchLogitsProcessor | None
     warpers: LogitsProcessorList
@@ -314,15 +356,16 @@ def plan_soft_thinking(
         markers = {
             "think_end": config.think_end,
             "think_start": config.think_start if switching and config.switch_alpha < 1 else None,
+            "first_step_marker": config.first_step_marker if switching and config.first_step_blend < 1 else None,
             "final_answer": config.final_answer if switching else None,
+            "forced_end_text": config.forced_end_text,
         }
         for name, value in markers.items():
             if isinstance(value, str):
                 raise missing_tokenizer_error(name, value)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
-    think_end_first = think_end.token_ids[0] if think_end is not None else None
     with torch.no_grad():
-        think_end_marker = think_start_marker = None
+        think_end_marker = think_start_marker = first_step_marker = None
         if switching and config.switch_beta < 1:
             marker = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
                                           f"the switch blend switch_beta={config.switch_beta}")
@@ -331,16 +374,30 @@ def plan_soft_thinking(
             marker = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
                                           f"the switch blend switch_alpha={config.switch_alpha}")
             think_start_marker = embedding(torch.tensor([marker], device=model.device))
+        if switching and config.first_step_blend < 1:
+            marker = resolve_single_token("first_step_marker", config.first_step_marker, tokenizer, vocab_size,
+                                          f"the first-step blend first_step_blend={config.first_step_blend}")
+            first_step_marker = embedding(torch.tensor([marker], device=model.device))
+    if switching and config.switch_after_think_end:
+        resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
+                             "switch_after_think_end (a row that draws the marker stops switching back to soft)")
     final_answer_ids: tuple[int, ...] = ()
     if switching and config.final_answer is not None:
+        final_answer_ids = encode_text("final_answer", config.final_answer, tokenizer)
+    end_text_ids = think_end.token_ids if think_end is not None else ()
+    if config.forced_end_text is not None:
+        end_text_ids = encode_text("forced_end_text", config.forced_end_text, tokenizer)
+        check_forced_end_text(config.forced_end_text, end_text_ids, think_end, tokenizer)
+    explicit_ids = None
+    if switching and config.explicit_math_tokens:
         if tokenizer is None:
             raise ValueError(
-                f"SoftThinkingConfig.final_answer={config.final_answer!r} is text, so soft thinking needs a "
-                "tokenizer: pass `generate(..., tokenizer=tokenizer)` or `enable_soft_thinking(model, "
-                "tokenizer=tokenizer)`, or set final_answer=None."
+                "SoftThinkingConfig.explicit_math_tokens=True builds its token ids with the tokenizer (SwiReasoning's "
+                "math symbols, digits and letters): pass `generate(..., tokenizer=tokenizer)` or "
+                "`enable_soft_thinking(model, tokenizer=tokenizer)`, or set explicit_math_tokens=False."
             )
-        final_answer_ids = tuple(tokenizer.encode(config.final_answer, add_special_tokens=False))
-    forcers = think_end_forcers(config, think_end_first, prompt_length)
+        explicit_ids = torch.tensor(math_token_ids(tokenizer), dtype=torch.long, device=model.device)
+    forcers = think_end_forcers(config, end_text_ids[0] if end_text_ids else None, prompt_length)
     candidates = config.candidate_count
     mixture_size = min(x for x in (config.max_topk, candidates, vocab_size) if x is not None)
     bounded = config.max_topk is not None or candidates is not None
@@ -362,7 +419,10 @@ def plan_soft_thinking(
         think_end=think_end,
         think_end_marker=think_end_marker,
         think_start_marker=think_start_marker,
+        first_step_marker=first_step_marker,
         final_answer_ids=final_answer_ids,
+        end_text_ids=end_text_ids,
+        explicit_ids=explicit_ids,
         forcers=forcers,
         switch=next((f for f in forcers if isinstance(f, EntropySwitchLogitsProcessor)), None),
         warpers=thinking_warpers(config),
@@ -377,7 +437,7 @@ def plan_soft_thinking(
         ),
         max_new_tokens=max(max_length - prompt_length, 1),
         stop_ids=(
-            stop_token_ids(generation_config, think_end, model.device)
+            stop_token_ids(generation_config.eos_token_id, think_end, model.device)
             if config.stop_decision == "sample" and not switching
             else None
         ),
@@ -431,11 +491,14 @@ def thinking_mixture(
     With `plan.stop_ids` the rows of `deciding` draw their stop decision from w first (`sample_stop_decision`;
     with Gumbel noise the Gumbel-max id is that draw); a row that stops gets one-hot weights at its stop token.
     """
-    candidate_scores, candidate_ids = top_k_candidates(scores, plan.candidates)  # ids None: vocabulary order
+    # ids None: the vocabulary, in vocabulary order. Ties go to the lowest id (as greedy `generate`): in the order
+    # of the candidates, and at their boundary when the mixture is all of them (a prefix of them is cut below)
+    candidate_scores, candidate_ids = top_k_candidates(
+        scores, plan.candidates, settle_boundary=plan.candidates is not None and plan.candidates <= plan.mixture_size)
     candidate_scores = plan.warpers(input_ids, shift_to_zero_max(candidate_scores))
     if candidate_scores.shape[-1] > plan.mixture_size:
         if candidate_ids is None:
-            candidate_scores, candidate_ids = torch.topk(candidate_scores, plan.mixture_size, dim=-1)
+            candidate_scores, candidate_ids = top_k_lowest_ids(candidate_scores, plan.mixture_size)
         else:  # candidates are sorted by score and the warpers keep the order
             candidate_scores = candidate_scores[:, : plan.mixture_size]
             candidate_ids = candidate_ids[:, : plan.mixture_size]
@@ -460,15 +523,16 @@ def thinking_mixture(
     def ids_at(order: torch.Tensor) -> torch.Tensor:
         return order if candidate_ids is None else candidate_ids.gather(-1, order)
 
-    if plan.dense:
-        log_weights, order = torch.topk(log_mixture, plan.recorded, dim=-1)
+    # positions in candidate order: equal weights keep it (lowest id first among equal scores)
+    if plan.dense:  # what is recorded of a dense mixture: its largest weights (the token first); all of it is fed
+        log_weights, order = top_k_lowest_ids(log_mixture, plan.recorded, settle_boundary=False)
         if candidate_ids is None:  # the whole vocabulary, in vocabulary order
             dense_weights = log_mixture.exp()
         else:
             dense_weights = torch.zeros_like(scores).scatter_(-1, candidate_ids, log_mixture.exp())
         return Mixture(ids_at(order), log_weights.exp(), log_weights, None, None, dense_weights, candidate_scores,
                        candidate_ids, support.gather(-1, order), stop)
-    log_weights, order = log_mixture.sort(dim=-1, descending=True)
+    log_weights, order = log_mixture.sort(dim=-1, descending=True, stable=True)
     mixed_ids, mixed_weights = ids_at(order), log_weights.exp()
     recorded = plan.recorded
     return Mixture(
@@ -478,25 +542,29 @@ def thinking_mixture(
 
 
 class ForcedText:
-    """Token sequences the decoder writes piece by piece: the rest of a multi-token think-end, the final answer.
+    """Token sequences the decoder writes piece by piece, one per step.
 
+    `END_TEXT`: the text written when the decoder ends thinking (`forced_end_text`, or the think-end marker
+    alone), from its second piece (a forcer writes the first); `MARKER`: the rest of a multi-token think-end
+    marker whose first piece a sampled stop decision drew; `FINAL_ANSWER`: SwiReasoning's final-answer text.
     Per row: which sequence is being written (`kind`, 0 for none) and the index of its next piece.
     """
 
-    THINK_END, FINAL_ANSWER = 1, 2
+    END_TEXT, MARKER, FINAL_ANSWER = 1, 2, 3
 
-    def __init__(self, think_end_ids: tuple[int, ...], final_answer_ids: tuple[int, ...], batch: int, device):
-        longest = max(len(think_end_ids), len(final_answer_ids), 1)
-        self.table = torch.zeros(3, longest, dtype=torch.long, device=device)
-        self.table[self.THINK_END, : len(think_end_ids)] = torch.tensor(think_end_ids, dtype=torch.long)
-        self.table[self.FINAL_ANSWER, : len(final_answer_ids)] = torch.tensor(final_answer_ids, dtype=torch.long)
-        self.lengths = torch.tensor([0, len(think_end_ids), len(final_answer_ids)], device=device)
+    def __init__(self, end_text_ids: tuple[int, ...], think_end_ids: tuple[int, ...],
+                 final_answer_ids: tuple[int, ...], batch: int, device):
+        texts = (end_text_ids, think_end_ids, final_answer_ids)
+        self.table = torch.zeros(4, max(*map(len, texts), 1), dtype=torch.long, device=device)
+        for kind, ids in enumerate(texts, start=1):
+            self.table[kind, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        self.lengths = torch.tensor([0, *map(len, texts)], device=device)
         self.kind = torch.zeros(batch, dtype=torch.long, device=device)
         self.position = torch.zeros(batch, dtype=torch.long, device=device)
 
-    def writing(self, kind: int) -> torch.Tensor:
-        """(B,) bool: rows writing a sequence of this kind on this step."""
-        return self.kind == kind
+    def writing(self, kind: int | None = None) -> torch.Tensor:
+        """(B,) bool: rows writing a sequence (of this kind) on this step."""
+        return self.kind > 0 if kind is None else self.kind == kind
 
     def next_tokens(self) -> torch.Tensor:
         """(B,) the next piece of each row's sequence (meaningless where a row writes none)."""
@@ -510,10 +578,11 @@ class ForcedText:
         self.position = torch.where(done, 0, self.position)
 
     def start(self, rows: torch.Tensor, kind: int, first_position: int) -> None:
-        """From the next step, `rows` write sequence `kind` from piece `first_position` (if it has one)."""
+        """From the next step, `rows` write sequence `kind` from piece `first_position` (if it has one); a row
+        writing another sequence drops it."""
         starts = rows & (self.lengths[kind] > first_position)
-        self.kind = torch.where(starts, kind, self.kind)
-        self.position = torch.where(starts, first_position, self.position)
+        self.kind = torch.where(starts, kind, torch.where(rows, 0, self.kind))
+        self.position = torch.where(starts, first_position, torch.where(rows, 0, self.position))
 
 
 def choose_tokens(scores: torch.Tensor, do_sample: bool) -> torch.Tensor:
@@ -684,7 +753,8 @@ def soft_thinking_sample(
     if pad_token_id is not None:
         pad_token_id = pad_token_id.to(device)
     shared, answer_rest, thinking_rest = split_processors(logits_processor)
-    forced_text = ForcedText(think_end.token_ids if think_end else (), plan.final_answer_ids, batch_size, device)
+    forced_text = ForcedText(plan.end_text_ids, think_end.token_ids if think_end else (), plan.final_answer_ids,
+                             batch_size, device)
     no_rows = torch.zeros(batch_size, dtype=torch.bool, device=device)
 
     thinking = torch.ones(batch_size, dtype=torch.bool, device=device)
@@ -694,7 +764,9 @@ def soft_thinking_sample(
     answer_steps_left = torch.full((batch_size,), -1, dtype=torch.long, device=device)
     recorder = StepRecorder(plan, pad_token_id) if return_dict else None
     scores, raw_logits, attentions, hidden_states = [], [], [], []
-    any_thinking, any_answer = True, False  # host-side, from the previous step's single sync
+    # host-side, from the previous step's single sync: a row thinks / answers / may feed a concept token
+    any_thinking, any_answer, any_mixing = True, False, True
+    after_end = switch is not None and config.switch_after_think_end  # SwiReasoning: switching never ends
 
     # the decode steps' forward, chosen as `_sample` chooses it: compiled with a static cache where transformers
     # compiles (docs/design.md §8); every step feeds it (B, 1, d) `inputs_embeds`, so it is traced once, not per step
@@ -724,35 +796,40 @@ def soft_thinking_sample(
             processed = shared(input_ids, logits)
             bad_scores = live & ~torch.isfinite(processed.amax(-1))
 
-            # --- forced tokens: pieces of a marker being written, then the think-end forcers
-            forced = forced_text.writing(ForcedText.THINK_END) | forced_text.writing(ForcedText.FINAL_ANSWER)
+            # --- forced tokens: pieces of a text being written, then the think-end forcers
+            forced = forced_text.writing()
             forced_tokens = forced_text.next_tokens()
             forced_events = torch.where(
                 forced_text.writing(ForcedText.FINAL_ANSWER), int(StepEvent.FORCED_FINAL_ANSWER),
                 int(StepEvent.FORCED_SPELLING),
             )
             deciding = thinking_now & ~forced  # thinking rows the forcers may force this step
-            thinking_scores, mixture = None, None
-            if any_thinking:
-                thinking_scores = thinking_rest(input_ids, processed)
+            answer_scores = None
+            if switch is not None:  # every token is drawn with the caller's settings, before the switch decides
+                answer_scores = answer_rest(input_ids, processed).masked_fill(bad_scores[:, None], 0.0)
+                drawn = choose_tokens(answer_scores, do_sample)
+                if after_end:  # SwiReasoning: a row that draws think-end never switches back to soft
+                    switch.lock(live & (drawn == think_end_first))
+            fired = no_rows  # rows whose thinking a forcer ends on this step
+            if any_thinking or switch is not None:
+                switching = live if after_end else deciding | (ended_by_switch_limit & live)
                 for forcer in plan.forcers:
-                    rows = deciding | (ended_by_switch_limit & live) if forcer is switch else deciding
-                    already = forced.clone()
-                    thinking_scores = forcer(input_ids, thinking_scores, thinking=rows, entropy=entropy, forced=forced)
-                    forced_events = torch.where(forced & ~already, int(forcer.forced_event), forced_events)
-                forced_tokens = torch.where(forced & deciding, think_end_first or 0, forced_tokens)
-                thinking_scores = force_tokens(thinking_scores, forced, forced_tokens)
-                mixture = thinking_mixture(thinking_scores, input_ids, plan, deciding & ~forced)
-            elif switch is not None:  # no row thinks: SwiReasoning still tracks the entropy of limit-ended rows
-                switch(input_ids, processed, thinking=ended_by_switch_limit & live, entropy=entropy, forced=no_rows)
+                    fires = forcer.fires(input_ids, thinking=switching if forcer is switch else deciding, entropy=entropy)
+                    forced_events = torch.where(fires & ~fired, int(forcer.forced_event), forced_events)  # first wins
+                    fired = fired | fires
+                forced = forced | fired
+                forced_tokens = torch.where(fired, plan.end_text_ids[0] if plan.end_text_ids else 0, forced_tokens)
+            mixture = None
+            if any_mixing:
+                mixture = thinking_mixture(thinking_rest(input_ids, processed), input_ids, plan, deciding & ~fired)
 
             # --- the token: forced, mixture top-1 (soft mode), or the caller's own settings
-            by_caller = live & ~thinking if switch is None else live
-            answer_scores = None
             next_tokens = mixture.ids[:, 0] if mixture is not None else torch.zeros_like(unfinished)
-            if any_answer or switch is not None:
+            if switch is not None:
+                next_tokens = torch.where(live, drawn, next_tokens)
+            elif any_answer:
                 answer_scores = answer_rest(input_ids, processed).masked_fill(bad_scores[:, None], 0.0)
-                next_tokens = torch.where(by_caller, choose_tokens(answer_scores, do_sample), next_tokens)
+                next_tokens = torch.where(live & ~thinking, choose_tokens(answer_scores, do_sample), next_tokens)
             next_tokens = torch.where(forced, forced_tokens, next_tokens)
             if has_eos_stopping_criteria or config.final_answer is not None:  # the final answer can end a row
                 next_tokens = next_tokens * unfinished + (pad_token_id if pad_token_id is not None else 0) * (
@@ -764,11 +841,17 @@ def soft_thinking_sample(
             # --- what the step was, and what it feeds back
             reached = think_end.reached(input_ids) if think_end is not None else no_rows
             leaving = thinking_now & reached
-            explicit = switch.explicit & thinking_now if switch is not None else no_rows
             stop = mixture.stop if mixture is not None else no_rows  # a sampled stop decision feeds its token
-            soft = thinking_now & ~forced & ~leaving & ~explicit & ~stop
-            to_explicit = switch.to_explicit & thinking_now & ~forced & ~leaving if switch is not None else no_rows
-            to_soft = switch.to_soft & soft if switch is not None else no_rows
+            to_explicit = to_soft = no_rows
+            if switch is None:
+                soft = thinking_now & ~forced & ~leaving & ~stop
+            else:
+                # the steps whose switches show: every live step after SwiReasoning's code, else free thinking steps
+                shown = live if after_end else thinking_now & ~forced & ~leaving
+                to_explicit, to_soft = switch.to_explicit & shown, switch.to_soft & shown
+                soft = shown & ~switch.explicit & ~switch.locked  # locked: drew think-end (after_end only)
+                if plan.explicit_ids is not None:  # SwiReasoning's math tokens are fed as tokens
+                    soft = soft & ~torch.isin(next_tokens, plan.explicit_ids)
             blend_end = to_explicit if plan.think_end_marker is not None else no_rows
             fed_mixture = soft | blend_end
             fed_embeds = embedding(next_tokens)
@@ -781,12 +864,16 @@ def soft_thinking_sample(
                 if plan.think_start_marker is not None:
                     alpha = marker_blend(config.switch_alpha, step, plan.max_new_tokens)
                     mixed = torch.where(to_soft[:, None], alpha * mixed + (1 - alpha) * plan.think_start_marker, mixed)
+                if plan.first_step_marker is not None and step == 0:
+                    weight = config.first_step_blend
+                    mixed = weight * mixed + (1 - weight) * plan.first_step_marker
                 fed_embeds = torch.where(soft[:, None], mixed, fed_embeds)
             if plan.noise_std > 0:
                 fed_embeds = add_gaussian_noise(fed_embeds, plan.noise_std, soft)
 
-            events = torch.where(thinking_now, int(StepEvent.SOFT), int(StepEvent.ANSWER))
-            events = torch.where(explicit, int(StepEvent.EXPLICIT), events)
+            events = torch.where(thinking_now, int(StepEvent.SOFT if switch is None else StepEvent.EXPLICIT),
+                                 int(StepEvent.ANSWER))
+            events = torch.where(soft, int(StepEvent.SOFT), events)
             events = torch.where(to_explicit, int(StepEvent.SWITCH_TO_EXPLICIT), events)
             events = torch.where(to_soft, int(StepEvent.SWITCH_TO_SOFT), events)
             events = torch.where(stop, int(StepEvent.STOP_DECISION), events)
@@ -796,17 +883,21 @@ def soft_thinking_sample(
 
             # --- state for the next step
             forced_text.advance()
-            # the rest of a multi-token think-end is spelled after a forced or a sampled first piece
-            forced_text.start((forced & deciding) | (stop & (next_tokens == (think_end_first or -1))),
-                              ForcedText.THINK_END, 1)
+            forced_text.start(fired, ForcedText.END_TEXT, 1)  # its first piece was this step's token
+            # the rest of a multi-token think-end after a sampled first piece
+            forced_text.start(stop & (next_tokens == (think_end_first if think_end_first is not None else -1)),
+                              ForcedText.MARKER, 1)
             ended_by_switch_limit = ended_by_switch_limit | (events == int(StepEvent.FORCED_SWITCH_LIMIT))
             if switch is not None and config.final_answer is not None:
-                # SwiReasoning's final-answer forcing: a row whose thinking the limit ended switches on, past 2x it
-                ended_by_switch_limit = ended_by_switch_limit & ~(~thinking_now & reached & ~forced)  # a natural
-                final_due = (ended_by_switch_limit & ~thinking_now & live & (answer_steps_left < 0) & switch.to_explicit
-                             & (switch.switches > 2 * config.max_switches))
+                # SwiReasoning's final-answer forcing, on a switch to explicit past 2x the switch limit
+                if after_end:
+                    final_due = to_explicit & (switch.switches > 2 * config.max_switches)
+                else:  # a row whose thinking the limit ended, tracked in its answer, once
+                    ended_by_switch_limit = ended_by_switch_limit & ~(~thinking_now & reached & ~forced)  # a natural
+                    final_due = (ended_by_switch_limit & ~thinking_now & live & (answer_steps_left < 0)
+                                 & switch.to_explicit & (switch.switches > 2 * config.max_switches))
                 forced_text.start(final_due, ForcedText.FINAL_ANSWER, 0)
-                answer_steps_left = torch.where(final_due, config.final_answer_max_tokens + 1, answer_steps_left)
+                answer_steps_left = torch.where(final_due, config.final_answer_max_tokens, answer_steps_left)
             thinking = thinking & ~leaving
 
             if recorder is not None:
@@ -838,9 +929,13 @@ def soft_thinking_sample(
             bad_embeds = live & ~torch.isfinite(fed_embeds).all(-1)
             flags = torch.stack([bad_scores, bad_entropy, bad_mixture, bad_embeds])
             still = unfinished > 0
-            status = torch.cat([torch.stack([still.any(), (still & thinking).any(), (still & ~thinking).any()]),
-                                flags.any(-1)]).tolist()
-            any_live, any_thinking, any_answer, problems = status[0], status[1], status[2], status[3:]
+            if switch is None:
+                mixing = still & thinking
+            else:  # rows in an explicit block that cannot switch back next step feed no concept token
+                mixing = switch.may_feed_mixture(still if after_end else still & thinking)
+            status = torch.cat([torch.stack([still.any(), (still & thinking).any(), (still & ~thinking).any(),
+                                             mixing.any()]), flags.any(-1)]).tolist()
+            any_live, any_thinking, any_answer, any_mixing, problems = status[:4] + [status[4:]]
             if any(problems):
                 raise non_finite_error(problems, flags, step, logits, step_input_ids, shared, config, plan.noise_std)
             this_peer_finished = not any_live

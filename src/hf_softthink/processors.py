@@ -6,11 +6,16 @@ warpers (temperature, top-p, min-p); top-k is a *candidate reduction* (`top_k_ca
 every later filter and noise works on the `(batch, top_k)` candidate scores instead of the whole
 vocabulary — top-p and min-p give the same kept set either way, at a fraction of the cost.
 
-Processors that force the think-end token (Cold Stop, the thinking budget, SwiReasoning's switch limit)
-take three extra keyword arguments, passed by `LogitsProcessorList(..., thinking=, entropy=, forced=)`:
-`thinking` (B,) bool marks the rows that are thinking, `entropy` (B,) the full-distribution entropy of
-the step, and `forced` (B,) bool is *written*: a processor sets it for every row it forces. Each names the
+Processors that force the think-end token (Cold Stop, the thinking budget, SwiReasoning's switch limit) are
+`ThinkEndForcer`s. Their decision is `fires(input_ids, thinking=, entropy=)` -> (B,) bool, the rows forced
+this step (the decoder calls only that: it writes the forced text itself); as logits processors they take
+three extra keyword arguments, passed by `LogitsProcessorList(..., thinking=, entropy=, forced=)`:
+`thinking` (B,) bool marks the rows that are thinking, `entropy` (B,) the full-distribution entropy of the
+step, and `forced` (B,) bool is *written*: a processor sets it for every row it forces. Each names the
 `StepEvent` its forcing is recorded as (`forced_event`).
+
+Ties are resolved as `torch.argmax` and plain greedy `generate` resolve them: the lowest token id first
+(`top_k_lowest_ids`, `order_ties_by_position`).
 
 Arithmetic that divides scores by a small number (temperature, Gumbel-Softmax tau) first shifts each row so
 that its maximum is 0: softmax is unchanged, and the division can no longer overflow to inf and give NaN.
@@ -19,6 +24,7 @@ that its maximum is 0: softmax is unchanged, and the division can no longer over
 from __future__ import annotations
 
 import math
+import string
 from typing import Any
 
 import torch
@@ -55,15 +61,63 @@ def shift_to_zero_max(scores: torch.Tensor) -> torch.Tensor:
     return scores - scores.amax(-1, keepdim=True)
 
 
-def top_k_candidates(scores: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The `k` highest scores of each row, sorted descending, and their token ids.
+def order_ties_by_position(values: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort `(values, positions)` pairs along the last dimension by value, descending, and equal values by
+    position, ascending (`torch.topk` and `torch.sort` leave the order of equal values unspecified).
+
+    Two sorts of the `k` pairs: the positions, then a *stable* sort of the values.
+    """
+    positions, by_position = positions.sort(dim=-1)
+    values, order = values.gather(-1, by_position).sort(dim=-1, descending=True, stable=True)
+    return values, positions.gather(-1, order)
+
+
+def top_k_lowest_ids(
+    scores: torch.Tensor, k: int, settle_boundary: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` highest scores of each row and their positions (token ids), sorted by score, descending, ties
+    by lowest position first: as `torch.argmax` and greedy `generate` break ties (in low precision logits tie
+    often).
+
+    `torch.topk` keeps the right *values*; among positions tied at the k-th value it may keep any, in any
+    order. The order is settled by `order_ties_by_position` (cheap: `k` pairs). With `settle_boundary` the
+    places holding the k-th value also get the lowest tied positions of the whole row (one more top-k over the
+    row): needed when the `k` kept are used whole; a caller that keeps only a prefix whose last value is above
+    the k-th can skip it.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> top_k_lowest_ids(torch.tensor([[0.0, 2.0, 1.0, 2.0, 1.0, 1.0]]), 3)[1].tolist()
+    [[1, 3, 2]]
+
+    ```
+    """
+    values, ids = torch.topk(scores, k, dim=-1)
+    if settle_boundary and k < scores.shape[-1]:
+        boundary = values[..., -1:]
+        places = values == boundary  # the last places: those holding the k-th value
+        size = scores.shape[-1]
+        lowest_first = size - torch.arange(size, device=scores.device, dtype=torch.float32)  # exact below 2**24
+        tied = torch.topk(torch.where(scores == boundary, lowest_first, 0.0), k, dim=-1).indices  # lowest tied ids
+        start = k - places.sum(-1, keepdim=True)
+        ids = torch.where(places, tied.gather(-1, (torch.arange(k, device=scores.device) - start).clamp_min(0)), ids)
+    return order_ties_by_position(values, ids)
+
+
+def top_k_candidates(
+    scores: torch.Tensor, k: int | None, settle_boundary: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The `k` highest scores of each row, sorted descending (ties: lowest id first), and their token ids.
 
     `k=None` (or `k >= vocab`) keeps the whole vocabulary: the scores as they are, and `None` for the ids
     (the candidates are the vocabulary, in vocabulary order; no `(B, V)` id tensor is built).
+    `settle_boundary`: see `top_k_lowest_ids`.
     """
     if k is None or k >= scores.shape[-1]:
         return scores, None
-    return torch.topk(scores, k, dim=-1)
+    return top_k_lowest_ids(scores, k, settle_boundary)
 
 
 def force_tokens(scores: torch.Tensor, rows: torch.Tensor, token_ids: torch.Tensor | int) -> torch.Tensor:
@@ -145,7 +199,35 @@ class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
         return shift_to_zero_max(log_w + gumbel) / self.tau
 
 
-class ColdStopLogitsProcessor(LogitsProcessor):
+class ThinkEndForcer(LogitsProcessor):
+    """Base of the processors that force the think-end token on some thinking rows.
+
+    Subclasses implement `fires` (advance their state, return the rows forced this step) and name the
+    `StepEvent` of their forcing (`forced_event`). As a logits processor, `__call__` marks those rows in `forced`
+    and lets them emit only `think_end_token_id`.
+    """
+
+    forced_event: StepEvent
+    think_end_token_id: int | None
+
+    def fires(self, input_ids: torch.LongTensor | None, thinking: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the rows of `thinking` forced this step (and the processor's state moves on)."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        input_ids: torch.LongTensor | None,
+        scores: torch.Tensor,
+        thinking: torch.Tensor,
+        entropy: torch.Tensor,
+        forced: torch.Tensor,
+    ) -> torch.Tensor:
+        fire = self.fires(input_ids, thinking=thinking, entropy=entropy)
+        forced |= fire
+        return force_tokens(scores, fire, self.think_end_token_id if self.think_end_token_id is not None else 0)
+
+
+class ColdStopLogitsProcessor(ThinkEndForcer):
     r"""Cold Stop: forces the think-end token after `patience` consecutive confident thinking steps.
 
     Keeps a per-row count of consecutive thinking steps with full-distribution entropy $H < $
@@ -181,24 +263,15 @@ class ColdStopLogitsProcessor(LogitsProcessor):
         self.patience = patience
         self.low_entropy_steps: torch.Tensor | None = None
 
-    def __call__(
-        self,
-        input_ids: torch.LongTensor | None,
-        scores: torch.Tensor,
-        thinking: torch.Tensor,
-        entropy: torch.Tensor,
-        forced: torch.Tensor,
-    ) -> torch.Tensor:
+    def fires(self, input_ids: torch.LongTensor | None, thinking: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
         if self.low_entropy_steps is None:
-            self.low_entropy_steps = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+            self.low_entropy_steps = torch.zeros(thinking.shape[0], dtype=torch.long, device=thinking.device)
         low = thinking & (entropy < self.entropy_threshold)
         self.low_entropy_steps = torch.where(low, self.low_entropy_steps + 1, 0)
-        fire = thinking & (self.low_entropy_steps >= self.patience)
-        forced |= fire
-        return force_tokens(scores, fire, self.think_end_token_id)
+        return thinking & (self.low_entropy_steps >= self.patience)
 
 
-class ThinkingBudgetLogitsProcessor(LogitsProcessor):
+class ThinkingBudgetLogitsProcessor(ThinkEndForcer):
     r"""Forces the think-end token once a thinking row has generated `max_thinking_tokens` tokens.
 
     The thinking phase is the start of the generation, so the thinking length of a row that is still
@@ -228,18 +301,10 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
         self.max_thinking_tokens = max_thinking_tokens
         self.prompt_length = prompt_length
 
-    def __call__(
-        self,
-        input_ids: torch.LongTensor,
-        scores: torch.Tensor,
-        thinking: torch.Tensor,
-        entropy: torch.Tensor,
-        forced: torch.Tensor,
-    ) -> torch.Tensor:
+    def fires(self, input_ids: torch.LongTensor, thinking: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
         if input_ids.shape[1] - self.prompt_length < self.max_thinking_tokens:
-            return scores
-        forced |= thinking
-        return force_tokens(scores, thinking, self.think_end_token_id)
+            return torch.zeros_like(thinking)
+        return thinking
 
 
 class HardThinkingBudgetProcessor(LogitsProcessor):
@@ -327,14 +392,16 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
         return force_tokens(scores, rows, next_ids)
 
 
-class EntropySwitchLogitsProcessor(LogitsProcessor):
+class EntropySwitchLogitsProcessor(ThinkEndForcer):
     r"""SwiReasoning (arXiv:2510.05069): entropy-driven switching between soft (latent) and explicit thinking.
 
     Per row, a *block* starts with a reference entropy $H_{ref}$, the entropy of its first step. A soft row
     switches to *explicit* when $H < H_{ref}$; an explicit row switches back to soft when $H > H_{ref}$ after
-    at least `switch_window` steps in its block. Each switch starts a new block ($H_{ref}$ becomes the current
-    $H$). Only soft -> explicit switches are counted (`switches`); on the step *after* the `max_switches`-th
-    one the row can only emit the think-end token and is marked in `forced` (`StepEvent.FORCED_SWITCH_LIMIT`).
+    at least `switch_window` steps in its block, unless it is *locked* (`lock`: it drew the think-end token).
+    Each switch starts a new block ($H_{ref}$ becomes the current $H$). Only soft -> explicit switches are
+    counted (`switches`); on the step *after* the `max_switches`-th one the row can only emit the think-end
+    token and is marked in `forced` (`StepEvent.FORCED_SWITCH_LIMIT`); with `limit_repeats` (SwiReasoning's
+    code) so it is after every counted switch from the `max_switches`-th to the `2 * max_switches`-th.
     The scores are otherwise unchanged: the decoder reads `explicit` (the row's mode after this step's
     decision), `to_explicit` and `to_soft` ((B,) bool) to know what each row feeds.
 
@@ -359,12 +426,19 @@ class EntropySwitchLogitsProcessor(LogitsProcessor):
 
     forced_event = StepEvent.FORCED_SWITCH_LIMIT
 
-    def __init__(self, switch_window: int, max_switches: int | None = None, think_end_token_id: int | None = None):
+    def __init__(
+        self,
+        switch_window: int,
+        max_switches: int | None = None,
+        think_end_token_id: int | None = None,
+        limit_repeats: bool = False,
+    ):
         if max_switches is not None and think_end_token_id is None:
             raise ValueError("`max_switches` needs `think_end_token_id`: the switch limit forces think-end.")
         self.switch_window = switch_window
         self.max_switches = max_switches
         self.think_end_token_id = think_end_token_id
+        self.limit_repeats = limit_repeats
         self.explicit: torch.Tensor | None = None
         self.to_explicit: torch.Tensor | None = None
         self.to_soft: torch.Tensor | None = None
@@ -372,22 +446,34 @@ class EntropySwitchLogitsProcessor(LogitsProcessor):
         self.block_steps: torch.Tensor | None = None
         self.switches: torch.Tensor | None = None
         self.limit_pending: torch.Tensor | None = None
+        self.locked: torch.Tensor | None = None
 
-    def __call__(
-        self,
-        input_ids: torch.LongTensor | None,
-        scores: torch.Tensor,
-        thinking: torch.Tensor,
-        entropy: torch.Tensor,
-        forced: torch.Tensor,
-    ) -> torch.Tensor:
+    def _start(self, rows: torch.Tensor) -> None:
         if self.explicit is None:
-            batch, device = scores.shape[0], scores.device
+            batch, device = rows.shape[0], rows.device
             self.explicit = torch.zeros(batch, dtype=torch.bool, device=device)
             self.reference_entropy = torch.full((batch,), math.nan, device=device)
             self.block_steps = torch.zeros(batch, dtype=torch.long, device=device)
             self.switches = torch.zeros(batch, dtype=torch.long, device=device)
             self.limit_pending = torch.zeros(batch, dtype=torch.bool, device=device)
+            self.locked = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    def lock(self, rows: torch.Tensor) -> None:
+        """From this step on, `rows` never switch back to soft (they drew the think-end token); a soft row still
+        switches to explicit, and counts it."""
+        self._start(rows)
+        self.locked = self.locked | rows
+
+    def may_feed_mixture(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B,) the rows of `rows` that can be soft, or switch, on the next step: in a soft block, or in an
+        explicit block that the next step may leave. The others feed their token whatever their entropy."""
+        if self.explicit is None:
+            return rows
+        leaving_soon = ~self.locked & (self.block_steps + 1 >= self.switch_window)
+        return rows & (~self.explicit | leaving_soon)
+
+    def fires(self, input_ids: torch.LongTensor | None, thinking: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        self._start(thinking)
         fire = thinking & self.limit_pending
         self.limit_pending = self.limit_pending & ~thinking
         entropy = entropy.to(self.reference_entropy.dtype)
@@ -396,18 +482,61 @@ class EntropySwitchLogitsProcessor(LogitsProcessor):
         self.block_steps = torch.where(thinking & ~block_start, self.block_steps + 1, self.block_steps)
         self.to_explicit = thinking & ~self.explicit & (entropy < self.reference_entropy)
         self.to_soft = (
-            thinking & self.explicit & (self.block_steps >= self.switch_window) & (entropy > self.reference_entropy)
+            thinking & self.explicit & ~self.locked & (self.block_steps >= self.switch_window)
+            & (entropy > self.reference_entropy)
         )
         switched = self.to_explicit | self.to_soft
         self.explicit = self.explicit ^ switched
         self.reference_entropy = torch.where(switched, entropy, self.reference_entropy)
         self.block_steps = torch.where(switched, 0, self.block_steps)
         self.switches = self.switches + self.to_explicit.long()
-        if self.max_switches is None:
-            return scores
-        self.limit_pending = self.limit_pending | (self.to_explicit & (self.switches == self.max_switches))
-        forced |= fire
-        return force_tokens(scores, fire, self.think_end_token_id)
+        if self.max_switches is not None:
+            at_limit = (self.switches >= self.max_switches) & (self.switches <= 2 * self.max_switches) if (
+                self.limit_repeats) else self.switches == self.max_switches
+            self.limit_pending = self.limit_pending | (self.to_explicit & at_limit)
+        return fire
+
+
+#: SwiReasoning's math symbols (its code's `get_math_symbols_ids`): with `explicit_math_tokens`, a soft step whose
+#: drawn token is one of their tokens feeds it explicitly. Digits and single ASCII letters are added by
+#: `math_token_ids`.
+SWIREASONING_MATH_SYMBOLS = (
+    # operators and relations
+    "+", "-", "*", "/", "^", "=", "<", ">", "\\leq", "\\geq", "\\neq", "\\approx", "\\sim", "\\equiv", "\\to",
+    "\\implies", "\\iff",
+    # brackets
+    "(", ")", "[", "]", "{", "}", "\\left(", "\\right)", "\\left[", "\\right]", "\\left\\{", "\\right\\}",
+    "\\begin{pmatrix}", "\\end{pmatrix}",
+    # fractions, roots, sets
+    "\\frac", "\\dfrac", "\\sqrt", "\\sqrt[]", "\\in", "\\notin", "\\subset", "\\supset", "\\subseteq",
+    "\\supseteq", "\\cup", "\\cap", "\\emptyset", "\\varnothing",
+    # Greek letters and functions
+    "\\pi", "\\theta", "\\alpha", "\\beta", "\\gamma", "\\delta", "\\epsilon", "\\zeta", "\\lambda", "\\mu",
+    "\\nu", "\\sin", "\\cos", "\\tan", "\\arcsin", "\\arccos", "\\arctan", "\\log", "\\ln", "\\exp",
+    # sub/superscripts, binomials, dots, fonts
+    "_", "\\binom", "\\choose", "\\cdot", "\\dots", "\\ldots", "\\cdots", "\\vdots", "\\ddots", "\\mathbb",
+    "\\mathbf", "\\mathrm", "\\text", "\\mbox",
+    # other symbols and delimiters
+    "\\infty", "\\circ", "\\prime", "\\ast", "\\star", "\\triangle", "\\triangleleft", "\\triangleright",
+    "\\perp", "\\parallel", "\\angle", "\\boxed", "\\overline", "\\underline", "\\lceil", "\\rceil",
+    "\\lfloor", "\\rfloor", "\\left", "\\right", "\\mid", "|", "\\vert", "\\Vert",
+    # logic, big operators, named functions
+    "\\because", "\\therefore", "\\forall", "\\exists", "\\wedge", "\\vee", "\\neg", "\\sum", "\\prod",
+    "\\int", "\\lim", "\\min", "\\max", "\\arg", "\\deg", "\\gcd", "\\operatorname", "\\cot", "\\cotg",
+    "\\sec", "\\csc",
+)
+
+
+def math_token_ids(tokenizer: Any) -> list[int]:
+    """The token ids SwiReasoning feeds explicitly (`explicit_math_tokens`), built as its code builds them.
+
+    Every id of `tokenizer.encode(symbol, add_special_tokens=False)` for each of `SWIREASONING_MATH_SYMBOLS`,
+    the digits 0-9 and the letters a-z, A-Z (so a symbol that is several tokens contributes all of them),
+    sorted.
+    """
+    symbols = SWIREASONING_MATH_SYMBOLS + tuple("0123456789") + tuple(string.ascii_lowercase) + tuple(
+        string.ascii_uppercase)
+    return sorted({i for symbol in symbols for i in tokenizer.encode(symbol, add_special_tokens=False)})
 
 
 def thinking_warpers(config: SoftThinkingConfig) -> LogitsProcessorList:
@@ -436,12 +565,16 @@ def mixture_noise(config: SoftThinkingConfig) -> LogitsProcessorList:
 def think_end_forcers(
     config: SoftThinkingConfig, think_end_token_id: int | None, prompt_length: int
 ) -> LogitsProcessorList:
-    """The processors that force think-end, in the order budget, switch limit, Cold Stop."""
+    """The processors that force think-end, in the order budget, switch limit, Cold Stop.
+
+    `think_end_token_id` is the token they force: the first of `forced_end_text` when it is set.
+    """
     forcers = LogitsProcessorList()
     if config.max_thinking_tokens is not None:
         forcers.append(ThinkingBudgetLogitsProcessor(think_end_token_id, config.max_thinking_tokens, prompt_length))
     if config.mode == "switch":
-        forcers.append(EntropySwitchLogitsProcessor(config.switch_window, config.max_switches, think_end_token_id))
+        forcers.append(EntropySwitchLogitsProcessor(config.switch_window, config.max_switches, think_end_token_id,
+                                                    limit_repeats=config.switch_after_think_end))
     if config.cold_stop_entropy is not None:
         forcers.append(
             ColdStopLogitsProcessor(think_end_token_id, config.cold_stop_entropy, config.cold_stop_patience)

@@ -72,7 +72,7 @@ from trl.trainer.utils import pad
 
 from ..config import SoftThinkingConfig
 from ..events import forced_mask
-from ..generation import enable_soft_thinking, resolve_think_end
+from ..generation import enable_soft_thinking, resolve_think_end, stop_token_ids
 from ..mixing import concept_embedding, embedding_rms, input_embedding_module
 from .config import SoftGRPOConfig
 from .densities import (
@@ -287,9 +287,8 @@ class SoftGRPOTrainer(GRPOTrainer):
                     "model.resize_token_embeddings), choose a marker the tokenizer can spell, or set "
                     "think_end=None (every step soft)."
                 ) from error
-            stops = set(self.eos_token_ids) | ({self.think_end.token_ids[0]} if self.think_end else set())
             #: the stop set S of a thinking step: EOS ids and the first token of the think-end marker
-            self.stop_ids = torch.tensor(sorted(stops), dtype=torch.long)
+            self.stop_ids = stop_token_ids(self.eos_token_ids, self.think_end)
 
     # ------------------------------------------------------------------------------------------ properties
     @property
