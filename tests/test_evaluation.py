@@ -359,8 +359,9 @@ def test_resume_after_an_interrupted_run(tok, chain_sum, tmp_path):
     assert calls == [] and measured(again.summary) == measured(result.summary)
     assert result.summary["soft-sample"]["resumed_problems"] == 1 and again.summary["soft-sample"]["resumed_problems"] == 3
 
-    changed = dict(settings, max_new_tokens=9)  # other settings: nothing saved applies
-    evaluate_modes(model, tok, chain_sum, ["hard-greedy"], output_dir=tmp_path, **changed)
+    changed = dict(settings, max_new_tokens=9)  # other settings: nothing saved applies, and the warning says why
+    with pytest.warns(UserWarning, match=r"3 result\(s\) of mode 'hard-greedy'.*max_new_tokens \(8 -> 9\)"):
+        evaluate_modes(model, tok, chain_sum, ["hard-greedy"], output_dir=tmp_path, **changed)
     assert calls == [2, 1]
 
 
