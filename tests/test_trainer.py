@@ -192,7 +192,7 @@ def test_tokenizer_without_the_think_end_token_fails_at_init(tmp_path):
             processing_class=tokenizer,
         )
     soft = SoftThinkingConfig(max_topk=K, think_end=10**6)
-    with pytest.raises(ValueError, match="not a token id of this model"):
+    with pytest.raises(ValueError, match="this model cannot produce or feed"):
         make_trainer(make_args(tmp_path, soft=soft))
 
 

@@ -17,7 +17,7 @@ import torch
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.models import tiny_model, tiny_tokenizer
 from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
-from hf_softthink.trainer.inputs import check_reward_output
+from hf_softthink.trainer.inputs import check_combined_rewards, check_reward_output
 
 TOKENIZER = tiny_tokenizer()
 MISSING_MODEL = "/nonexistent/model"  # loading it would fail: the checks must come first
@@ -122,6 +122,18 @@ class CallableReward:
         return [{"score": 1.0}] * len(completions)
 
 
+def inf_reward(completions, **kwargs):
+    return [math.inf] + [0.0] * (len(completions) - 1)
+
+
+def huge_reward(completions, **kwargs):
+    return [10**400] * len(completions)
+
+
+def float64_reward(completions, **kwargs):
+    return [1e300] * len(completions)
+
+
 IN_TRAINING = {
     "strings": (
         text_reward,
@@ -132,6 +144,9 @@ IN_TRAINING = {
     "async strings": (async_text_reward, TypeError, "'async_text_reward' returned str '1' for completion 0"),
     "a callable object": (CallableReward(), TypeError, "'CallableReward' returned dict"),
     "the wrong length": (short_reward, ValueError, "'short_reward' returned 1 rewards, but 4 were expected"),
+    "an infinite reward": (inf_reward, ValueError, "'inf_reward' returned float inf for completion 0 of 4"),
+    "an int beyond any float": (huge_reward, ValueError, "'huge_reward' returned int 1000"),
+    "a float64 beyond float32": (float64_reward, ValueError, "'float64_reward' returned float 1e.300"),
 }
 
 
@@ -147,6 +162,40 @@ def test_bad_rewards_in_training_name_the_function(reward, kind, fragment, tmp_p
     assert trainer.reward_func_names == [fragment.split("'")[1]]  # TRL logs it under its own name
     with pytest.raises(kind, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         trainer.train()
+
+
+NON_FINITE = {
+    "inf": ([math.inf, 0.0, 1.0, 0.0], "float inf for completion 0 of 4: a reward infinite"),
+    "-inf": ([0.0, -math.inf, 1.0, 0.0], "float -inf for completion 1 of 4: a reward infinite"),
+    "1e300 (inf in float32)": ([0.0, 0.0, 1e300, 0.0], "completion 2 of 4: a reward beyond float32"),
+    "10**400 (no float holds it)": ([0.0, 0.0, 0.0, 10**400], "completion 3 of 4: a reward beyond float32"),
+    "a numpy inf": (np.array([0.0, np.inf, 0.0, 0.0], dtype=np.float32), "completion 1 of 4: a reward infinite"),
+    "a 0-d tensor inf": ([torch.tensor(math.inf)] + [0.0] * 3, "completion 0 of 4: a reward infinite"),
+}
+
+
+@pytest.mark.parametrize("output,fragment", NON_FINITE.values(), ids=NON_FINITE.keys())
+def test_infinite_or_float32_overflowing_rewards_name_the_function_and_completion(output, fragment):
+    with pytest.raises(ValueError) as error:
+        check_reward_output(output, "my_reward")
+    message = str(error.value)
+    assert message.startswith("The reward function 'my_reward' returned") and fragment in message, message
+    assert "nothing trains" in message and "None" in message
+
+
+@pytest.mark.parametrize("weights", [[math.nan], [math.inf], [1.0, -math.inf], [1e39]])
+def test_non_finite_reward_weights_are_refused(weights, tmp_path):
+    with pytest.raises(ValueError, match=rf"SoftGRPOConfig.reward_weights\[{len(weights) - 1}\]"):
+        make_args(tmp_path, reward_weights=weights)
+
+
+def test_a_reward_model_or_a_weighted_sum_beyond_float32_names_the_function_and_row():
+    names, weights = ["model_a", "func_b"], torch.tensor([1.0, 2.0])
+    check_combined_rewards(torch.tensor([[1.0, math.nan], [0.0, 1.0]]), weights, names, 2)  # NaN: unscored
+    with pytest.raises(ValueError, match=r"'model_a' gave inf for row 3 of the batch \(prompt 1, completion 1\)"):
+        check_combined_rewards(torch.tensor([[0.0, 0.0]] * 3 + [[math.inf, 0.0]]), weights, names, 2)
+    with pytest.raises(ValueError, match=r"weighted sum of the rewards for row 1 .* overflows float32"):
+        check_combined_rewards(torch.tensor([[0.0, 0.0], [3e38, 3e38]]), weights, names, 2)
 
 
 def test_a_reward_leaving_every_completion_unscored_trains(tmp_path):

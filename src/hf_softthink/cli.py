@@ -138,6 +138,16 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
     )
 
 
+def _check_token_ids(model, tokenizer, config: SoftThinkingConfig) -> None:
+    """Every token id of the run, once the model is loaded and before the first step: the tokenizer fits the
+    model, and everything the soft-thinking `generate` resolves (`hf_softthink.token_ids`)."""
+    from .generation import check_soft_thinking
+    from .token_ids import check_tokenizer_fits
+
+    check_tokenizer_fits(model, tokenizer)
+    check_soft_thinking(model, config, tokenizer)
+
+
 def command_demo(args: argparse.Namespace) -> int:
     """`hf-softthink demo`: standard decoding, ordinary and soft thinking on the built-in questions."""
     from .demo import run_demo
@@ -145,6 +155,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
+    _check_token_ids(model, tokenizer, config)
     report = run_demo(model, tokenizer, config=config, prompt=args.system or None,
                       max_new_tokens=args.max_new_tokens, model_name=args.model, progress=not args.no_progress)
     print(report.to_text())
@@ -163,6 +174,7 @@ def command_generate(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
     enable_soft_thinking(model, tokenizer=tokenizer)
+    _check_token_ids(model, tokenizer, config)
     inputs = prompt_inputs(tokenizer, args.question, args.system or None)
     soft = trace_soft_thinking(model, tokenizer, inputs, config, args.max_new_tokens)
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}, "

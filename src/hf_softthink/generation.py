@@ -21,6 +21,7 @@ are in the repository's `docs/design.md`):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ from .processors import (
     thinking_warpers,
     top_k_candidates,
 )
+from .token_ids import EmbeddingSizes, check_token_ids
 
 #: transformers' warpers: they shape the *answer* sampling distribution and are not applied while thinking
 ANSWER_WARPER_TYPES = tuple(
@@ -146,8 +148,8 @@ def resolve_think_end(
     if think_end is None:
         return None
     if isinstance(think_end, int):
-        if not 0 <= think_end < vocab_size:
-            raise ValueError(f"{name}={think_end} is not a token id of this model (vocabulary size {vocab_size}).")
+        check_token_ids(None, {f"SoftThinkingConfig.{name}={think_end}": (think_end,)},
+                        sizes=EmbeddingSizes(vocab_size, vocab_size))
         return ThinkEnd((think_end,))
     if tokenizer is None:
         alternative = " or `think_end=None` (every step soft)" if name == "think_end" else ""
@@ -277,13 +279,20 @@ class SoftThinkingPlan:
         dense: mix as a `(B, V) @ (V, d)` product (more than `DENSE_MIXTURE_MIN_IDS` ids) instead of lookups.
         max_new_tokens: the length the marker blends' schedules run over (SwiReasoning's t / max_new_tokens).
         stop_ids: the stop set S sampled at each soft step (`stop_decision="sample"`, `mode="soft"`), else None.
+
+    Token ids: every field named `*_id` / `*_ids` (and `think_end`) holds token ids the loop produces, forces or
+    feeds; `check_plan_token_ids` checks all of them against the model before the first step, so a field added
+    here is checked by construction. Embeddings of marker ids are looked up only after that check
+    (`embed_markers`).
     """
 
     config: SoftThinkingConfig
     think_end: ThinkEnd | None
-    think_end_marker: torch.Tensor | None  # (1, d) E[think_end], for switch_beta < 1
-    think_start_marker: torch.Tensor | None  # (1, d) E[think_start], for switch_alpha < 1
+    think_end_marker_id: int | None  # the one-token think-end blended in by switch_beta < 1
+    think_start_marker_id: int | None  # the one-token think-start blended in by switch_alpha < 1
     final_answer_ids: tuple[int, ...]
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int | None
     forcers: LogitsProcessorList
     switch: EntropySwitchLogitsProcessor | None
     warpers: LogitsProcessorList
@@ -296,6 +305,57 @@ class SoftThinkingPlan:
     needs_entropy: bool
     max_new_tokens: int
     stop_ids: torch.Tensor | None
+    think_end_marker: torch.Tensor | None = None  # (1, d) E[think_end], for switch_beta < 1 (`embed_markers`)
+    think_start_marker: torch.Tensor | None = None  # (1, d) E[think_start], for switch_alpha < 1
+
+    def embed_markers(self, embedding: torch.nn.Module, device: torch.device) -> None:
+        """Look up the embeddings of the blended markers (after `check_plan_token_ids`)."""
+        with torch.no_grad():
+            if self.think_end_marker_id is not None:
+                self.think_end_marker = embedding(torch.tensor([self.think_end_marker_id], device=device))
+            if self.think_start_marker_id is not None:
+                self.think_start_marker = embedding(torch.tensor([self.think_start_marker_id], device=device))
+
+
+def _token_id_setting(name: str, value: tuple[int, ...], config: SoftThinkingConfig) -> str:
+    """How a message names the setting a plan field's token ids came from."""
+    if name in ("think_end", "think_end_marker_id"):
+        return f"SoftThinkingConfig.think_end={config.think_end!r}"
+    if name == "eos_token_ids":
+        return f"generation_config.eos_token_id={list(value)}"
+    if name == "pad_token_id":
+        return f"generation_config.pad_token_id={value[0]}"
+    if name == "stop_ids":
+        return "the stop set (generation_config.eos_token_id and the first think-end token)"
+    stem = name.removesuffix("_ids").removesuffix("_id").removesuffix("_marker")
+    if hasattr(config, stem):
+        return f"SoftThinkingConfig.{stem}={getattr(config, stem)!r}"
+    return f"the soft-thinking plan's {name}"
+
+
+def plan_token_ids(plan: SoftThinkingPlan) -> dict[str, tuple[int, ...]]:
+    """Every token id of a plan by the setting it came from: `think_end` and each field named `*_id` / `*_ids`."""
+    named: dict[str, tuple[int, ...]] = {}
+    for item in dataclasses.fields(plan):
+        value = getattr(plan, item.name)
+        if isinstance(value, ThinkEnd):
+            ids = value.token_ids
+        elif item.name.endswith(("_id", "_ids")) and value is not None:
+            ids = value.flatten().tolist() if isinstance(value, torch.Tensor) else value
+            ids = (ids,) if isinstance(ids, int) else tuple(ids)
+        else:
+            continue
+        if ids:
+            setting = _token_id_setting(item.name, tuple(ids), plan.config)
+            named[setting] = tuple(named.get(setting, ())) + tuple(i for i in ids if i not in named.get(setting, ()))
+    return named
+
+
+def check_plan_token_ids(model: Any, plan: SoftThinkingPlan, tokenizer: Any = None) -> None:
+    """The one check of every token id a soft-thinking `generate` resolves (`plan_token_ids`), before its first
+    step, against the model's input embedding and output layer (`hf_softthink.token_ids.check_token_ids`); a
+    `ValueError` names the setting and the fix."""
+    check_token_ids(model, plan_token_ids(plan), tokenizer=tokenizer)
 
 
 def plan_soft_thinking(
@@ -321,16 +381,13 @@ def plan_soft_thinking(
                 raise missing_tokenizer_error(name, value)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
     think_end_first = think_end.token_ids[0] if think_end is not None else None
-    with torch.no_grad():
-        think_end_marker = think_start_marker = None
-        if switching and config.switch_beta < 1:
-            marker = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
-                                          f"the switch blend switch_beta={config.switch_beta}")
-            think_end_marker = embedding(torch.tensor([marker], device=model.device))
-        if switching and config.switch_alpha < 1:
-            marker = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
-                                          f"the switch blend switch_alpha={config.switch_alpha}")
-            think_start_marker = embedding(torch.tensor([marker], device=model.device))
+    think_end_marker_id = think_start_marker_id = None
+    if switching and config.switch_beta < 1:
+        think_end_marker_id = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
+                                                   f"the switch blend switch_beta={config.switch_beta}")
+    if switching and config.switch_alpha < 1:
+        think_start_marker_id = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
+                                                     f"the switch blend switch_alpha={config.switch_alpha}")
     final_answer_ids: tuple[int, ...] = ()
     if switching and config.final_answer is not None:
         if tokenizer is None:
@@ -357,12 +414,16 @@ def plan_soft_thinking(
                 "around 0.1-1 is typical)."
             )
     max_length = generation_config.max_length or prompt_length + 1
-    return SoftThinkingPlan(
+    eos = generation_config.eos_token_id
+    pad = generation_config.pad_token_id
+    plan = SoftThinkingPlan(
         config=config,
         think_end=think_end,
-        think_end_marker=think_end_marker,
-        think_start_marker=think_start_marker,
+        think_end_marker_id=think_end_marker_id,
+        think_start_marker_id=think_start_marker_id,
         final_answer_ids=final_answer_ids,
+        eos_token_ids=() if eos is None else tuple(int(i) for i in ([eos] if isinstance(eos, int) else eos)),
+        pad_token_id=None if pad is None else int(pad),
         forcers=forcers,
         switch=next((f for f in forcers if isinstance(f, EntropySwitchLogitsProcessor)), None),
         warpers=thinking_warpers(config),
@@ -382,6 +443,22 @@ def plan_soft_thinking(
             else None
         ),
     )
+    check_plan_token_ids(model, plan, tokenizer)
+    plan.embed_markers(embedding, model.device)
+    return plan
+
+
+def check_soft_thinking(
+    model: Any, config: SoftThinkingConfig, tokenizer: Any = None, generation_config: GenerationConfig | None = None
+) -> SoftThinkingPlan:
+    """Resolve and check, without decoding, everything a soft-thinking `generate` with `config` would before its
+    first step (markers, every token id, the noise scale): the pre-flight of `evaluate_modes`, the command line
+    and `SoftGRPOTrainer`, so a bad setting stops a run before its first batch. Raises what `generate` would
+    (a `ValueError` naming the setting); returns the plan."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    generation_config = generation_config if generation_config is not None else target.generation_config
+    tokenizer = tokenizer if tokenizer is not None else getattr(target, "_soft_thinking_tokenizer", None)
+    return plan_soft_thinking(target, config, tokenizer, input_embedding_module(target), generation_config, 1, False)
 
 
 @dataclass
@@ -668,6 +745,8 @@ def soft_thinking_sample(
     embedding = input_embedding_module(model)
     batch_size, prompt_length = input_ids.shape
     plan = plan_soft_thinking(model, config, tokenizer, embedding, generation_config, prompt_length, via_custom_generate)
+    check_token_ids(model, {"the prompt (input_ids)": sorted({int(input_ids.min()), int(input_ids.max())})},
+                    tokenizer=tokenizer)
     think_end, switch = plan.think_end, plan.switch
     think_end_first = think_end.token_ids[0] if think_end is not None else None
 

@@ -22,6 +22,7 @@ from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_th
 from ..completion import completion_prompt, default_think_end, has_chat_template
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
 from ..evaluation_metrics import parse_ks
+from ..token_ids import check_token_ids, check_tokenizer_fits, embedding_sizes
 from .decoding import _decode_mode, _DecodeSettings, _eos_ids, _sequences_to_decode
 from .identity import model_identity
 from .lock import output_folder_lock
@@ -164,6 +165,7 @@ def evaluate_modes(
         from ..generation import enable_soft_thinking
 
         enable_soft_thinking(model, tokenizer=tokenizer)
+    _check_token_ids(model, tokenizer, mode_list, think_end)
     model_label = _model_label(model, model_name)
     thinking = thinking_instruction is not None or max_thinking_tokens is not None
     prompts = [_prompt_text(row, tokenizer, thinking_instruction, thinking=thinking) for row in rows]
@@ -244,6 +246,26 @@ def _check_sizes(
         raise ValueError(f"max_thinking_tokens must be None or an integer >= 0, got {max_thinking_tokens!r}")
     if not isinstance(think_end, str) or not think_end:
         raise ValueError(f"think_end must be a non-empty string such as '</think>', got {think_end!r}")
+
+
+def _check_token_ids(model: Any, tokenizer: Any, modes: list[DecodingMode], think_end: str) -> None:
+    """Every token id of the evaluation, before its first batch (:mod:`hf_softthink.token_ids`): the tokenizer
+    fits the model's embedding, the think-end marker the hard modes' budget forces, and everything each soft
+    mode's ``generate`` would resolve (:func:`hf_softthink.generation.check_soft_thinking`)."""
+    from ..generation import check_soft_thinking
+
+    sizes = embedding_sizes(model)
+    if sizes is None:  # a stand-in without embeddings: nothing to check against
+        return
+    check_tokenizer_fits(model, tokenizer, sizes=sizes)
+    marker = tokenizer.encode(think_end, add_special_tokens=False)
+    check_token_ids(model, {f"think_end={think_end!r}": marker}, tokenizer=tokenizer, sizes=sizes)
+    for mode in modes:
+        if mode.soft_thinking is not None:
+            try:
+                check_soft_thinking(model, mode.soft_thinking, tokenizer)
+            except ValueError as error:
+                raise ValueError(f"Decoding mode {mode.name!r}: {error}") from None
 
 
 def _pending_problems(

@@ -11,6 +11,7 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..config import SoftThinkingConfig
+from .inputs import check_reward_weights
 
 #: the rollout kinds of `SoftGRPOConfig.soft_rollout`
 SOFT_ROLLOUTS = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet")
@@ -132,6 +133,7 @@ class SoftGRPOConfig(GRPOConfig):
                 f"SoftGRPOConfig.soft_density='soft_grpo_approx' is SofT-GRPO's Gumbel score: it needs "
                 f"soft_rollout='gumbel', got soft_rollout={self.soft_rollout!r}. Use soft_density='exact'."
             )
+        check_reward_weights(self.reward_weights)
         super().__post_init__()  # parses a JSON-string `soft_thinking` (see _VALID_DICT_FIELDS)
         if isinstance(self.soft_thinking, str):
             raise ValueError(

@@ -5,7 +5,13 @@
   leave every completion unscored. An output that is not a list (a bare `None`, a number, a string, a dict),
   or an element that is not a real number or `None` (a string, a list, a dict), raises a `TypeError` naming the
   function, the completion and the fix. A list of the wrong length is TRL's own `ValueError`, which names the
-  function too.
+  function too. An infinite reward, or one beyond float32 (|r| > 3.4e38, which TRL's float32 tensor turns into
+  inf; `10**400` made TRL raise an `OverflowError` naming nothing), raises a `ValueError` naming the function
+  and the completion: one infinite reward makes its group's standard deviation inf and every advantage 0 or
+  NaN, so nothing would train, silently.
+* **Combined rewards** (`check_combined_rewards`, after every reward function and reward model ran): an
+  infinite reward of a reward model, or a weighted sum that overflows float32, names the function(s) and the
+  row. Infinite or NaN `reward_weights` are refused by `SoftGRPOConfig`.
 * **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need a `prompt`
   column, and no row may have an empty prompt (a blank string, no messages, or only blank user messages); the
   row is named. `output_dir` must be a folder that can be created and written (not a file, not under a file).
@@ -17,6 +23,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -30,8 +37,10 @@ from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_th
 from ..config import SoftThinkingConfig
 
 __all__ = [
+    "check_combined_rewards",
     "check_prompt_datasets",
     "check_reward_output",
+    "check_reward_weights",
     "check_trainer_inputs",
     "checked_reward_funcs",
     "warn_on_rollout_settings",
@@ -51,8 +60,31 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
+#: the largest reward TRL's float32 reward tensor holds
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NOT_TRAINING = (
+    "one infinite reward makes its group's reward standard deviation inf and every advantage 0 or NaN, so "
+    "nothing trains"
+)
+
+
+def _out_of_float32(value: Any) -> str | None:
+    """``"infinite"`` or ``"beyond float32 ..."`` for a real number TRL's float32 rewards cannot hold, else None
+    (NaN is TRL's "no verdict": not out of range)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float, e.g. 10**400
+        return "beyond float32 (|r| > 3.4e38)"
+    if math.isinf(number):
+        return "infinite"
+    return "beyond float32 (|r| > 3.4e38)" if abs(number) > FLOAT32_MAX else None
+
+
 def check_reward_output(output: Any, name: str) -> list[Any]:
-    """The rewards `output` of the reward function `name` as a list; a `TypeError` naming what is wrong.
+    """The rewards `output` of the reward function `name` as a list; a `TypeError` naming what is wrong, a
+    `ValueError` for an infinite reward or one beyond float32.
 
     `None` and NaN elements are kept: TRL treats them as "no verdict" for that completion.
     """
@@ -74,7 +106,56 @@ def check_reward_output(output: Any, name: str) -> list[Any]:
                 f"{len(values)}. A reward must be a real number, or None for a completion the function does "
                 "not score (TRL then leaves it out, as GRPOTrainer does): convert it, e.g. float(...)."
             )
+        kind = _out_of_float32(value)
+        if kind is not None:
+            raise ValueError(
+                f"The reward function {name!r} returned {_describe(value)} for completion {index} of "
+                f"{len(values)}: a reward {kind}. TRL holds rewards in float32, where {_NOT_TRAINING}. Return a "
+                "finite number (clip it), or None (or NaN) to leave the completion unscored."
+            )
     return values
+
+
+def check_reward_weights(weights: Any) -> None:
+    """Raise a `ValueError` for a reward weight that is NaN, infinite or beyond float32 (`reward_weights`)."""
+    for index, weight in enumerate(weights or []):
+        if isinstance(weight, numbers.Real) and not isinstance(weight, bool) and (
+            _out_of_float32(weight) is not None or math.isnan(float(weight))
+        ):
+            raise ValueError(
+                f"SoftGRPOConfig.reward_weights[{index}]={weight!r} is not a finite float32 number: every reward "
+                f"of that function would be NaN or inf after weighting, and {_NOT_TRAINING}. Give finite weights."
+            )
+
+
+def check_combined_rewards(
+    rewards_per_func: torch.Tensor, weights: torch.Tensor, names: Sequence[str], num_generations: int
+) -> None:
+    """Raise a `ValueError` when the `(N, F)` rewards of the batch (every function and reward model, gathered)
+    hold an infinite value, or their weighted sum per row overflows float32: names the function and the row."""
+    infinite = torch.isinf(rewards_per_func)
+    weighted = rewards_per_func * weights.to(rewards_per_func.device)[None, :]
+    total = weighted.nansum(dim=1)
+    if not infinite.any() and torch.isfinite(total).all():
+        return
+
+    def where(row: int) -> str:
+        return f"row {row} of the batch (prompt {row // num_generations}, completion {row % num_generations})"
+
+    if infinite.any():
+        row, column = (int(i) for i in infinite.nonzero()[0])
+        raise ValueError(
+            f"The reward function {names[column]!r} gave {float(rewards_per_func[row, column])} for {where(row)}: "
+            f"{_NOT_TRAINING}. Make it return finite rewards (a reward model: check its outputs), or None to leave "
+            "a completion unscored."
+        )
+    row = int((~torch.isfinite(total)).nonzero()[0])
+    parts = ", ".join(f"{names[j]!r}: {float(rewards_per_func[row, j]):.3g} x {float(weights[j]):.3g}"
+                      for j in range(len(names)))
+    raise ValueError(
+        f"The weighted sum of the rewards for {where(row)} overflows float32 ({parts}): {_NOT_TRAINING}. Scale the "
+        "rewards or reward_weights down."
+    )
 
 
 def _checked(func: Callable, name: str) -> Callable:

@@ -72,8 +72,9 @@ from trl.trainer.utils import pad
 
 from ..config import SoftThinkingConfig
 from ..events import forced_mask
-from ..generation import enable_soft_thinking, resolve_think_end
+from ..generation import check_soft_thinking, enable_soft_thinking, resolve_think_end
 from ..mixing import concept_embedding, embedding_rms, input_embedding_module
+from ..token_ids import check_token_ids, check_tokenizer_fits
 from .config import SoftGRPOConfig
 from .densities import (
     concrete_log_density,
@@ -82,7 +83,12 @@ from .densities import (
     gaussian_step_kl,
     soft_grpo_gumbel_log_density,
 )
-from .inputs import check_trainer_inputs, checked_reward_funcs, warn_on_rollout_settings
+from .inputs import (
+    check_combined_rewards,
+    check_trainer_inputs,
+    checked_reward_funcs,
+    warn_on_rollout_settings,
+)
 
 __all__ = ["SOFT_BATCH_KEYS", "SoftGRPOTrainer"]
 
@@ -262,6 +268,9 @@ class SoftGRPOTrainer(GRPOTrainer):
             environment_factory=environment_factory,
         )
         self.think_end = None
+        # every token id before the first step (hf_softthink.token_ids): a tokenizer with ids the model cannot
+        # embed would fail mid-rollout with an IndexError
+        check_tokenizer_fits(self.accelerator.unwrap_model(self.model), self._tokenizer)
         if self.is_soft:
             if self._is_vlm:
                 raise ValueError(
@@ -290,6 +299,14 @@ class SoftGRPOTrainer(GRPOTrainer):
             stops = set(self.eos_token_ids) | ({self.think_end.token_ids[0]} if self.think_end else set())
             #: the stop set S of a thinking step: EOS ids and the first token of the think-end marker
             self.stop_ids = torch.tensor(sorted(stops), dtype=torch.long)
+            try:  # everything the rollouts' generate resolves, checked as generate checks it
+                check_soft_thinking(unwrapped, self.rollout_soft_config, self._tokenizer, self.generation_config)
+                check_token_ids(unwrapped, {"the stop set (eos_token_id and the first think-end token)": stops},
+                                tokenizer=self._tokenizer)
+            except ValueError as error:
+                raise ValueError(
+                    f"SoftGRPOTrainer: the rollouts' soft-thinking settings cannot run on this model: {error}"
+                ) from None
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -496,6 +513,15 @@ class SoftGRPOTrainer(GRPOTrainer):
             self._soft_context = None
             self._step_terms = None
             self._collect_kl_terms = False
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards (TRL 1.16 private seam), checked before they become advantages: an infinite reward (a
+        reward model's too) or a weighted sum beyond float32 stops training naming the function and the row
+        (`trainer/inputs.py`), for hard rollouts as for soft ones."""
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        generations = self.num_generations if self.model.training else self.num_generations_eval
+        check_combined_rewards(rewards_per_func, self.reward_weights, self.reward_func_names, generations)
+        return rewards_per_func
 
     # ------------------------------------------------------------------------------------------ scoring
     def _compute_loss(self, model, inputs):
