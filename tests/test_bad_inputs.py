@@ -519,7 +519,7 @@ DAMAGED = {
         "adapter",
         _set_json("generation_config.json", "soft_thinking", "x"),
         {},
-        ["generation_config.json: its soft_thinking entry is invalid", "delete it"],
+        ["generation_config.json: the soft_thinking entry is the string 'x'", "delete it"],
     ),
     "a soft_thinking entry with an unknown field": (
         "adapter",

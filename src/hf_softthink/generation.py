@@ -32,7 +32,7 @@ from transformers.generation import logits_process
 from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationMixin, GenerationMode
 
-from .config import GENERATION_CONFIG_ATTRIBUTE, SoftThinkingConfig
+from .config import GENERATION_CONFIG_ATTRIBUTE, SAVED_SOURCE, SoftThinkingConfig, generation_config_file
 from .events import StepEvent
 from .mixing import (
     add_gaussian_noise,
@@ -733,7 +733,8 @@ def soft_thinking_sample(
     if soft_thinking is None:
         soft_thinking = getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None) or True
     config = SoftThinkingConfig.coerce(
-        soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
+        soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None),
+        source=saved_config_source(model),
     )
     if config is None:
         raise ValueError("soft_thinking_sample was called with soft_thinking=False: call generate without it.")
@@ -949,6 +950,10 @@ class SoftThinkingGenerationMixin:
     """
 
     _soft_thinking_tokenizer: Any = None
+    #: how errors name the saved `soft_thinking` entry (the file it was read from, when known)
+    _soft_thinking_source: str = SAVED_SOURCE
+    #: (generation config, tokenizer) whose saved entry `enable_soft_thinking` has read and checked
+    _soft_thinking_checked: tuple[int, int] | None = None
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None, **kwargs):
         if not hasattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE):
@@ -956,7 +961,9 @@ class SoftThinkingGenerationMixin:
             # as an attribute of the model's generation config
             setattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
         saved = getattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
-        config = SoftThinkingConfig.coerce(kwargs.pop(GENERATION_CONFIG_ATTRIBUTE, None), saved=saved)
+        config = SoftThinkingConfig.coerce(
+            kwargs.pop(GENERATION_CONFIG_ATTRIBUTE, None), saved=saved, source=self._soft_thinking_source
+        )
         if config is None:
             return super().generate(inputs, generation_config, **kwargs)
         if kwargs.get("custom_generate") is not None:
@@ -1010,6 +1017,43 @@ def _new_soft_model(original: type, function, arguments: tuple):
     return function(_soft_class(original), *arguments)
 
 
+def saved_config_source(model: Any) -> str:
+    """How an error names the `soft_thinking` entry of a model's generation config: with the file it was read
+    from when the model's folder (or Hub cache) has one that holds the entry."""
+    file = generation_config_file(getattr(getattr(model, "config", None), "_name_or_path", None))
+    if file is not None and '"soft_thinking"' in file.read_text(encoding="utf-8", errors="replace"):
+        return f"{SAVED_SOURCE} (read from {file})"
+    return SAVED_SOURCE
+
+
+def _read_saved_config(target: Any, tokenizer: Any) -> None:
+    """Honour the `soft_thinking` entry of the generation config file the model was loaded from, however it was
+    written: transformers drops a custom entry from a file marked `"_from_model_config": true` (as
+    `save_pretrained` writes it), so it is read from the file. A saved entry that is broken is refused now, naming
+    the file (or `model.generation_config.soft_thinking`) and the field; with a tokenizer, its markers and ids are
+    checked too (`check_soft_thinking`). Once per generation config and tokenizer."""
+    checked = (id(target.generation_config), id(tokenizer))
+    if target._soft_thinking_checked == checked:
+        return
+    saved = getattr(target.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
+    source = target._soft_thinking_source = saved_config_source(target)
+    config = SoftThinkingConfig.from_saved(saved, source)
+    if saved is None:
+        file = generation_config_file(getattr(target.config, "_name_or_path", None))
+        if file is not None:
+            from .hub import load_soft_thinking_config
+
+            config = load_soft_thinking_config(file.parent)
+            if config is not None:
+                config.save_to_generation_config(target.generation_config)
+    if config is not None and (tokenizer is not None or not isinstance(config.think_end, str)):
+        try:
+            check_soft_thinking(target, config, tokenizer)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
+    target._soft_thinking_checked = (id(target.generation_config), id(tokenizer))
+
+
 def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfig | None = None):
     """Give `model.generate` the `soft_thinking=` argument, in place; returns the same model.
 
@@ -1036,4 +1080,5 @@ def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfi
         config.save_to_generation_config(target.generation_config)
     if tokenizer is not None:
         target._soft_thinking_tokenizer = tokenizer
+    _read_saved_config(target, getattr(target, "_soft_thinking_tokenizer", None))
     return model
