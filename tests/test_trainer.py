@@ -112,7 +112,7 @@ def score(trainer, batch, grad=False):
         (dict(soft_thinking={"gaussian_sigma": 0.0}), "gaussian_sigma"),
         (dict(soft_thinking={"max_topk": 0}), "max_topk"),
         (dict(soft_thinking={"nope": 1}), "Unknown SoftThinkingConfig field"),
-        (dict(soft_thinking="not json"), "JSON object string"),
+        (dict(soft_thinking="not json"), "SoftGRPOConfig.soft_thinking: .* is not valid JSON"),
     ],
 )
 def test_config_rejects_bad_settings(overrides, message):

@@ -189,6 +189,26 @@ def test_non_finite_reward_weights_are_refused(weights, tmp_path):
         make_args(tmp_path, reward_weights=weights)
 
 
+BAD_CONFIG = {
+    "no completion tokens": (dict(max_completion_length=0), "SoftGRPOConfig.max_completion_length=0 is invalid"),
+    "negative completion tokens": (dict(max_completion_length=-4), "max_completion_length must be"),
+    "temperature 0": (dict(temperature=0.0), "SoftGRPOConfig.temperature=0.0 is invalid"),
+    "no iterations": (dict(num_iterations=0), "SoftGRPOConfig.num_iterations=0 is invalid"),
+    "top-p 0": (dict(top_p=0.0), "SoftGRPOConfig.top_p=0.0 is invalid"),
+    "soft_thinking JSON cut short": (
+        dict(soft='{"max_topk": 3'),
+        "SoftGRPOConfig.soft_thinking: SoftThinkingConfig.from_json needs a JSON object .* is not valid JSON",
+    ),
+    "soft_thinking JSON that is not an object": (dict(soft="[3]"), "SoftGRPOConfig.soft_thinking: .*got an array"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", BAD_CONFIG.values(), ids=BAD_CONFIG.keys())
+def test_settings_trl_accepts_and_fails_on_later_are_named(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, **overrides)
+
+
 def test_a_reward_model_or_a_weighted_sum_beyond_float32_names_the_function_and_row():
     names, weights = ["model_a", "func_b"], torch.tensor([1.0, 2.0])
     check_combined_rewards(torch.tensor([[1.0, math.nan], [0.0, 1.0]]), weights, names, 2)  # NaN: unscored
