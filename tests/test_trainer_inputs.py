@@ -286,6 +286,69 @@ EMPTY_PROMPTS = {
 }
 
 
+MALFORMED_PROMPTS = {
+    "a number": (dict(train_dataset=[{"prompt": "a?"}, {"prompt": 5}]), "train_dataset row 1 has a malformed "
+                 "prompt: int 5: a prompt is a string or a list of chat messages"),
+    "numbers in a dataset column": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": [1, 2, 3]})),
+        "train_dataset row 0 has a malformed prompt: int 1",
+    ),
+    "a single message dict": (
+        dict(train_dataset=[{"prompt": chat("a?")}, {"prompt": {"role": "user", "content": "b?"}}]),
+        "train_dataset row 1 has a malformed prompt: a single message {'role': 'user', 'content': 'b?'}, not a "
+        "list of messages: wrap it in a list",
+    ),
+    "a message without a role": (
+        dict(train_dataset=[{"prompt": chat("a?")}, {"prompt": [{"content": "b?"}]}]),
+        "train_dataset row 1 has a malformed prompt: message 0 has no 'role'",
+    ),
+    "a role missing in one row of a dataset": (
+        dict(train_dataset=datasets.Dataset.from_list(
+            [{"prompt": chat("a?")}, {"prompt": [{"content": "b?"}]}])),  # fmt: skip
+        "train_dataset row 1 has a malformed prompt: message 0 has no 'role' (got {'role': None, 'content': 'b?'})",
+    ),
+    "a user turn with content None": (
+        dict(train_dataset=[{"prompt": [{"role": "system", "content": "Think."}, {"role": "user", "content": None}]}]),
+        "train_dataset row 0 has a malformed prompt: message 1 (user) has no content (None): an empty user turn",
+    ),
+    "messages that are strings": (
+        dict(train_dataset=[{"prompt": ["hello", "there"]}]),
+        "train_dataset row 0 has a malformed prompt: message 0 is str 'hello', not a chat message",
+    ),
+    "an empty train dataset": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": []})),
+        "train_dataset has 0 rows, so there is nothing to train on",
+    ),
+    "an empty list of rows": (dict(train_dataset=[]), "train_dataset has 0 rows"),
+    "an empty eval dataset": (
+        dict(train_dataset=prompts(), eval_dataset=prompts().select([])),
+        "eval_dataset has 0 rows, so there is nothing to evaluate",
+    ),
+}
+
+
+@pytest.mark.parametrize("datasets_,fragment", MALFORMED_PROMPTS.values(), ids=MALFORMED_PROMPTS.keys())
+def test_malformed_prompts_and_empty_datasets_name_the_row_before_the_model_loads(datasets_, fragment, tmp_path):
+    with pytest.raises(ValueError) as error:
+        SoftGRPOTrainer(MISSING_MODEL, reward_funcs=[length_reward], args=make_args(tmp_path),
+                        processing_class=TOKENIZER, **datasets_)  # fmt: skip
+    message = str(error.value)
+    assert message.startswith("SoftGRPOTrainer:") and fragment in message, message
+
+
+def test_an_empty_prompt_in_an_iterable_dataset_is_named_when_training_reaches_it(tmp_path):
+    rows = [{"prompt": chat(f"{i} + 1")} for i in range(4)] + [{"prompt": chat(" ")}]
+
+    def generate():
+        yield from rows
+
+    trainer = SoftGRPOTrainer(tiny_model("llama", seed=0), reward_funcs=[length_reward],
+                              args=make_args(tmp_path, max_steps=3), processing_class=TOKENIZER,
+                              train_dataset=datasets.IterableDataset.from_generator(generate))  # fmt: skip
+    with pytest.raises(ValueError, match=r"train_dataset row 4 has an empty prompt"):
+        trainer.train()
+
+
 @pytest.mark.parametrize("datasets_,fragment", EMPTY_PROMPTS.values(), ids=EMPTY_PROMPTS.keys())
 def test_empty_prompts_name_the_row_before_the_model_loads(datasets_, fragment, tmp_path):
     with pytest.raises(ValueError) as error:

@@ -12,9 +12,11 @@
 * **Combined rewards** (`check_combined_rewards`, after every reward function and reward model ran): an
   infinite reward of a reward model, or a weighted sum that overflows float32, names the function(s) and the
   row. Infinite or NaN `reward_weights` are refused by `SoftGRPOConfig`.
-* **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need a `prompt`
-  column, and no row may have an empty prompt (a blank string, no messages, or only blank user messages); the
-  row is named. `output_dir` must be a folder that can be created and written (not a file, not under a file).
+* **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need rows and a
+  `prompt` column, and no row may have an empty prompt (a blank string, no messages, or only blank user
+  messages) or a malformed one (a number, a single message dict, a message without a role or with `None`
+  content); the row is named. An `IterableDataset` is checked row by row as training reads it. `output_dir`
+  must be a folder that can be created and written (not a file, not under a file).
 * **Rollout settings** (`warn_on_rollout_settings`): a `UserWarning` when `max_completion_length` does not
   exceed the thinking budget (every rollout that does not end its thinking by itself is cut mid-thought and
   earns no answer reward), and when the think-end marker is an end-of-sequence token (no answer phase).
@@ -209,21 +211,95 @@ def _is_empty_prompt(prompt: Any) -> bool:
     return False
 
 
-def _check_prompts(dataset: Any, name: str) -> None:
+_MESSAGE = "{'role': 'user', 'content': '...'}"
+
+
+def _malformed_prompt(prompt: Any) -> str | None:
+    """What is wrong with the form of a prompt (None: a string, or a list of chat messages each with a role and
+    text or multimodal content)."""
+    if isinstance(prompt, str):
+        return None
+    if isinstance(prompt, Mapping):
+        return f"a single message {_short(prompt)}, not a list of messages: wrap it in a list, [{_MESSAGE}]"
+    if isinstance(prompt, bytes) or not isinstance(prompt, Sequence):
+        return (
+            f"{_describe(prompt)}: a prompt is a string or a list of chat messages such as [{_MESSAGE}]"
+        )
+    for index, message in enumerate(prompt):
+        if not isinstance(message, Mapping):
+            return f"message {index} is {_describe(message)}, not a chat message such as {_MESSAGE}"
+        role = message.get("role")
+        if not isinstance(role, str) or not role.strip():
+            return f"message {index} has no 'role' (got {_short(message)}); give each message a role such as 'user'"
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            return f"message {index} ({role}) has no content (None): an empty {role} turn"
+        if content is not None and not isinstance(content, (str, Sequence)) or isinstance(content, bytes):
+            return f"message {index} ({role}) has {_describe(content)} as content, not text"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _prompt_error(name: str, index: int, prompt: Any) -> ValueError | None:
+    """The error for row `index` of dataset `name`, or None when its prompt is usable."""
+    wrong = _malformed_prompt(prompt) if prompt is not None else None
+    if wrong is not None:
+        return ValueError(
+            f"SoftGRPOTrainer: {name} row {index} has a malformed prompt: {wrong}. Fix that row or drop it, e.g. "
+            "dataset.filter(...)."
+        )
+    if _is_empty_prompt(prompt):
+        return ValueError(
+            f"SoftGRPOTrainer: {name} row {index} has an empty prompt ({_short(prompt)}): there is nothing to "
+            "answer. Fill it in or drop the row, e.g. dataset.filter(lambda row: bool(row['prompt']))."
+        )
+    return None
+
+
+def _checked_rows(dataset: Any, name: str) -> Any:
+    """An `IterableDataset` whose rows are checked as they are read: an error names the row when training
+    reaches it (its rows cannot be read before training without consuming it)."""
+
+    def check(row: dict[str, Any], index: int) -> dict[str, Any]:
+        if "prompt" not in row:
+            raise ValueError(
+                f"SoftGRPOTrainer: {name} row {index} has no 'prompt' (columns: {sorted(row)}); GRPO samples "
+                "completions for the 'prompt' of each row."
+            )
+        error = _prompt_error(name, index, row["prompt"])
+        if error is not None:
+            raise error
+        return row
+
+    return dataset.map(check, with_indices=True)
+
+
+def _check_prompts(dataset: Any, name: str) -> Any:
+    """Check `dataset` (see `check_prompt_datasets`); returns it, or an `IterableDataset` checked row by row."""
     import datasets
 
     if isinstance(dataset, Mapping) and not isinstance(dataset, datasets.Dataset):  # named eval datasets
-        for key, value in dataset.items():
-            _check_prompts(value, f"{name}[{key!r}]")
-        return
+        return {key: _check_prompts(value, f"{name}[{key!r}]") for key, value in dataset.items()}
+    if isinstance(dataset, datasets.IterableDataset):
+        return _checked_rows(dataset, name)
     if isinstance(dataset, datasets.Dataset):
         columns = list(dataset.column_names)
         prompts = dataset["prompt"] if "prompt" in columns else None
     elif isinstance(dataset, Sequence) and all(isinstance(row, Mapping) for row in dataset):
         columns = sorted({key for row in dataset for key in row})
         prompts = [row.get("prompt") for row in dataset] if "prompt" in columns else None
-    else:  # an IterableDataset or a custom dataset: its rows cannot be read here without consuming them
-        return
+    else:  # a custom dataset: its rows cannot be read here without consuming them
+        return dataset
+    if len(dataset) == 0:
+        raise ValueError(
+            f"SoftGRPOTrainer: {name} has 0 rows, so there is nothing to "
+            f"{'train on' if name == 'train_dataset' else 'evaluate'}: give it prompts (check a filter or a split "
+            "that left none)."
+        )
     if prompts is None:
         raise ValueError(
             f"SoftGRPOTrainer: {name} has no 'prompt' column (columns: {columns}); GRPO samples completions "
@@ -231,28 +307,32 @@ def _check_prompts(dataset: Any, name: str) -> None:
             "reasoning_gym_dataset(...), or rename your column: dataset.rename_column(<name>, 'prompt')."
         )
     for index, prompt in enumerate(prompts):
-        if _is_empty_prompt(prompt):
-            text = repr(prompt)
-            raise ValueError(
-                f"SoftGRPOTrainer: {name} row {index} has an empty prompt "
-                f"({text if len(text) <= 80 else text[:77] + '...'}): there is nothing to answer. Fill it in or "
-                "drop the row, e.g. dataset.filter(lambda row: bool(row['prompt']))."
-            )
+        error = _prompt_error(name, index, prompt)
+        if error is not None:
+            raise error
+    return dataset
 
 
-def check_prompt_datasets(train_dataset: Any = None, eval_dataset: Any = None) -> None:
-    """Raise a `ValueError` for a dataset without a `prompt` column or a row with an empty prompt."""
+def check_prompt_datasets(train_dataset: Any = None, eval_dataset: Any = None) -> tuple[Any, Any]:
+    """Raise a `ValueError` for a dataset of 0 rows, without a `prompt` column, or with a row whose prompt is
+    empty or malformed (not a string or a list of messages with a role and content), naming the row.
+
+    Returns the datasets: an `IterableDataset` comes back wrapped so that each row is checked as training reads
+    it (the error then names the row; before, an empty prompt was an `IndexError`).
+    """
     if train_dataset is not None:
-        _check_prompts(train_dataset, "train_dataset")
+        train_dataset = _check_prompts(train_dataset, "train_dataset")
     if eval_dataset is not None:
-        _check_prompts(eval_dataset, "eval_dataset")
+        eval_dataset = _check_prompts(eval_dataset, "eval_dataset")
+    return train_dataset, eval_dataset
 
 
-def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any = None) -> None:
-    """Check the output folder (on the process that saves) and the prompts, before the model loads."""
+def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any = None) -> tuple[Any, Any]:
+    """Check the output folder (on the process that saves) and the prompts, before the model loads; returns the
+    datasets (`check_prompt_datasets`)."""
     if args.should_save:
         prepare_output_dir(args.output_dir, "SoftGRPOConfig.output_dir")
-    check_prompt_datasets(train_dataset, eval_dataset)
+    return check_prompt_datasets(train_dataset, eval_dataset)
 
 
 # ------------------------------------------------------------------------------------------------ settings

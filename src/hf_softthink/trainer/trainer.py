@@ -230,7 +230,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_rollout = args.soft_rollout
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
-        check_trainer_inputs(args, train_dataset, eval_dataset)  # before the model loads (trainer/inputs.py)
+        # before the model loads (trainer/inputs.py); an IterableDataset comes back checked row by row
+        train_dataset, eval_dataset = check_trainer_inputs(args, train_dataset, eval_dataset)
         reward_funcs = checked_reward_funcs(reward_funcs)
         if self.is_soft:
             args.check_generation_engine()  # again: the flags may have been set after the config was built
