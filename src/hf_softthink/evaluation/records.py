@@ -240,9 +240,7 @@ class _naming:
             fix = "make the folder writable again (or choose another output folder) and rerun"
         else:
             fix = "rerun once the folder can be written: the results saved so far are kept"
-        named = type(error)(error.errno, f"cannot {self.action} {self.path}: {error.strerror or error}; {fix}")
-        named.filename = str(self.path)
-        raise named from None
+        raise type(error)(error.errno, f"cannot {self.action} {self.path}: {error.strerror or error}; {fix}") from None
 
 
 def _append_record(path: Path, record: Mapping[str, Any]) -> None:
