@@ -11,14 +11,16 @@ trained further in the same notebook, a tokenizer with an added token all have o
   dict). Tensors on an accelerator are copied to the host one at a time.
 * ``adapter``: the tensors of the PEFT adapters and their configs (rank, alpha, target modules) and which
   adapters are active; ``None`` for a model without one.
-* ``tokenizer``: the tokenizer's vocabulary, merges, normalisation and added tokens (the backend's JSON, less
-  its padding and truncation state, which every padded call changes), its special tokens and chat template.
+* ``tokenizer``: the tokenizer's vocabulary, merges, normalisation and added tokens (the backend's JSON from its
+  added tokens on, less the padding and truncation state before them, which every padded call changes), its
+  special tokens and chat template.
 * ``generation_config``: the model's generation config (what ``generate`` starts from: EOS ids, repetition
   penalty, ...), less the transformers version and an unset ``soft_thinking``.
 
 The digests are xxHash3-128 (not a cryptographic hash: they guard against mistakes, not against an adversary).
-Hashing is memory-bound: about 0.02 s for SmolLM2-135M's 538 MB of float32 weights on one CPU thread once the
-weights are in memory (measured in ``benchmarks/identity_cost.py``).
+Hashing is memory-bound. On SmolLM2-135M (538 MB of float32 weights after the tie, a 49k-token tokenizer), one
+CPU thread: weights 0.02 s on a quiet machine, 0.08 s on a busy shared one; tokenizer 0.02-0.08 s; the first
+call after loading 0.3 s, as it reads the memory-mapped weights in (``benchmarks/identity_cost.py``).
 
 A model without a ``state_dict`` (a stand-in object) has no weight digest: its label (``model_name`` or
 ``config._name_or_path``) stands in for it.
@@ -114,10 +116,12 @@ def tokenizer_digest(tokenizer: Any) -> str:
     digest = xxhash.xxh3_128(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        state = json.loads(backend.to_str())
-        state.pop("padding", None)  # set by every padded call: not what the tokenizer is
-        state.pop("truncation", None)
-        digest.update(_canonical(state).encode())
+        # the backend's JSON, from its added tokens on: the padding and truncation state before them change with
+        # every padded call and are not what the tokenizer is (should the layout change, the whole text is hashed:
+        # a digest that changes too often recomputes, it never reuses a wrong result)
+        text = backend.to_str()
+        start = text.find('"added_tokens":')
+        digest.update(text[max(start, 0) :].encode())
     elif callable(getattr(tokenizer, "get_vocab", None)):
         digest.update(_canonical(sorted(tokenizer.get_vocab().items())).encode())
     extras = {
