@@ -195,6 +195,8 @@ BAD_CONFIG = {
     "temperature 0": (dict(temperature=0.0), "SoftGRPOConfig.temperature=0.0 is invalid"),
     "no iterations": (dict(num_iterations=0), "SoftGRPOConfig.num_iterations=0 is invalid"),
     "top-p 0": (dict(top_p=0.0), "SoftGRPOConfig.top_p=0.0 is invalid"),
+    "a seed numpy cannot take": (dict(seed=2**70), f"SoftGRPOConfig.seed={2**70} is invalid"),
+    "a negative data seed": (dict(data_seed=-1), "SoftGRPOConfig.data_seed=-1 is invalid"),
     "soft_thinking JSON cut short": (
         dict(soft='{"max_topk": 3'),
         "SoftGRPOConfig.soft_thinking: SoftThinkingConfig.from_json needs a JSON object .* is not valid JSON",

@@ -183,6 +183,10 @@ class SoftGRPOConfig(GRPOConfig):
             ("temperature", _is_number(self.temperature) and self.temperature > 0,
              "a number > 0 (the token log-probs are taken at logits / temperature)"),
             ("top_p", _is_number(self.top_p) and 0 < self.top_p <= 1, "in (0, 1]"),
+            # transformers' set_seed seeds numpy too: "Seed must be between 0 and 2**32 - 1", naming no field
+            ("seed", _is_int(self.seed) and 0 <= self.seed < 2**32, "an integer in [0, 2**32 - 1]"),
+            ("data_seed", self.data_seed is None or (_is_int(self.data_seed) and 0 <= self.data_seed < 2**32),
+             "None or an integer in [0, 2**32 - 1]"),
         )
         for name, fits, allowed in checks:
             if not fits:
