@@ -92,6 +92,18 @@ def test_a_prompt_from_another_models_tokenizer_is_refused():
         model.generate(**tok(["a <mark>"], return_tensors="pt"), max_new_tokens=3, soft_thinking=True)
 
 
+def test_the_hard_thinking_budget_names_a_marker_beyond_the_scores():
+    from transformers import LogitsProcessorList
+
+    from hf_softthink.processors import HardThinkingBudgetProcessor
+
+    tok = marked_tokenizer()
+    budget = HardThinkingBudgetProcessor(tok, "<mark>", max_thinking_tokens=1, prompt_length=3)
+    with pytest.raises(ValueError, match="think_end='<mark>' is token id 263, which this model cannot produce"):
+        tiny_model("llama").generate(**tok(["1 +"], return_tensors="pt"), max_new_tokens=4, do_sample=False,
+                                     logits_processor=LogitsProcessorList([budget]))  # fmt: skip
+
+
 def test_a_marker_beyond_a_shrunk_embedding_is_refused():
     tok = tiny_tokenizer()
     model = enable_soft_thinking(tiny_model("llama"), tokenizer=tok)
