@@ -166,6 +166,15 @@ def test_cli_eval_of_an_overwritten_model_folder_decodes_again(tmp_path, capsys)
     assert len((out / RECORDS_FILE).read_text().splitlines()) == 4  # both models' results are kept
 
 
+def test_results_of_an_older_version_are_not_reused_and_the_warning_says_so(tmp_path):
+    old = {"run": "0123456789abcdef", "problem_key": "fedcba9876543210", "mode": "hard-greedy", "problem": 0}
+    (tmp_path / RECORDS_FILE).write_text(json.dumps(old) + "\n")
+    with pytest.warns(UserWarning, match=r"1 result\(s\) of mode 'hard-greedy' .* how its results were keyed"):
+        result = evaluate_modes(tiny_model("llama"), tiny_tokenizer(), ROWS, "hard-greedy", output_dir=tmp_path,
+                                **SETTINGS)  # fmt: skip
+    assert result.summary["hard-greedy"]["resumed_problems"] == 0
+
+
 # ------------------------------------------------------------------------------------------ records
 
 

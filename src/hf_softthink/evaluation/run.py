@@ -318,7 +318,8 @@ def _warn_on_other_runs(
             continue
         # the earlier run closest to this one: the fewest differences
         changes, count = min(
-            ((describe_changes(fp, fingerprints[mode.name]), n) for fp, n in others.values()), key=lambda c: len(c[0])
+            ((describe_changes(fp, fingerprints[mode.name]) if fp else [], n) for fp, n in others.values()),
+            key=lambda c: len(c[0]),
         )
         what = "; ".join(changes) if changes else "how its results were keyed (an older hf_softthink)"
         warnings.warn(
