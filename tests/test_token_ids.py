@@ -242,3 +242,14 @@ def test_check_tokenizer_fits_accepts_a_padded_vocabulary():
     model = tiny_model("llama")
     model.resize_token_embeddings(320)  # more rows than tokens, as many checkpoints have
     check_tokenizer_fits(model, tiny_tokenizer())
+
+
+def test_only_special_tokens_beyond_the_model_are_warned_not_refused():
+    """As a multimodal tokenizer's image placeholder: text never tokenizes to it unless it spells it."""
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    with pytest.warns(UserWarning, match="'<image>' = 263.*Only special tokens are beyond it"):
+        check_tokenizer_fits(tiny_model("llama"), tok)
+    model = never_stepped(enable_soft_thinking(tiny_model("llama"), tokenizer=tok))
+    with pytest.raises(ValueError, match=r"the prompt \(input_ids\) .* of which \[263\]"):  # its use is refused
+        model.generate(**tok(["a <image>"], return_tensors="pt"), max_new_tokens=2, soft_thinking=True)

@@ -734,7 +734,7 @@ def soft_thinking_sample(
         soft_thinking = getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None) or True
     config = SoftThinkingConfig.coerce(
         soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None),
-        source=saved_config_source(model),
+        source=saved_config_source(model) if soft_thinking is True else SAVED_SOURCE,
     )
     if config is None:
         raise ValueError("soft_thinking_sample was called with soft_thinking=False: call generate without it.")
@@ -953,7 +953,7 @@ class SoftThinkingGenerationMixin:
     #: how errors name the saved `soft_thinking` entry (the file it was read from, when known)
     _soft_thinking_source: str = SAVED_SOURCE
     #: (generation config, tokenizer) whose saved entry `enable_soft_thinking` has read and checked
-    _soft_thinking_checked: tuple[int, int] | None = None
+    _soft_thinking_checked: tuple[Any, Any] | None = None
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None, **kwargs):
         if not hasattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE):
@@ -1032,8 +1032,8 @@ def _read_saved_config(target: Any, tokenizer: Any) -> None:
     `save_pretrained` writes it), so it is read from the file. A saved entry that is broken is refused now, naming
     the file (or `model.generation_config.soft_thinking`) and the field; with a tokenizer, its markers and ids are
     checked too (`check_soft_thinking`). Once per generation config and tokenizer."""
-    checked = (id(target.generation_config), id(tokenizer))
-    if target._soft_thinking_checked == checked:
+    checked = target._soft_thinking_checked
+    if checked is not None and checked[0] is target.generation_config and checked[1] is tokenizer:
         return
     saved = getattr(target.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
     source = target._soft_thinking_source = saved_config_source(target)
@@ -1051,7 +1051,7 @@ def _read_saved_config(target: Any, tokenizer: Any) -> None:
             check_soft_thinking(target, config, tokenizer)
         except ValueError as error:
             raise ValueError(f"{source}: {error}") from None
-    target._soft_thinking_checked = (id(target.generation_config), id(tokenizer))
+    target._soft_thinking_checked = (target.generation_config, tokenizer)
 
 
 def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfig | None = None):

@@ -33,6 +33,7 @@ ValueError: SoftThinkingConfig.think_end=300 is token id 300, which this model c
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,12 @@ def check_token_ids(
 
 def check_tokenizer_fits(model: Any, tokenizer: Any, *, sizes: EmbeddingSizes | None = None) -> None:
     """Raise a ``ValueError`` if ``tokenizer`` can produce ids the model cannot embed or score (its length is
-    larger than the model's usable vocabulary): a prompt or marker with such an id would fail mid-run."""
+    larger than the model's usable vocabulary): a prompt or marker with such an id would fail mid-run.
+
+    When every token beyond the model is a *special* added token (text never tokenizes to one unless it spells
+    it, e.g. an image placeholder of a multimodal tokenizer), a ``UserWarning`` names them instead: the markers
+    and prompts that do use one are refused where they are resolved.
+    """
     if tokenizer is None or not hasattr(tokenizer, "__len__"):
         return
     sizes = sizes or embedding_sizes(model)
@@ -135,14 +141,19 @@ def check_tokenizer_fits(model: Any, tokenizer: Any, *, sizes: EmbeddingSizes | 
     if sizes is None or length <= sizes.usable:
         return
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-    added = ""
-    get_added = getattr(tokenizer, "get_added_vocab", None)
-    if callable(get_added):
-        beyond = sorted((i, t) for t, i in get_added().items() if i >= sizes.usable)
-        if beyond:
-            added = " (" + ", ".join(f"{t!r} = {i}" for i, t in beyond[:5]) + (", ..." if len(beyond) > 5 else "") + ")"
-    raise ValueError(
-        f"The tokenizer {name!r} has {length} tokens, ids up to {length - 1}{added}, but the model "
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    beyond = sorted((i, token) for i, token in added.items() if i >= sizes.usable)
+    listed = ""
+    if beyond:
+        listed = " (" + ", ".join(f"{str(t)!r} = {i}" for i, t in beyond[:5]) + (", ..." if len(beyond) > 5 else "") + ")"
+    message = (
+        f"The tokenizer {name!r} has {length} tokens, ids up to {length - 1}{listed}, but the model "
         f"{type(model).__name__} cannot use ids from {sizes.usable} on: {sizes.describe()}. Call "
         "model.resize_token_embeddings(len(tokenizer)) after adding tokens, or use the model's own tokenizer."
     )
+    only_special = len(beyond) == length - sizes.usable and all(getattr(t, "special", False) for _, t in beyond)
+    if only_special:
+        warnings.warn(message + " (Only special tokens are beyond it: a prompt or marker using one is refused.)",
+                      UserWarning, stacklevel=3)
+        return
+    raise ValueError(message)
