@@ -8,9 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
-import subprocess
-import sys
-import textwrap
 
 import datasets
 import pytest
@@ -24,34 +21,6 @@ from hf_softthink.models import tiny_model, tiny_tokenizer
 datasets.disable_progress_bars()
 ROWS = [{"question": f"{i} + 1?", "answer": str(i + 1)} for i in range(3)]
 SETTINGS = dict(max_new_tokens=4, max_thinking_tokens=2, progress=False)
-
-# the lock module alone (standard library only), so the holder starts in milliseconds, not after importing torch
-_HOLD_LOCK = textwrap.dedent(
-    """
-    import importlib.util, sys, time
-    spec = importlib.util.spec_from_file_location("lock", sys.argv[2])
-    lock = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lock)
-    with lock.output_folder_lock(sys.argv[1]):
-        print("locked", flush=True)
-        time.sleep(120)
-    """
-)
-
-
-@pytest.fixture
-def held_lock(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(out), lock_module.__file__], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout.readline().strip() == "locked"
-    yield out, holder
-    if holder.poll() is None:
-        holder.kill()
-    holder.wait()
-
 
 def test_deleting_the_lock_file_does_not_defeat_the_lock(held_lock):
     out, holder = held_lock

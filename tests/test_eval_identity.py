@@ -25,19 +25,6 @@ SETTINGS = dict(max_new_tokens=4, max_thinking_tokens=2, progress=False)
 ROWS = [{"question": "1 + 1?", "answer": "2"}, {"question": "2 + 2?", "answer": "4"}]
 
 
-def _counting(model):
-    """Count the sequences each `generate` call decodes."""
-    calls = []
-    generate = model.generate
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs["input_ids"].shape[0])
-        return generate(*args, **kwargs)
-
-    model.generate = counted
-    return calls
-
-
 def _other_weights(model, tok):
     return tiny_model("llama", seed=1), tok  # same class, same (empty) name, other weights
 
@@ -88,14 +75,15 @@ CHANGES = {
 
 
 @pytest.mark.parametrize("wrap,change,named", CHANGES.values(), ids=CHANGES.keys())
-def test_a_changed_model_is_decoded_again_and_what_changed_is_named(wrap, change, named, tmp_path):
+def test_a_changed_model_is_decoded_again_and_what_changed_is_named(wrap, change, named, tmp_path,
+                                                                       count_generate):
     model, tok = tiny_model("llama"), tiny_tokenizer()
     if wrap is not None:
         model = wrap(model)
     first = evaluate_modes(model, tok, ROWS, "hard-greedy", output_dir=tmp_path, **SETTINGS)
     assert first.summary["hard-greedy"]["resumed_problems"] == 0
     model, tok = change(model, tok)
-    calls = _counting(model)
+    calls = count_generate(model)
     with pytest.warns(UserWarning) as caught:
         again = evaluate_modes(model, tok, ROWS, "hard-greedy", output_dir=tmp_path, **SETTINGS)
     assert sum(calls) == 2 and again.summary["hard-greedy"]["resumed_problems"] == 0  # decoded again
@@ -178,7 +166,7 @@ def test_results_of_an_older_version_are_not_reused_and_the_warning_says_so(tmp_
 # ------------------------------------------------------------------------------------------ records
 
 
-def test_the_same_question_twice_is_two_problems(tmp_path):
+def test_the_same_question_twice_is_two_problems(tmp_path, count_generate):
     tok = tiny_tokenizer()
     rows = [{"question": "7 + 1?", "answer": "8"}, {"question": "2 + 2?", "answer": "4"},
             {"question": "7 + 1?", "answer": "8"}]  # fmt: skip
@@ -186,7 +174,7 @@ def test_the_same_question_twice_is_two_problems(tmp_path):
     result = evaluate_modes(model, tok, rows, "hard-greedy", output_dir=tmp_path, **SETTINGS)
     assert [r["problem"] for r in result.records["hard-greedy"]] == [0, 1, 2]
     assert len((tmp_path / RECORDS_FILE).read_text().splitlines()) == 3
-    calls = _counting(model)
+    calls = count_generate(model)
     again = evaluate_modes(model, tok, rows, "hard-greedy", output_dir=tmp_path, **SETTINGS)
     assert calls == [] and [r["problem"] for r in again.records["hard-greedy"]] == [0, 1, 2]
 
@@ -218,7 +206,7 @@ DAMAGED_RECORDS = {
 
 
 @pytest.mark.parametrize("damage,fragment", DAMAGED_RECORDS.values(), ids=DAMAGED_RECORDS.keys())
-def test_a_saved_record_that_does_not_fit_is_named_never_trusted(damage, fragment, tmp_path):
+def test_a_saved_record_that_does_not_fit_is_named_never_trusted(damage, fragment, tmp_path, count_generate):
     tok, model = tiny_tokenizer(), tiny_model("llama")
     settings = dict(SETTINGS, samples=2)
     evaluate_modes(model, tok, ROWS, "hard-sample", output_dir=tmp_path, **settings)
@@ -228,7 +216,7 @@ def test_a_saved_record_that_does_not_fit_is_named_never_trusted(damage, fragmen
     damage(record)
     lines[0] = json.dumps(record)
     log.write_text("\n".join(lines) + "\n")
-    calls = _counting(model)
+    calls = count_generate(model)
     with pytest.raises(ValueError) as error:
         evaluate_modes(model, tok, ROWS, "hard-sample", output_dir=tmp_path, **settings)
     message = str(error.value)
@@ -267,7 +255,7 @@ def test_a_resumed_sampled_run_gives_the_uninterrupted_completions(mode, tmp_pat
     assert len({c for pair in completions for c in pair}) > 2  # sampled: the completions differ
 
 
-def test_more_problems_keep_the_saved_ones(tmp_path):
+def test_more_problems_keep_the_saved_ones(tmp_path, count_generate):
     """The batches of the first problems do not depend on how many follow: 2 problems, then 4, resume the 2."""
     tok = tiny_tokenizer()
     rows = load_prompts([{"question": f"{i} + 1?", "answer": str(i + 1)} for i in range(4)],
@@ -275,7 +263,7 @@ def test_more_problems_keep_the_saved_ones(tmp_path):
     settings = dict(SETTINGS, samples=2, batch_size=3)
     model = tiny_model("llama")
     first = evaluate_modes(model, tok, rows.select(range(2)), "hard-sample", output_dir=tmp_path, **settings)
-    calls = _counting(model)
+    calls = count_generate(model)
     more = evaluate_modes(model, tok, rows, "hard-sample", output_dir=tmp_path, **settings)
     assert more.summary["hard-sample"]["resumed_problems"] == 2
     assert more.records["hard-sample"][:2] == first.records["hard-sample"]
