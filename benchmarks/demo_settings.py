@@ -1,6 +1,7 @@
 """How the thinking settings of `hf-softthink demo` were chosen: candidates measured on held-out questions.
 
     python benchmarks/demo_settings.py [--model smollm2-135m] [--questions 32] [--seed 0] [--threads 1]
+    python benchmarks/demo_settings.py --forced-end-only --threads 1   # stage 3 alone, at the demo's settings
 
 The demo compares soft thinking (`soft-greedy`) with ordinary thinking (`hard-greedy`) at the same prompt
 and thinking budget, plus standard decoding without a thinking prompt. Its settings are chosen here, on
@@ -15,7 +16,13 @@ Selection, in two stages fixed before measuring:
    own accuracy, so the settings suit the model rather than one mode;
 2. at that pair, each Cold Stop candidate of `COLD_STOPS` runs soft-greedy (Cold Stop is a soft-thinking
    feature); one is kept only if it beats no Cold Stop (ties with off: off; ties between candidates: the
-   first listed).
+   first listed);
+3. at those settings, each text of `FORCED_END_TEXTS` is what a forced end of thinking writes (the marker
+   alone, or the marker and an answer prefix, so a small model that stops right after a forced marker is led
+   into its answer): hard-greedy forces it through the hard budget (`DecodingMode.forced_end_text`),
+   soft-greedy through the soft decoder's `SoftThinkingConfig.forced_end_text`. The best mean accuracy of the
+   two wins (ties: the first listed, the marker alone). Stage 3 chooses only when the installed
+   `SoftThinkingConfig` has that field; without it, it measures hard-greedy and says so.
 
 Standard decoding (no thinking prompt, no budget, the same total token limit) is measured once as a
 reference. Everything prints as Markdown tables; figures are from this run only. The result, and the settings
@@ -25,6 +32,7 @@ reference. Everything prints as Markdown tables; figures are from this run only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import time
 
@@ -32,7 +40,13 @@ import torch
 
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.data import DEFAULT_THINKING_INSTRUCTION
-from hf_softthink.demo import DEMO_QUESTIONS
+from hf_softthink.demo import (
+    DEMO_COLD_STOP_ENTROPY,
+    DEMO_COLD_STOP_PATIENCE,
+    DEMO_MAX_THINKING_TOKENS,
+    DEMO_QUESTIONS,
+    DEMO_THINKING_PROMPT,
+)
 from hf_softthink.evaluation import DecodingMode, evaluate_modes
 from hf_softthink.models import load_model
 
@@ -49,6 +63,10 @@ BUDGETS = (16, 32, 64)
 COLD_STOPS = (None, (0.1, 4), (0.3, 8))
 #: answer tokens allowed after the thinking budget
 ANSWER_TOKENS = 48
+#: candidate texts of a forced end of thinking (stage 3): None is the marker alone
+FORCED_END_TEXTS = (None, "</think>\nThe answer is \\boxed{", "</think>\n\\boxed{")
+#: the SoftThinkingConfig field of the soft decoder's forced end text
+SOFT_FORCED_END_FIELD = "forced_end_text"
 
 NAMES = ("Lena", "Omar", "Priya", "Jonas", "Mei", "Carlos", "Ines", "Kofi")
 TEMPLATES = (
@@ -102,10 +120,51 @@ def measure(model, tokenizer, rows, modes, *, prompt: str | None, budget: int | 
             "accuracy": s["pass@1"],
             "thinking": s["mean_thinking_tokens"],
             "answer": s["mean_answer_tokens"],
+            "no_answer": s["no_answer_phase"] + s["empty_answers"],
             "seconds": s["wall_seconds"],
         }
         for name, s in result.summary.items()
     }
+
+
+def soft_forced_end_supported() -> bool:
+    """Whether the installed `SoftThinkingConfig` has the soft decoder's forced end text."""
+    return SOFT_FORCED_END_FIELD in {f.name for f in dataclasses.fields(SoftThinkingConfig)}
+
+
+def stage_forced_end(model, tokenizer, rows, *, prompt: str, budget: int, cold_stop) -> str | None:
+    """Stage 3: hard-greedy and (when the decoder supports it) soft-greedy with each forced end text; prints a
+    table and returns the chosen text (None: the marker alone), or None without a choice."""
+    soft_ok = soft_forced_end_supported()
+    entropy, patience = cold_stop or (None, SoftThinkingConfig().cold_stop_patience)
+    print("## Stage 3: what a forced end of thinking writes (hard-greedy and soft-greedy)\n")
+    if not soft_ok:
+        print(f"(soft-greedy not measured: this SoftThinkingConfig has no `{SOFT_FORCED_END_FIELD}` field)\n")
+    print("| forced end text | hard acc. | soft acc. | mean | hard / soft no answer | hard / soft think/answer tok. |")
+    print("|---|---:|---:|---:|---|---|")
+    stage3 = {}
+    for rank, text in enumerate(FORCED_END_TEXTS):
+        modes = [DecodingMode("hard", forced_end_text=text)]
+        if soft_ok:
+            extra = {SOFT_FORCED_END_FIELD: text} if text is not None else {}
+            modes.append(DecodingMode("soft", SoftThinkingConfig(
+                cold_stop_entropy=entropy, cold_stop_patience=patience, **extra)))
+        m = measure(model, tokenizer, rows, modes, prompt=prompt, budget=budget,
+                    max_new_tokens=budget + ANSWER_TOKENS)
+        hard, soft = m["hard"], m.get("soft")
+        mean = (hard["accuracy"] + soft["accuracy"]) / 2 if soft else float("nan")
+        stage3[text] = (mean, -rank)
+        soft_cells = (f"{soft['accuracy']:.3f} | {mean:.3f} | {hard['no_answer']} / {soft['no_answer']} | "
+                      f"{hard['thinking']:.1f} / {hard['answer']:.1f}, {soft['thinking']:.1f} / {soft['answer']:.1f}"
+                      if soft else f"- | - | {hard['no_answer']} / - | {hard['thinking']:.1f} / {hard['answer']:.1f}")
+        label = "(the marker alone)" if text is None else repr(text)
+        print(f"| {label} | {hard['accuracy']:.3f} | {soft_cells} |", flush=True)
+    if not soft_ok:
+        print("\nnot chosen: soft thinking was not measured\n")
+        return None
+    chosen = max(stage3, key=stage3.get)
+    print(f"\nchosen: forced end text {'(the marker alone)' if chosen is None else repr(chosen)}\n")
+    return chosen
 
 
 def main() -> None:
@@ -114,6 +173,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="seed of the template questions")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--forced-end-only", action="store_true",
+                        help="run stage 3 alone, at the demo's prompt, budget and Cold Stop")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,6 +183,11 @@ def main() -> None:
     print(f"{len(rows)} held-out questions, e.g. {rows[0]['question']!r} -> {rows[0]['answer']}; "
           f"{args.model}, {torch.get_num_threads()} torch thread(s)\n")
     start = time.perf_counter()
+    if args.forced_end_only:
+        stage_forced_end(model, tokenizer, rows, prompt=DEMO_THINKING_PROMPT, budget=DEMO_MAX_THINKING_TOKENS,
+                         cold_stop=(DEMO_COLD_STOP_ENTROPY, DEMO_COLD_STOP_PATIENCE))
+        print(f"total {time.perf_counter() - start:.0f} s")
+        return
 
     print("## Stage 1: prompt x thinking budget (hard-greedy and soft-greedy)\n")
     print("| prompt | budget | hard acc. | soft acc. | mean | hard think/answer tok. | soft think/answer tok. |")
@@ -154,6 +220,8 @@ def main() -> None:
         print(f"| {label} | {s['accuracy']:.3f} | {s['thinking']:.1f} / {s['answer']:.1f} |", flush=True)
     cold_stop = max(stage2, key=stage2.get)
     print(f"\nchosen: Cold Stop {'off' if cold_stop is None else cold_stop}\n")
+
+    stage_forced_end(model, tokenizer, rows, prompt=PROMPTS[prompt_name], budget=budget, cold_stop=cold_stop)
 
     print("## Reference: standard decoding (no thinking prompt, no budget)\n")
     s = measure(model, tokenizer, rows, ["hard-greedy"], prompt=None, budget=None,

@@ -194,6 +194,7 @@ DAMAGED_RECORDS = {
     "a fractional token count": (_edit("answer_tokens", [1.5, 2]), "'answer_tokens'[0]"),
     "an answer that is a number": (_edit("answers", [2, None]), "'answers'[0]"),
     "a completion that is not text": (_edit("completions", [None, "x"]), "'completions'[0]"),
+    "an unknown ending": (_edit("endings", ["answer", "done"]), "'endings'[1]"),
     "another problem index": (_edit("problem", 1), "'problem' is 1, not 0"),
     "another mode": (_edit("mode", "soft-sample"), "'mode' is 'soft-sample'"),
     "generated count": (_edit("generated", 5), "'generated' is 5, not 2"),

@@ -51,6 +51,8 @@ def test_generate_command_compares_soft_and_standard(capsys):
     assert code == 0
     assert "=== soft thinking" in printed and "=== ordinary tokens (same prompt and budget" in printed
     assert "| soft thinking | 11 |" in printed, "8 budgeted steps plus the 3 tokens of </think>"
+    assert ('[thinking, 11 tokens (8 soft steps), ended by "</think>" (3 tokens) forced when the thinking budget of 8 '
+            "tokens was spent;") in printed, "the text says why there are 11 thinking tokens for a budget of 8"
 
 
 def test_generate_command_writes_the_trace_page_and_plot(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from ._quiet import quiet_third_party_notices
 from .config import SoftThinkingConfig
+from .enabled_check import SoftThinkingNotEnabledError, install_generate_check
 from .generation import (
     NonFiniteError,
     SoftThinkingGenerateOutput,
@@ -20,6 +21,7 @@ from .processors import (
 __version__ = "0.1.0"
 
 quiet_third_party_notices()  # before anything imports peft / bitsandbytes
+install_generate_check()  # `soft_thinking=` on a model that was not enabled: an error naming the fix
 
 __all__ = [
     "ColdStopLogitsProcessor",
@@ -30,6 +32,7 @@ __all__ = [
     "SoftThinkingConfig",
     "SoftThinkingGenerateOutput",
     "SoftThinkingGenerationMixin",
+    "SoftThinkingNotEnabledError",
     "ThinkingBudgetLogitsProcessor",
     "enable_soft_thinking",
     "soft_thinking_sample",

@@ -212,26 +212,40 @@ def command_generate(args: argparse.Namespace) -> int:
     soft = trace_soft_thinking(model, tokenizer, inputs, config, args.max_new_tokens)
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}, "
           f"budget {config.max_thinking_tokens}) ===")
-    print(f"[thinking, {soft.thinking_tokens} tokens; ⟨a|b p⟩: runner-up b had weight p]\n{soft.trace}")
+    print(f"[thinking, {soft.describe_thinking(config)}; ⟨a|b p⟩: runner-up b had weight p]\n{soft.trace}")
     print(f"[answer, {soft.answer_tokens} tokens]\n{soft.answer or '(empty)'}")
+    if args.gold_answer is not None:
+        print(_verdict(soft, args.gold_answer))
+    hard = None
+    think_end = config.think_end if isinstance(config.think_end, str) else None
+    if args.compare:
+        torch.manual_seed(args.seed)
+        hard = decode_hard(model, tokenizer, inputs, args.max_new_tokens, think_end=think_end,
+                           max_thinking_tokens=config.max_thinking_tokens, output_logits=bool(args.html))
     if args.html or args.plot:
         from .trace import SoftThinkingTrace
 
-        trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True)
+        trace = SoftThinkingTrace.from_generate_output(soft.output, tokenizer, show_prompt=True,
+                                                       gold_answers=args.gold_answer)
         if args.html:
             title = f"Soft-thinking trace: {args.question}"
-            print(f"trace: {trace.save_html(args.html, title=title)}", file=sys.stderr)
+            compare = None
+            if hard is not None and think_end is not None:
+                compare = SoftThinkingTrace.from_ordinary_output(
+                    hard.output, tokenizer, prompt_length=inputs["input_ids"].shape[1], think_end=think_end,
+                    max_thinking_tokens=config.max_thinking_tokens, temperature=config.temperature,
+                    show_prompt=True, gold_answers=args.gold_answer,
+                )
+            print(f"trace: {trace.save_html(args.html, title=title, compare=compare)}", file=sys.stderr)
         if args.plot:
             trace.plot(args.plot)
             print(f"entropy plot: {args.plot}", file=sys.stderr)
-    if args.compare:
-        torch.manual_seed(args.seed)
-        think_end = config.think_end if isinstance(config.think_end, str) else None
-        hard = decode_hard(model, tokenizer, inputs, args.max_new_tokens, think_end=think_end,
-                           max_thinking_tokens=config.max_thinking_tokens)
+    if hard is not None:
         print("\n=== ordinary tokens (same prompt and budget, greedy) ===")
-        print(f"[thinking, {hard.thinking_tokens} tokens]\n{hard.trace}")
+        print(f"[thinking, {hard.describe_thinking(config, soft=False)}]\n{hard.trace}")
         print(f"[answer, {hard.answer_tokens} tokens]\n{hard.answer or '(empty)'}")
+        if args.gold_answer is not None:
+            print(_verdict(hard, args.gold_answer))
         print("\n| decoding | thinking tokens | answer tokens | total | seconds | tokens/s |")
         print("|---|---|---|---|---|---|")
         for name, result in (("soft thinking", soft), ("ordinary tokens", hard)):
@@ -241,6 +255,17 @@ def command_generate(args: argparse.Namespace) -> int:
         print("\nOne question is an anecdote: `hf-softthink demo` measures accuracy on 16 questions, "
               "`hf-softthink eval` on a task.")
     return 0
+
+
+def _verdict(result, gold: str) -> str:
+    """``graded: right (answer 15, gold 15)``: the answer graded as ``hf-softthink eval`` grades it."""
+    from .evaluation_metrics import grade_completion
+
+    if result.end_event is None:
+        return f"graded: wrong (no answer: thinking never ended; gold {gold})"
+    answer, correct = grade_completion(result.answer, gold, think_end=None)
+    shown = answer if answer is not None else "none found"
+    return f"graded: {'right' if correct else 'wrong'} (answer {shown}, gold {gold})"
 
 
 def command_eval(args: argparse.Namespace) -> int:
@@ -345,6 +370,15 @@ def _task_config(text: str | None) -> dict | None:
     return value
 
 
+def version_text() -> str:
+    """``hf-softthink 0.1.0 (transformers 5.24.0, torch 2.13.0)``."""
+    import transformers
+
+    from . import __version__
+
+    return f"hf-softthink {__version__} (transformers {transformers.__version__}, torch {torch.__version__})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import (
         DEMO_ANSWER_TOKENS,
@@ -358,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hf-softthink", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the versions of hf-softthink, transformers and torch, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -393,7 +429,9 @@ Answers QUESTION with soft thinking: while thinking, each step feeds the model a
 of its top tokens' embeddings) instead of one token; the printed trace shows each concept token's top
 token, and ⟨a|b p⟩ where the runner-up b had weight p. After the think-end marker (written by the model,
 or forced by the thinking budget) the answer is ordinary greedy decoding. --compare decodes the same
-prompt with ordinary tokens and the same budget, and prints both side by side.""",
+prompt with ordinary tokens and the same budget, and prints both side by side (--html: the two traces side by
+side on one page). The text says how long each thinking ran and what ended it (the model's own marker, the
+thinking budget, Cold Stop, the switch limit); a forced marker of several tokens is counted in the thinking.""",
     )
     generate.add_argument("question", help="the question, in quotes")
     generate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
@@ -409,6 +447,9 @@ prompt with ordinary tokens and the same budget, and prints both side by side.""
                           help="write the soft-thinking trace as a self-contained HTML page (hover a step: its "
                           "mixture)")
     generate.add_argument("--plot", default=None, metavar="PATH", help="write a PNG of entropy and mode per step")
+    generate.add_argument("--gold-answer", default=None, metavar="ANSWER",
+                          help="the right answer: each decoding's answer is graded against it (as eval grades), "
+                          "in the text and the trace page")
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
@@ -423,10 +464,12 @@ prompt with ordinary tokens and the same budget, and prints both side by side.""
         description=f"""\
 Decodes every problem --samples times in each decoding mode, grades the answers (reasoning-gym's scorer
 for its tasks, math-verify against the answer column of a file), and prints a Markdown table of pass@k
-(unbiased estimator), maj@k, mean thinking/answer tokens and generation seconds per mode. --out gets
-results.json, results.md, pass_at_k.png and samples.jsonl, the resume log: each (mode, problem) result is
-saved as soon as it is done, and rerunning the same command skips what is saved (Ctrl-C loses nothing
-saved).
+(unbiased estimator), maj@k, mean thinking/answer tokens, the share of completions with no answer (ended
+while thinking, or nothing after the think-end marker; a warning when that is most of a mode) and
+generation seconds per mode. --out gets results.json, results.md, pass_at_k.png and samples.jsonl, the resume
+log (per mode and problem: the question, the gold answer, the completions, their answers and grades, how each
+ended): each (mode, problem) result is saved as soon as it is done, and rerunning the same command skips what
+is saved (Ctrl-C loses nothing saved).
 
 Decoding modes (--modes); "hard" is ordinary decoding, "soft" thinks in concept tokens, "fuzzy" in
 near-one-hot concept tokens; "greedy"/"sample" is how the answer (and hard thinking) is decoded. Every
@@ -477,10 +520,37 @@ mode gets the same thinking budget (--max-thinking-tokens):
     return parser
 
 
-def command_lm_eval(arguments: Sequence[str]) -> int:
-    """`hf-softthink lm-eval ARGS`: `lm_eval ARGS` after registering the `hf-softthink` model."""
-    from .lm_eval_harness import main as lm_eval_main
+LM_EVAL_INSTALL = "pip install 'hf-softthink[lm-eval]'"
+LM_EVAL_HELP = f"""\
+usage: hf-softthink lm-eval [lm_eval options] --model hf-softthink --model_args pretrained=MODEL[,ARG=VALUE...]
 
+Runs lm-evaluation-harness's own command line (lm_eval) with the `hf-softthink` model registered: the
+harness's `hf` model whose generate_until tasks (gsm8k-style) decode with soft thinking; the harness's
+filters see the answer after the think-end marker. Every lm_eval option works. Model arguments: every
+argument of the harness's `hf` model; pretrained may be a packaged short name (smollm2-135m, gemma3-270m);
+soft_thinking=True|False|JSON|FILE; soft_<field>=VALUE sets one SoftThinkingConfig field (soft_max_topk=10,
+soft_max_thinking_tokens=64, soft_noise=gumbel, ...).
+
+lm-evaluation-harness is not installed: it is an optional extra. Install it with
+  {LM_EVAL_INSTALL}
+(from a clone of the repository: pip install -e ".[lm-eval]"); then `hf-softthink lm-eval --help` lists
+all of lm_eval's own options.
+
+example:
+  hf-softthink lm-eval --model hf-softthink --model_args pretrained=smollm2-135m,soft_max_topk=10 \\
+      --tasks gsm8k --device cpu --batch_size 8 --limit 20"""
+
+
+def command_lm_eval(arguments: Sequence[str]) -> int:
+    """`hf-softthink lm-eval ARGS`: `lm_eval ARGS` after registering the `hf-softthink` model. Without the
+    lm-eval extra, `--help` (or no argument) describes the command and how to install the extra."""
+    try:
+        from .lm_eval_harness import main as lm_eval_main
+    except ImportError:
+        if not arguments or {"-h", "--help"} & set(arguments):
+            print(LM_EVAL_HELP)
+            return 0
+        raise
     return lm_eval_main(list(arguments))
 
 

@@ -22,7 +22,8 @@ Stop that did best for soft thinking (entropy below 0.1 nats for 4 steps).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,8 +39,9 @@ from .completion import (
 from .config import SoftThinkingConfig
 from .data import DEFAULT_THINKING_INSTRUCTION, build_prompt
 from .evaluation import DecodingMode, evaluate_modes
-from .evaluation.decoding import _eos_ids, _think_end_span
-from .evaluation.run import _model_label
+from .evaluation.decoding import ANSWERED, _eos_ids, _think_end_span
+from .evaluation.run import NO_ANSWER_WARNING, _model_label
+from .events import StepEvent, thinking_end_reason
 from .processors import HardThinkingBudgetProcessor
 
 __all__ = [
@@ -106,11 +108,35 @@ class TraceResult:
     thinking_tokens: int
     answer_tokens: int
     seconds: float
-    output: Any = None  # the generate output (soft thinking: for hf_softthink.trace views)
+    output: Any = None  # the generate output (for hf_softthink.trace views)
+    end_event: StepEvent | None = None  # what ended thinking (THINK_END, FORCED_...); None: it never ended
+    marker_tokens: int = 0  # tokens of the think-end marker, counted in thinking_tokens
+    soft_steps: int = 0  # thinking steps that fed a concept token
 
     @property
     def tokens(self) -> int:
         return self.thinking_tokens + self.answer_tokens
+
+    def describe_thinking(self, config: SoftThinkingConfig, *, soft: bool = True) -> str:
+        """How long thinking ran and why it ended: ``67 tokens (64 soft steps), ended by "</think>" (3 tokens)
+        forced when the thinking budget of 64 tokens was spent``."""
+        length = f"{self.thinking_tokens} tokens" + (f" ({self.soft_steps} soft steps)" if soft else "")
+        if self.end_event is None:
+            return (f"{length}; thinking never ended (the model wrote end-of-sequence while thinking, or the token "
+                    "limit came first), so there is no answer")
+        marker = f'"{_escaped(config.think_end)}"' if isinstance(config.think_end, str) else "the think-end marker"
+        if self.marker_tokens > 1:
+            marker += f" ({self.marker_tokens} tokens)"
+        why = {
+            StepEvent.THINK_END: f"the model writing {marker}",
+            StepEvent.FORCED_BUDGET: f"{marker} forced when the thinking budget of {config.max_thinking_tokens} "
+            "tokens was spent",
+            StepEvent.FORCED_COLD_STOP: f"{marker} forced by Cold Stop (entropy below {config.cold_stop_entropy} "
+            f"nats for {config.cold_stop_patience} steps)",
+            StepEvent.FORCED_SWITCH_LIMIT: f"{marker} forced at the switch limit ({config.max_switches} switches)",
+            StepEvent.STOP_DECISION: "a stop token drawn from the thinking distribution",
+        }[self.end_event]
+        return f"{length}, ended by {why}"
 
 
 def _escaped(text: str) -> str:
@@ -177,15 +203,22 @@ def trace_soft_thinking(
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
-    return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out)
+    end = thinking_end_reason(out.step_events[0, : len(new)])
+    marker_tokens = 0
+    if end is not None:
+        span = _think_end_span(tokenizer, new[:thinking_end].tolist(), end_marker or None)
+        marker_tokens = span[1] - span[0] if span else 1
+    return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out,
+                       end_event=end[1] if end else None, marker_tokens=marker_tokens, soft_steps=thinking_steps)
 
 
 def decode_hard(
     model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int, *,
-    think_end: str | None = None, max_thinking_tokens: int | None = None,
+    think_end: str | None = None, max_thinking_tokens: int | None = None, output_logits: bool = False,
 ) -> TraceResult:
     """Decode one prompt greedily with ordinary tokens; with ``max_thinking_tokens`` the think-end marker is
-    forced after that many tokens, as soft thinking's budget does."""
+    forced after that many tokens, as soft thinking's budget does. ``output_logits``: keep each step's logits in
+    the output (for the entropy curve of a trace)."""
     kwargs = _stopping(tokenizer, inputs, think_end)
     prompt_length = inputs["input_ids"].shape[1]
     if max_thinking_tokens is not None and think_end:
@@ -194,17 +227,22 @@ def decode_hard(
         )
     start = time.perf_counter()
     out = model.generate(
-        **inputs, do_sample=False, max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **kwargs,
+        **inputs, do_sample=False, max_new_tokens=max_new_tokens, return_dict_in_generate=True,
+        output_logits=output_logits, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **kwargs,
     )
     seconds = time.perf_counter() - start
-    new = out[0, prompt_length:].tolist()
+    new = out.sequences[0, prompt_length:].tolist()
     eos = _eos_ids(model, tokenizer)
     new = new[: next((i for i, token in enumerate(new) if token in eos), len(new))]
     span = _think_end_span(tokenizer, new, think_end)
     end = 0 if span is None else span[1]
     answer = tokenizer.decode(new[end:], skip_special_tokens=True).strip()
-    return TraceResult(tokenizer.decode(new[:end]), answer, end, len(new) - end, seconds)
+    end_event = None
+    if span is not None:  # the budget processor forces the marker exactly when the budget is spent
+        forced = max_thinking_tokens is not None and span[0] >= max_thinking_tokens
+        end_event = StepEvent.FORCED_BUDGET if forced else StepEvent.THINK_END
+    return TraceResult(tokenizer.decode(new[:end]), answer, end, len(new) - end, seconds, out,
+                       end_event=end_event, marker_tokens=span[1] - span[0] if span else 0)
 
 
 @dataclass
@@ -218,9 +256,16 @@ class DemoReport:
     questions: list[tuple[str, str]]
     trace_question: str
     trace: TraceResult
+    trace_thinking: str = ""  # how long the trace's thinking ran and what ended it
+    unanswered: dict[str, list[bool]] = field(default_factory=dict)  # per mode and question: gave no answer
 
     def correct(self, label: str) -> int:
         return sum(ok for _, ok in self.answers[label])
+
+    def no_answer(self, label: str) -> int:
+        """Questions of a mode whose completion ended while thinking or wrote nothing after the marker."""
+        m = self.summary[label]
+        return m.get("no_answer_phase", 0) + m.get("empty_answers", 0)
 
     def to_text(self) -> str:
         n = len(self.questions)
@@ -237,16 +282,22 @@ class DemoReport:
             f"Soft thinking mixes the top-{s['max_topk']} tokens (temperature {s['temperature']}, top-p "
             f"{s['top_p']}, min-p {s['min_p']}) into each concept token.",
             "",
-            "| decoding | correct | thinking tokens | answer tokens | seconds |",
-            "|---|---:|---:|---:|---:|",
+            "| decoding | correct | no answer | thinking tokens | answer tokens | seconds |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for label in MODE_LABELS:
             m = self.summary[label]
             lines.append(
-                f"| {label} | {self.correct(label)}/{n} | {m['mean_thinking_tokens']:.1f} | "
-                f"{m['mean_answer_tokens']:.1f} | {m['wall_seconds']:.1f} |"
+                f"| {label} | {self.correct(label)}/{n} | {self.no_answer(label)}/{n} | "
+                f"{m['mean_thinking_tokens']:.1f} | {m['mean_answer_tokens']:.1f} | {m['wall_seconds']:.1f} |"
             )
-        lines += ["", *(f"{label}: {_LEGEND[label]}." for label in MODE_LABELS), ""]
+        lines += ["", *(f"{label}: {_LEGEND[label]}." for label in MODE_LABELS)]
+        lines += [
+            "no answer: questions whose completion ended while thinking (end-of-sequence or the token limit before "
+            f"\"{_escaped(s['think_end'])}\") or wrote nothing after it; marked † below, with the answer read from "
+            "the thinking, if any (\"-\": none).",
+            "",
+        ]
         lines += [
             "| question | answer | " + " | ".join(MODE_LABELS) + " |",
             "|---|---:|" + "---|" * len(MODE_LABELS),
@@ -256,13 +307,15 @@ class DemoReport:
             for label in MODE_LABELS:
                 answer, ok = self.answers[label][i]
                 shown = "-" if answer is None else answer if len(answer) <= 12 else answer[:11] + "…"
-                cells.append(f"{'✓' if ok else '✗'} {shown}")
+                mark = " †" if label in self.unanswered and self.unanswered[label][i] else ""
+                cells.append(f"{'✓' if ok else '✗'} {shown}{mark}")
             lines.append(f"| {question} | {gold} | " + " | ".join(cells) + " |")
         lines += [
             "",
             f"Soft-thinking trace of {self.trace_question!r} "
             "(the top token of each concept token; ⟨a|b p⟩: runner-up b had weight p):",
             self.trace.trace,
+            f"[thinking, {self.trace_thinking}]",
             f"[answer, {self.trace.answer_tokens} tokens] {self.trace.answer or '(empty)'}",
             "",
             f"What to expect: each question is {100 / n:.0f} points of accuracy, so a difference of a question or "
@@ -322,10 +375,12 @@ def run_demo(
         model, tokenizer, rows, [DecodingMode("standard")], thinking_instruction=None, max_thinking_tokens=None,
         **common,
     )
-    thinking = evaluate_modes(
-        model, tokenizer, rows, [DecodingMode("hard thinking"), DecodingMode("soft thinking", config)],
-        thinking_instruction=prompt, max_thinking_tokens=budget, **common,
-    )
+    with warnings.catch_warnings():  # the table below reports the questions without an answer
+        warnings.filterwarnings("ignore", message=NO_ANSWER_WARNING, category=UserWarning)
+        thinking = evaluate_modes(
+            model, tokenizer, rows, [DecodingMode("hard thinking"), DecodingMode("soft thinking", config)],
+            thinking_instruction=prompt, max_thinking_tokens=budget, **common,
+        )
     summary = {**standard.summary, **thinking.summary}
     # the standard prompt asks for no thinking: every token it wrote is answer (evaluate_modes counts a
     # completion without think-end as unclosed thinking)
@@ -334,6 +389,7 @@ def run_demo(
     plain["mean_thinking_tokens"] = 0.0
     records = {**standard.records, **thinking.records}
     answers = {label: [(r["answers"][0], r["correct"][0]) for r in records[label]] for label in MODE_LABELS}
+    unanswered = {label: [r["endings"][0] != ANSWERED for r in records[label]] for label in MODE_LABELS}
     inputs = prompt_inputs(tokenizer, questions[0][0], prompt)
     trace = trace_soft_thinking(model, tokenizer, inputs, config, max_new_tokens)
     settings = {
@@ -344,4 +400,5 @@ def run_demo(
             "temperature", "top_p", "min_p",
         )},
     }
-    return DemoReport(_model_label(model, model_name), settings, summary, answers, list(questions), questions[0][0], trace)
+    return DemoReport(_model_label(model, model_name), settings, summary, answers, list(questions), questions[0][0], trace,
+                      trace.describe_thinking(config), unanswered)

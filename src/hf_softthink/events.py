@@ -52,6 +52,7 @@ class StepEvent(enum.IntEnum):
       `THINK_END`. A choice of the model, fed as its token.
 
     The codes 6-10 are the *forced* steps (`forced_mask`): tokens the decoder wrote, not the model's choice.
+    `str(event)` and `f"{event}"` give the name (`"SOFT"`); `int(event)` and `f"{event:d}"` the code.
     """
 
     FINISHED = 0
@@ -67,6 +68,14 @@ class StepEvent(enum.IntEnum):
     FORCED_FINAL_ANSWER = 10
     ANSWER = 11
     STOP_DECISION = 12
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXneEfFgGn%":  # a numeric format: the code
+            return int.__format__(int(self), spec)
+        return format(self.name, spec)
 
 
 #: codes of the steps whose token the decoder forced
@@ -85,6 +94,94 @@ THINKING_END_EVENTS = (
     StepEvent.FORCED_COLD_STOP,
     StepEvent.FORCED_SWITCH_LIMIT,
 )
+
+
+#: tensor methods whose result is still a tensor of event codes (same values, moved, copied or indexed)
+_KEEPS_CODES = frozenset({
+    torch.Tensor.__getitem__, torch.Tensor.to, torch.Tensor.cpu, torch.Tensor.cuda, torch.Tensor.clone,
+    torch.Tensor.detach, torch.Tensor.contiguous,
+})
+#: runs shown per row by `StepEvents.__repr__` before it elides the rest
+_RUNS_SHOWN = 40
+
+
+def _event_name(code: int) -> str:
+    try:
+        return StepEvent(code).name
+    except ValueError:  # not one of ours: show the number
+        return str(code)
+
+
+def event_names(step_events: torch.Tensor) -> str | list:
+    """The `StepEvent` names of a tensor of event codes, nested like `tolist()`: `[["SOFT", "SOFT", ...], ...]`."""
+    def names(value):
+        return [names(v) for v in value] if isinstance(value, list) else _event_name(value)
+
+    with torch._C.DisableTorchFunctionSubclass():
+        return names(step_events.tolist())
+
+
+def event_runs(row_events: torch.Tensor | list[int]) -> str:
+    """One row's events as runs of names: `"SOFT×6, FORCED_BUDGET, FORCED_SPELLING×2, ANSWER×3"`."""
+    if isinstance(row_events, torch.Tensor):
+        with torch._C.DisableTorchFunctionSubclass():
+            row_events = row_events.tolist()
+    runs: list[list] = []
+    for code in row_events:
+        if runs and runs[-1][0] == code:
+            runs[-1][1] += 1
+        else:
+            runs.append([code, 1])
+    shown = [_event_name(code) + (f"×{count}" if count > 1 else "") for code, count in runs[:_RUNS_SHOWN]]
+    if len(runs) > _RUNS_SHOWN:
+        shown.append(f"… {len(runs) - _RUNS_SHOWN} more runs")
+    return ", ".join(shown)
+
+
+class StepEvents(torch.Tensor):
+    """`SoftThinkingGenerateOutput.step_events`: the `(batch, new_tokens)` uint8 tensor of `StepEvent` codes,
+    printed as names.
+
+    It is an ordinary tensor in everything but its `repr`: `print(out.step_events)` shows each row as runs of
+    event names (`SOFT×6, FORCED_BUDGET, FORCED_SPELLING×2, ANSWER×3`); indexing, `.to()`, `.cpu()`, `.clone()`
+    and `.detach()` keep the names; any other operation (`==`, `torch.isin`, arithmetic, `forced_mask`) returns
+    a plain tensor, and `tolist()` / `int()` give the codes. It pickles (`torch.save`) as a plain uint8 tensor, so
+    `torch.load(..., weights_only=True)` reads it back. `event_names(t)` gives the names as nested lists.
+    """
+
+    @staticmethod
+    def of(codes: torch.Tensor) -> StepEvents:
+        """View a tensor of event codes as `StepEvents` (no copy)."""
+        return codes.as_subclass(StepEvents)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        with torch._C.DisableTorchFunctionSubclass():
+            result = func(*args, **(kwargs or {}))
+        if func in _KEEPS_CODES and isinstance(result, torch.Tensor) and result.dtype == torch.uint8:
+            return result.as_subclass(cls)
+        return result
+
+    def __repr__(self, *, tensor_contents=None) -> str:
+        with torch._C.DisableTorchFunctionSubclass():
+            plain = self.as_subclass(torch.Tensor)
+        where = "" if plain.device.type == "cpu" else f", device='{plain.device}'"
+        if plain.dim() == 0:
+            return f"StepEvents({_event_name(int(plain))}{where})"
+        if plain.dim() == 1:
+            return f"StepEvents([{event_runs(plain)}]{where})"
+        if plain.dim() == 2:
+            rows = "".join(f"\n  [{row}] {event_runs(plain[row])}" for row in range(plain.shape[0]))
+            return f"StepEvents(shape={tuple(plain.shape)}{where}; each row as runs of StepEvent names:{rows})"
+        return "StepEvents(" + repr(plain) + ")"
+
+    def __deepcopy__(self, memo) -> StepEvents:
+        with torch._C.DisableTorchFunctionSubclass():
+            return StepEvents.of(self.as_subclass(torch.Tensor).clone())
+
+    def __reduce_ex__(self, protocol):
+        with torch._C.DisableTorchFunctionSubclass():
+            return self.as_subclass(torch.Tensor).__reduce_ex__(protocol)
 
 
 def _is_in(events: torch.Tensor, codes: tuple[StepEvent, ...]) -> torch.Tensor:

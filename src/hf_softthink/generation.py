@@ -33,7 +33,7 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationMixin, GenerationMode
 
 from .config import GENERATION_CONFIG_ATTRIBUTE, SAVED_SOURCE, SoftThinkingConfig, generation_config_file
-from .events import StepEvent
+from .events import StepEvent, StepEvents
 from .mixing import (
     add_gaussian_noise,
     concept_embedding,
@@ -103,7 +103,7 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
             One `hf_softthink.events.StepEvent` code per step: soft / explicit / switch steps, natural or forced
             think-end (and what forced it), sampled stop decisions, forced marker pieces, answer steps,
             finished-row padding. `hf_softthink.events.forced_mask(step_events)` marks the tokens the decoder
-            forced.
+            forced. A `hf_softthink.events.StepEvents` tensor: it prints its codes as event names.
         soft_topk_support (`torch.BoolTensor` of shape `(batch_size, new_tokens, R)`):
             At soft steps and sampled stop decisions: which of `soft_topk_ids` had weight > 0 in the thinking
             distribution w (after the filters, before the noise and before a stop decision removed the stop
@@ -657,7 +657,7 @@ class StepRecorder:
             soft_input_embeddings=torch.stack(self.embeds, dim=1) if self.embeds else None,
             thinking_mask=torch.stack(self.soft, dim=1),
             entropies=torch.stack(self.entropy, dim=1),
-            step_events=torch.stack(self.events, dim=1),
+            step_events=StepEvents.of(torch.stack(self.events, dim=1)),
             soft_topk_support=torch.stack(self.support, dim=1),
             stop_decision_mask=torch.stack(self.stop, dim=1),
         )

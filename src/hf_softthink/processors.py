@@ -252,6 +252,11 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
     tokens, one per step; then it decodes freely (the answer phase). Rows that wrote the marker themselves
     are left alone. State lives for one ``generate`` call: build one per call.
 
+    ``forced_text`` (default: ``think_end``) is the text spelled when the budget is spent: the marker followed
+    by an answer prefix, e.g. ``"</think>\nThe answer is \\boxed{"``, so a small model that would stop right
+    after a forced marker is led into its answer. It must start with ``think_end``; a row that wrote the marker
+    itself gets no prefix.
+
     Unlike the forcers of soft thinking it takes no ``thinking``/``entropy``/``forced`` arguments: it goes
     into the ``logits_processor`` of an ordinary ``generate`` call (``hf_softthink.evaluation`` does so for
     its hard modes).
@@ -270,7 +275,10 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
     ```
     """
 
-    def __init__(self, tokenizer: Any, think_end: str, max_thinking_tokens: int, prompt_length: int):
+    def __init__(
+        self, tokenizer: Any, think_end: str, max_thinking_tokens: int, prompt_length: int,
+        forced_text: str | None = None,
+    ):
         if (
             isinstance(max_thinking_tokens, bool)
             or not isinstance(max_thinking_tokens, int)
@@ -279,9 +287,15 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
             raise ValueError(f"max_thinking_tokens must be an integer >= 0, got {max_thinking_tokens!r}")
         if not think_end:
             raise ValueError("think_end must be a non-empty string for a thinking budget")
+        if forced_text is not None and not forced_text.startswith(think_end):
+            raise ValueError(
+                f"forced_text={forced_text!r} must start with the think-end marker {think_end!r}: it is what the "
+                "budget writes instead of the marker alone (the marker, then an answer prefix)."
+            )
         self.tokenizer = tokenizer
         self.think_end = think_end
-        self.marker_ids = list(tokenizer.encode(think_end, add_special_tokens=False))
+        self.forced_text = think_end if forced_text is None else forced_text
+        self.marker_ids = list(tokenizer.encode(self.forced_text, add_special_tokens=False))  # the tokens forced
         if not self.marker_ids:
             raise ValueError(f"think_end={think_end!r} encodes to no tokens with this tokenizer")
         self.max_thinking_tokens = max_thinking_tokens
@@ -304,7 +318,8 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
         for row in range(batch):
             if self.done[row]:
                 continue
-            if self.progress[row] >= len(self.marker_ids) or self.think_end in self.tokenizer.decode(
+            checks_marker = self.progress[row] == 0 or self.forced_text == self.think_end  # not mid-prefix
+            if self.progress[row] >= len(self.marker_ids) or checks_marker and self.think_end in self.tokenizer.decode(
                 input_ids[row, self.prompt_length :]
             ):
                 self.done[row] = True

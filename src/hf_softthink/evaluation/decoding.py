@@ -27,6 +27,20 @@ class _DecodeSettings:
     max_thinking_tokens: int | None
     think_end: str
     seed: int
+    thinking: bool = True  # the prompts ask for thinking (else a completion without the marker is all answer)
+
+
+#: how a completion ended, one code per sample in a record's ``endings``
+ANSWERED = "answer"
+EMPTY_ANSWER = "empty_answer"
+STOPPED_THINKING = "stop_in_thinking"
+CUT_THINKING = "length_in_thinking"
+ENDINGS = {
+    ANSWERED: "wrote an answer after the think-end marker (or, without a thinking prompt, any text)",
+    EMPTY_ANSWER: "wrote nothing after the think-end marker (written by the model or forced)",
+    STOPPED_THINKING: "wrote end-of-sequence before the think-end marker: no answer phase",
+    CUT_THINKING: "ran out of max_new_tokens before the think-end marker: no answer phase",
+}
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -100,16 +114,18 @@ def _generate(
     max_thinking_tokens: int | None,
     think_end: str | None,
     eos_ids: set[int],
+    thinking: bool = True,
 ) -> list[dict[str, Any]]:
-    """Decode one batch of prompts; per sequence: text, thinking/answer token counts, soft steps."""
+    """Decode one batch of prompts; per sequence: text, thinking/answer token counts, soft steps, and how it
+    ended (a code of :data:`ENDINGS`)."""
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
     prompt_length = inputs["input_ids"].shape[1]
     kwargs = mode.generate_kwargs()
     if mode.soft_thinking is None and max_thinking_tokens is not None and think_end:
-        kwargs["logits_processor"] = LogitsProcessorList(
-            [HardThinkingBudgetProcessor(tokenizer, think_end, max_thinking_tokens, prompt_length)]
-        )
+        kwargs["logits_processor"] = LogitsProcessorList([HardThinkingBudgetProcessor(
+            tokenizer, think_end, max_thinking_tokens, prompt_length, forced_text=mode.forced_end_text
+        )])
     if not templated:  # completion prompts: a base model would go on inventing questions after its answer
         kwargs["stopping_criteria"] = StoppingCriteriaList(
             [AnswerLineStoppingCriteria(tokenizer, prompt_length, answer_marker(prompts[0], think_end))]
@@ -129,21 +145,40 @@ def _generate(
     marker = think_end
     if mode.soft_thinking is not None and isinstance(mode.soft_thinking.think_end, str):
         marker = mode.soft_thinking.think_end
+    forced_prefix = _forced_prefix(mode, marker)
     results = []
     for row, ids in enumerate(new):
         length = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
+        stopped = length < len(ids)
         ids = ids[:length]
         span = _think_end_span(tokenizer, ids, marker)
-        thinking, answer = (len(ids), 0) if span is None else (span[0], length - span[1])
+        thinking_tokens, answer = (len(ids), 0) if span is None else (span[0], length - span[1])
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        if span is not None or not thinking:
+            answer_text = text if span is None else tokenizer.decode(ids[span[1]:], skip_special_tokens=True)
+            ending = ANSWERED if answer_text.strip() not in ("", forced_prefix) else EMPTY_ANSWER
+        else:
+            ending = STOPPED_THINKING if stopped else CUT_THINKING
         results.append(
             {
-                "text": tokenizer.decode(ids, skip_special_tokens=True),
-                "thinking_tokens": thinking,
+                "text": text,
+                "thinking_tokens": thinking_tokens,
                 "answer_tokens": answer,
                 "soft_steps": int(mask[row, :length].sum()) if mask is not None else 0,
+                "ending": ending,
             }
         )
     return results
+
+
+def _forced_prefix(mode: DecodingMode, marker: str | None) -> str:
+    """The answer prefix a mode forces after the marker (stripped; ``""`` for none): an answer that is only this
+    text is empty. Hard modes: ``DecodingMode.forced_end_text``; soft modes: the ``forced_end_text`` of their
+    ``SoftThinkingConfig``, when the config has that field."""
+    text = mode.forced_end_text if mode.soft_thinking is None else getattr(mode.soft_thinking, "forced_end_text", None)
+    if not text or not marker or not text.startswith(marker):
+        return ""
+    return text[len(marker):].strip()
 
 
 def _batch_seed(seed: int, mode: str, batch: list[_Job], offset: int) -> int:
@@ -199,6 +234,7 @@ def _decode_mode(
             max_thinking_tokens=settings.max_thinking_tokens,
             think_end=settings.think_end,
             eos_ids=eos_ids,
+            thinking=settings.thinking,
         )
         elapsed = time.perf_counter() - start
         progress(len(texts))

@@ -47,6 +47,10 @@ class DecodingMode:
             ``False``: greedy.
         temperature / top_k / top_p: the sampling settings (only with ``do_sample=True``; ``None`` leaves
             the model's generation config). ``top_k=0`` switches top-k off.
+        forced_end_text: hard modes: the text the thinking budget forces instead of the think-end marker alone
+            (the marker, then an answer prefix such as ``"</think>\nThe answer is \\boxed{"``;
+            :class:`~hf_softthink.processors.HardThinkingBudgetProcessor`). ``None``: the marker. A soft mode's
+            forced text belongs to its ``SoftThinkingConfig``.
     """
 
     name: str
@@ -55,6 +59,7 @@ class DecodingMode:
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
+    forced_end_text: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or "," in self.name:
@@ -70,6 +75,12 @@ class DecodingMode:
             raise ValueError(
                 f"DecodingMode {self.name!r}: temperature/top_k/top_p only apply to sampling; "
                 "set do_sample=True or leave them None"
+            )
+        if self.forced_end_text is not None and (self.soft_thinking is not None or not self.forced_end_text):
+            raise ValueError(
+                f"DecodingMode {self.name!r}: forced_end_text is the text a hard mode's thinking budget forces; "
+                + ("it cannot be empty" if self.soft_thinking is None else
+                   "a soft mode's forced text is set in its SoftThinkingConfig")
             )
         if self.temperature is not None and not self.temperature > 0:
             raise ValueError(f"DecodingMode {self.name!r}: temperature must be > 0, got {self.temperature}")
@@ -124,6 +135,8 @@ class DecodingMode:
             "temperature": self.temperature,
             "top_k": self.top_k,
             "top_p": self.top_p,
+            # only when set, so the fingerprints of the runs that never set it stay as they were
+            **({"forced_end_text": self.forced_end_text} if self.forced_end_text is not None else {}),
         }
 
 

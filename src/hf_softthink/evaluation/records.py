@@ -12,8 +12,8 @@ A record is keyed by its run key and its problem key; a rerun skips the (run, pr
 Record fields (one place for the schema; :func:`_finish_record` writes them, :func:`check_record` reads
 them back): ``run``, ``problem_key``, ``fingerprint``, ``mode``, ``problem`` (the index), ``generated``
 (sequences decoded: 1 for a deterministic mode), and per sample ``correct``, ``scores``, ``answers``,
-``thinking_tokens``, ``answer_tokens``, ``soft_steps`` and (optionally) ``completions``; ``seconds``.
-Other fields are kept and ignored.
+``thinking_tokens``, ``answer_tokens``, ``soft_steps``, ``endings`` and (optionally) ``completions``;
+``seconds``; the problem's ``question`` and ``gold_answer``. Other fields are kept and ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import grade_sample
-from .decoding import _DecodeSettings
+from .decoding import ENDINGS, _DecodeSettings
 from .identity import IDENTITY_PARTS
 from .modes import DecodingMode
 
@@ -57,6 +57,7 @@ def _run_fingerprint(identity: Mapping[str, Any], mode: DecodingMode, settings: 
             "think_end": settings.think_end,
             "seed": settings.seed,
             "batch_size": settings.batch_size,  # the batches, and so the sampling streams, are fixed by it
+            "thinking": settings.thinking,  # how a completion without the marker is read (its `endings`)
         },
     }
 
@@ -177,7 +178,10 @@ _PER_SAMPLE = {
     "answer_tokens": (_is_count, "an integer >= 0"),
     "soft_steps": (_is_count, "an integer >= 0"),
     "completions": (lambda v: isinstance(v, str), "a string"),
+    "endings": (lambda v: v in ENDINGS, f"one of {sorted(ENDINGS)}"),
 }
+#: per-sample fields a record may lack: saved without completions, or by a version without endings
+_OPTIONAL = ("completions", "endings")
 
 
 def check_record(record: Mapping[str, Any], *, mode: DecodingMode, problem: int, samples: int) -> str | None:
@@ -196,7 +200,7 @@ def check_record(record: Mapping[str, Any], *, mode: DecodingMode, problem: int,
         return f"'seconds' is {record.get('seconds')!r}, not a number >= 0"
     for name, (fits, what) in _PER_SAMPLE.items():
         values = record.get(name)
-        if values is None and name == "completions":
+        if values is None and name in _OPTIONAL:
             continue
         if not isinstance(values, list) or len(values) != samples:
             return f"{name!r} is {_short(values)}, not a list of {samples} values"
@@ -250,6 +254,17 @@ def _append_record(path: Path, record: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def _question(row: Mapping[str, Any]) -> str | None:
+    """The problem's question: its ``question`` column, else the last user message of its ``prompt``, else its
+    ``prompt_text``."""
+    if row.get("question") is not None:
+        return str(row["question"])
+    users = [m.get("content") for m in row.get("prompt") or [] if isinstance(m, Mapping) and m.get("role") == "user"]
+    if users and isinstance(users[-1], str):
+        return users[-1]
+    return None if row.get("prompt_text") is None else str(row["prompt_text"])
+
+
 def _finish_record(
     mode: DecodingMode,
     problem: int,
@@ -281,6 +296,11 @@ def _finish_record(
         "answer_tokens": [o["answer_tokens"] for o in outputs],
         "soft_steps": [o["soft_steps"] for o in outputs],
         "seconds": seconds,
+        # what a reader of samples.jsonl needs without the dataset: the problem, its gold answer (None for a
+        # verifier-only row) and how each completion ended (decoding.ENDINGS; absent from older records)
+        "question": _question(row),
+        "gold_answer": None if row.get("answer") is None else str(row["answer"]),
+        "endings": [o["ending"] for o in outputs],
     }
     if save_completions:
         record["completions"] = [o["text"] for o in outputs]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..evaluation_metrics import summarize
+from .decoding import CUT_THINKING, EMPTY_ANSWER, STOPPED_THINKING
 from .modes import DecodingMode
 from .records import RECORDS_FILE, _naming
 
@@ -23,15 +25,17 @@ class EvaluationResult:
 
     Attributes:
         summary: per mode name: pass@k and maj@k for each k, ``mean_thinking_tokens``,
-            ``mean_answer_tokens``, ``mean_soft_steps``, ``wall_seconds`` (the mode's own ``generate``
+            ``mean_answer_tokens``, ``mean_soft_steps``, ``no_answer_phase`` and ``empty_answers`` (decoded
+            completions that ended while thinking / wrote nothing after the think-end marker; ``endings``: the
+            count of each code of ``decoding.ENDINGS``), ``wall_seconds`` (the mode's own ``generate``
             calls, summed over its batches; grading is not included; a problem resumed from an earlier run
             keeps that run's time), ``resumed_problems`` (problems whose results an earlier run saved),
             ``num_problems``, ``num_samples``, ``generated_sequences`` and the mode's settings under
             ``"mode"``.
         ks: the k values.
         records: per mode name, one record per problem (problem order): ``correct``, ``scores``,
-            ``answers``, ``thinking_tokens``, ``answer_tokens``, ``soft_steps``, ``seconds`` and, if
-            saved, ``completions``.
+            ``answers``, ``thinking_tokens``, ``answer_tokens``, ``soft_steps``, ``endings``, ``seconds``,
+            ``question``, ``gold_answer`` and, if saved, ``completions``.
         settings: the evaluation settings.
         output_dir: where the files were written (``None``: nothing written).
     """
@@ -53,7 +57,7 @@ class EvaluationResult:
         headers = ["mode", *[f"pass@{k}" for k in self.ks]]
         if top > 1:
             headers.append(f"maj@{top}")
-        headers += ["thinking tokens", "answer tokens", "seconds"]
+        headers += ["thinking tokens", "answer tokens", "no answer", "seconds"]
         lines = [
             "| " + " | ".join(headers) + " |",
             "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|",
@@ -65,6 +69,7 @@ class EvaluationResult:
             cells += [
                 f"{s.get('mean_thinking_tokens', 0.0):.1f}",
                 f"{s.get('mean_answer_tokens', 0.0):.1f}",
+                _no_answer_cell(s),
                 f"{s.get('wall_seconds', 0.0):.1f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -72,10 +77,12 @@ class EvaluationResult:
         lines.append("")
         lines.append(
             f"{problems} problems, {self.settings.get('samples')} samples per problem; pass@k: unbiased "
-            "estimator (Chen et al. 2021); tokens: means per sample; seconds: wall time of the mode's own "
-            "generate calls (greedy modes without noise decode once per problem; a batch runs until its "
-            "longest completion ends)."
+            "estimator (Chen et al. 2021); tokens: means per sample; no answer: decoded completions that ended "
+            "while thinking (no answer phase) or wrote nothing after the think-end marker; seconds: wall time of "
+            "the mode's own generate calls (greedy modes without noise decode once per problem; a batch runs "
+            "until its longest completion ends)."
         )
+        lines += [note + "." for note in self.no_answer_notes()]
         resumed = [
             f"{name} {s['resumed_problems']} of {s['num_problems']}"
             for name, s in self.summary.items()
@@ -86,6 +93,22 @@ class EvaluationResult:
                 "Problems resumed from an earlier run, whose seconds that run measured: " + ", ".join(resumed) + "."
             )
         return "\n".join(lines)
+
+    def no_answer_notes(self) -> list[str]:
+        """One line per mode whose completions did not all answer: how many ended while thinking (end-of-sequence
+        or out of tokens) and how many wrote nothing after the marker."""
+        notes = []
+        for name, s in self.summary.items():
+            if not s.get("no_answer_phase") and not s.get("empty_answers"):
+                continue
+            endings = s["endings"]
+            notes.append(
+                f"{name}: {s['no_answer_phase'] + s['empty_answers']} of {s['generated_sequences']} decoded "
+                f"completions gave no answer ({endings.get(STOPPED_THINKING, 0)} wrote end-of-sequence while "
+                f"thinking, {endings.get(CUT_THINKING, 0)} ran out of tokens while thinking, "
+                f"{s['empty_answers']} wrote nothing after the think-end marker)"
+            )
+        return notes
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
         """Save a PNG of pass@k against k, one line per mode (matplotlib, Agg canvas; pyplot untouched)."""
@@ -140,5 +163,27 @@ def _summarize_mode(mode: DecodingMode, records: list[dict[str, Any]], ks: list[
     out["mean_soft_steps"] = float(sum(steps) / len(steps)) if steps else 0.0
     out["wall_seconds"] = float(sum(r["seconds"] for r in records))
     out["generated_sequences"] = int(sum(r["generated"] for r in records))
+    out.update(_ending_counts(records))
     out["mode"] = mode.to_dict()
     return out
+
+
+def _ending_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the generated completions ended: ``endings`` (count per code of ``decoding.ENDINGS``),
+    ``no_answer_phase`` (ended while thinking) and ``empty_answers`` (nothing after the marker). Empty when a
+    record saved by an older version has no ``endings``."""
+    if not records or any("endings" not in r for r in records):
+        return {}
+    counts = Counter(e for r in records for e in r["endings"][: r["generated"]])  # one per decoded sequence
+    return {
+        "endings": dict(counts),
+        "no_answer_phase": counts[STOPPED_THINKING] + counts[CUT_THINKING],
+        "empty_answers": counts[EMPTY_ANSWER],
+    }
+
+
+def _no_answer_cell(summary: dict[str, Any]) -> str:
+    """``"25%"`` of the decoded completions without an answer (``"-"`` for records without endings)."""
+    if "no_answer_phase" not in summary or not summary.get("generated_sequences"):
+        return "-"
+    return f"{100 * (summary['no_answer_phase'] + summary['empty_answers']) / summary['generated_sequences']:.0f}%"

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from ..completion import completion_prompt, default_think_end, has_chat_template
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
 from ..evaluation_metrics import parse_ks
 from ..token_ids import check_token_ids, check_tokenizer_fits, embedding_sizes
-from .decoding import _decode_mode, _DecodeSettings, _eos_ids, _sequences_to_decode
+from .decoding import (
+    CUT_THINKING,
+    EMPTY_ANSWER,
+    STOPPED_THINKING,
+    _decode_mode,
+    _DecodeSettings,
+    _eos_ids,
+    _sequences_to_decode,
+)
 from .identity import model_identity
 from .lock import output_folder_lock
 from .modes import DecodingMode, resolve_modes
@@ -170,7 +179,7 @@ def evaluate_modes(
     thinking = thinking_instruction is not None or max_thinking_tokens is not None
     prompts = [_prompt_text(row, tokenizer, thinking_instruction, thinking=thinking) for row in rows]
     problem_keys = [_problem_key(i, text, row) for i, ((text, _), row) in enumerate(zip(prompts, rows, strict=True))]
-    decode = _DecodeSettings(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end, seed)
+    decode = _DecodeSettings(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end, seed, thinking)
     identity = model_identity(model, tokenizer, model_label)
     settings = {
         "model": str(model_label),
@@ -224,7 +233,57 @@ def evaluate_modes(
     result = EvaluationResult(summary=summary, ks=ks_list, records=records, settings=settings)
     if out_dir is not None:
         result.save(out_dir)
+    if thinking:
+        _warn_on_missing_answers(result, think_end, max_new_tokens, max_thinking_tokens)
     return result
+
+
+#: warn when at least this share of a mode's decoded completions gave no answer
+NO_ANSWER_WARNING_SHARE = 0.5
+#: how that warning starts (for `warnings.filterwarnings`)
+NO_ANSWER_WARNING = "Most completions gave no answer"
+
+
+def _warn_on_missing_answers(
+    result: EvaluationResult, think_end: str, max_new_tokens: int, max_thinking_tokens: int | None
+) -> None:
+    """Warn when most completions of a mode never reached an answer: their scores then grade the thinking text
+    (or nothing), which is not what the table seems to say."""
+    silent = [
+        name for name, s in result.summary.items()
+        if s.get("generated_sequences")
+        and s.get("no_answer_phase", 0) + s.get("empty_answers", 0) >= NO_ANSWER_WARNING_SHARE * s["generated_sequences"]
+    ]
+    if not silent:
+        return
+    notes = [note for note in result.no_answer_notes() if note.split(":", 1)[0] in silent]
+    endings = Counter()
+    for name in silent:
+        endings.update(result.summary[name].get("endings", {}))
+    def budget_of(name: str) -> int | None:  # a soft mode's own budget wins over the evaluation's
+        soft = result.summary[name]["mode"].get("soft_thinking") or {}
+        return soft.get("max_thinking_tokens") or max_thinking_tokens
+
+    cut = [name for name in silent if result.summary[name]["endings"].get(CUT_THINKING)]
+    budgets = ", ".join(f"{name}: {budget_of(name) if budget_of(name) is not None else 'none'}" for name in cut)
+    hints = []
+    if endings[STOPPED_THINKING]:
+        hints.append(f"end-of-sequence while thinking: the model did not follow the prompt's request to write "
+                     f"{think_end!r}, and a smaller thinking budget forces the marker sooner")
+    if endings[CUT_THINKING]:
+        hints.append(f"out of tokens while thinking: max_new_tokens (now {max_new_tokens}; thinking budget "
+                     f"{budgets}) must leave room after the budget for the marker and the answer")
+    if endings[EMPTY_ANSWER]:
+        hints.append("nothing after the marker: the model ended right after it (small models often do after a "
+                     "forced marker)")
+    advice = "; ".join(hints)
+    warnings.warn(
+        f"{NO_ANSWER_WARNING}, so their grades say little: " + "; ".join(notes) + ". A completion "
+        f"that ends before {think_end!r} is graded on its thinking text. " + advice[:1].upper() + advice[1:]
+        + ". Each sample's ending is in the records ('endings').",
+        UserWarning,
+        stacklevel=4,  # warnings.warn < this < evaluate_modes < its output-folder wrapper < the caller
+    )
 
 
 def _check_sizes(

@@ -337,6 +337,14 @@ class SoftGRPOTrainer(GRPOTrainer):
         `generate(..., soft_thinking=rollout_config, return_dict_in_generate=True)` and keeps the per-step
         soft tensors for `_generate_and_score_completions` (and for the old / reference log-densities that
         TRL computes in between).
+
+        The decode steps run on the cache and forward the config asks for, as `generate` runs them: the
+        static cache with `cache_implementation="static"` (TRL passes it into the rollouts' generation
+        config), and transformers' compiled forward when `generation_kwargs` holds a `compile_config`
+        (a `transformers.CompileConfig`). TRL builds that generation config with `disable_compile=True`, so
+        its own hard rollouts never compile; soft rollouts lift it when a `compile_config` asks, and then
+        compile where `generate` would (a compileable cache, a GPU or a config flagged
+        `_compile_all_devices`, no bitsandbytes quantizer; docs/design.md §8).
         """
         if not self.is_soft:
             return super()._generate_single_turn(
@@ -378,6 +386,8 @@ class SoftGRPOTrainer(GRPOTrainer):
             # generation arguments next to a generation_config
             generation_config = copy.deepcopy(self.generation_config)
             generation_config.return_dict_in_generate = True
+            if generation_config.compile_config is not None:  # asked for: lift TRL's disable_compile
+                generation_config.disable_compile = False
             out = unwrapped_model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
