@@ -271,21 +271,9 @@ def test_unclosed_thinking_counts_as_thinking(tok):
 # ------------------------------------------------------------------------------ end to end, resume
 
 
-def _counting(model):
-    calls = []
-    generate = model.generate
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs["input_ids"].shape[0])
-        return generate(*args, **kwargs)
-
-    model.generate = counted
-    return calls
-
-
-def test_end_to_end_on_a_tiny_model(tok, chain_sum, tmp_path):
+def test_end_to_end_on_a_tiny_model(tok, chain_sum, tmp_path, count_generate):
     model = tiny_model("llama")
-    calls = _counting(model)
+    calls = count_generate(model)
     result = evaluate_modes(
         model,
         tok,
@@ -319,7 +307,7 @@ def test_end_to_end_on_a_tiny_model(tok, chain_sum, tmp_path):
     assert tok.padding_side == "left"  # the tokenizer's own settings are restored
 
 
-def test_resume_after_an_interrupted_run(tok, chain_sum, tmp_path):
+def test_resume_after_an_interrupted_run(tok, chain_sum, tmp_path, count_generate):
     model = tiny_model("llama")
     settings = dict(
         samples=2, ks=[1, 2], batch_size=2, max_new_tokens=8, max_thinking_tokens=3, progress=False
@@ -342,7 +330,7 @@ def test_resume_after_an_interrupted_run(tok, chain_sum, tmp_path):
     with open(log, "a") as fh:  # a line cut short by a crash is ignored
         fh.write('{"run": "x", "problem_k')
 
-    calls = _counting(model)
+    calls = count_generate(model)
     result = evaluate_modes(model, tok, chain_sum, modes, output_dir=tmp_path, **settings)
     assert calls == [2, 2]  # only soft-sample's problems 1 and 2 were generated (2 samples each)
     assert result.records["soft-sample"][0]["completions"] == saved_records[3]["completions"]
@@ -359,8 +347,9 @@ def test_resume_after_an_interrupted_run(tok, chain_sum, tmp_path):
     assert calls == [] and measured(again.summary) == measured(result.summary)
     assert result.summary["soft-sample"]["resumed_problems"] == 1 and again.summary["soft-sample"]["resumed_problems"] == 3
 
-    changed = dict(settings, max_new_tokens=9)  # other settings: nothing saved applies
-    evaluate_modes(model, tok, chain_sum, ["hard-greedy"], output_dir=tmp_path, **changed)
+    changed = dict(settings, max_new_tokens=9)  # other settings: nothing saved applies, and the warning says why
+    with pytest.warns(UserWarning, match=r"3 result\(s\) of mode 'hard-greedy'.*max_new_tokens \(8 -> 9\)"):
+        evaluate_modes(model, tok, chain_sum, ["hard-greedy"], output_dir=tmp_path, **changed)
     assert calls == [2, 1]
 
 

@@ -385,7 +385,7 @@ def test_think_end_the_tokenizer_cannot_produce_is_an_error(llama):
     with pytest.raises(ValueError, match="cannot be produced by this tokenizer"):
         llama.generate(**left_padded_batch(llama.config.vocab_size), max_new_tokens=2,
                        tokenizer=word_level_tokenizer(), soft_thinking=SoftThinkingConfig(think_end="</think>"))
-    with pytest.raises(ValueError, match="not a token id"):
+    with pytest.raises(ValueError, match="is token id 1000000, which this model cannot produce or feed"):
         llama.generate(**left_padded_batch(llama.config.vocab_size), max_new_tokens=2,
                        soft_thinking=SoftThinkingConfig(think_end=10**6))
 

@@ -173,7 +173,7 @@ def test_model_args_build_the_soft_config(tiny_path, tmp_path):
         (dict(soft_thinking=False, soft_max_topk=3), "soft_thinking=False but soft-thinking fields"),
         (dict(soft_thinking="maybe"), "soft_thinking='maybe' is not understood"),
         (dict(soft_think_end="</think>", think_end_token="END"), "disagree"),
-        (dict(soft_think_end=99999), "is not a token id of this model"),
+        (dict(soft_think_end=99999), "is token id 99999, which this model cannot produce or feed"),
     ],
 )
 def test_bad_model_args_raise(tiny_path, model_args, message):

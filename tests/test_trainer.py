@@ -112,7 +112,7 @@ def score(trainer, batch, grad=False):
         (dict(soft_thinking={"gaussian_sigma": 0.0}), "gaussian_sigma"),
         (dict(soft_thinking={"max_topk": 0}), "max_topk"),
         (dict(soft_thinking={"nope": 1}), "Unknown SoftThinkingConfig field"),
-        (dict(soft_thinking="not json"), "JSON object string"),
+        (dict(soft_thinking="not json"), "SoftGRPOConfig.soft_thinking: .* is not valid JSON"),
     ],
 )
 def test_config_rejects_bad_settings(overrides, message):
@@ -192,7 +192,7 @@ def test_tokenizer_without_the_think_end_token_fails_at_init(tmp_path):
             processing_class=tokenizer,
         )
     soft = SoftThinkingConfig(max_topk=K, think_end=10**6)
-    with pytest.raises(ValueError, match="not a token id of this model"):
+    with pytest.raises(ValueError, match="this model cannot produce or feed"):
         make_trainer(make_args(tmp_path, soft=soft))
 
 

@@ -17,7 +17,7 @@ import torch
 from hf_softthink import SoftThinkingConfig
 from hf_softthink.models import tiny_model, tiny_tokenizer
 from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
-from hf_softthink.trainer.inputs import check_reward_output
+from hf_softthink.trainer.inputs import check_combined_rewards, check_reward_output
 
 TOKENIZER = tiny_tokenizer()
 MISSING_MODEL = "/nonexistent/model"  # loading it would fail: the checks must come first
@@ -122,6 +122,18 @@ class CallableReward:
         return [{"score": 1.0}] * len(completions)
 
 
+def inf_reward(completions, **kwargs):
+    return [math.inf] + [0.0] * (len(completions) - 1)
+
+
+def huge_reward(completions, **kwargs):
+    return [10**400] * len(completions)
+
+
+def float64_reward(completions, **kwargs):
+    return [1e300] * len(completions)
+
+
 IN_TRAINING = {
     "strings": (
         text_reward,
@@ -132,6 +144,9 @@ IN_TRAINING = {
     "async strings": (async_text_reward, TypeError, "'async_text_reward' returned str '1' for completion 0"),
     "a callable object": (CallableReward(), TypeError, "'CallableReward' returned dict"),
     "the wrong length": (short_reward, ValueError, "'short_reward' returned 1 rewards, but 4 were expected"),
+    "an infinite reward": (inf_reward, ValueError, "'inf_reward' returned float inf for completion 0 of 4"),
+    "an int beyond any float": (huge_reward, ValueError, "'huge_reward' returned int 1000"),
+    "a float64 beyond float32": (float64_reward, ValueError, "'float64_reward' returned float 1e.300"),
 }
 
 
@@ -147,6 +162,62 @@ def test_bad_rewards_in_training_name_the_function(reward, kind, fragment, tmp_p
     assert trainer.reward_func_names == [fragment.split("'")[1]]  # TRL logs it under its own name
     with pytest.raises(kind, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         trainer.train()
+
+
+NON_FINITE = {
+    "inf": ([math.inf, 0.0, 1.0, 0.0], "float inf for completion 0 of 4: a reward infinite"),
+    "-inf": ([0.0, -math.inf, 1.0, 0.0], "float -inf for completion 1 of 4: a reward infinite"),
+    "1e300 (inf in float32)": ([0.0, 0.0, 1e300, 0.0], "completion 2 of 4: a reward beyond float32"),
+    "10**400 (no float holds it)": ([0.0, 0.0, 0.0, 10**400], "completion 3 of 4: a reward beyond float32"),
+    "a numpy inf": (np.array([0.0, np.inf, 0.0, 0.0], dtype=np.float32), "completion 1 of 4: a reward infinite"),
+    "a 0-d tensor inf": ([torch.tensor(math.inf)] + [0.0] * 3, "completion 0 of 4: a reward infinite"),
+}
+
+
+@pytest.mark.parametrize("output,fragment", NON_FINITE.values(), ids=NON_FINITE.keys())
+def test_infinite_or_float32_overflowing_rewards_name_the_function_and_completion(output, fragment):
+    with pytest.raises(ValueError) as error:
+        check_reward_output(output, "my_reward")
+    message = str(error.value)
+    assert message.startswith("The reward function 'my_reward' returned") and fragment in message, message
+    assert "nothing trains" in message and "None" in message
+
+
+@pytest.mark.parametrize("weights", [[math.nan], [math.inf], [1.0, -math.inf], [1e39]])
+def test_non_finite_reward_weights_are_refused(weights, tmp_path):
+    with pytest.raises(ValueError, match=rf"SoftGRPOConfig.reward_weights\[{len(weights) - 1}\]"):
+        make_args(tmp_path, reward_weights=weights)
+
+
+BAD_CONFIG = {
+    "no completion tokens": (dict(max_completion_length=0), "SoftGRPOConfig.max_completion_length=0 is invalid"),
+    "negative completion tokens": (dict(max_completion_length=-4), "max_completion_length must be"),
+    "temperature 0": (dict(temperature=0.0), "SoftGRPOConfig.temperature=0.0 is invalid"),
+    "no iterations": (dict(num_iterations=0), "SoftGRPOConfig.num_iterations=0 is invalid"),
+    "top-p 0": (dict(top_p=0.0), "SoftGRPOConfig.top_p=0.0 is invalid"),
+    "a seed numpy cannot take": (dict(seed=2**70), f"SoftGRPOConfig.seed={2**70} is invalid"),
+    "a negative data seed": (dict(data_seed=-1), "SoftGRPOConfig.data_seed=-1 is invalid"),
+    "soft_thinking JSON cut short": (
+        dict(soft='{"max_topk": 3'),
+        "SoftGRPOConfig.soft_thinking: SoftThinkingConfig.from_json needs a JSON object .* is not valid JSON",
+    ),
+    "soft_thinking JSON that is not an object": (dict(soft="[3]"), "SoftGRPOConfig.soft_thinking: .*got an array"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", BAD_CONFIG.values(), ids=BAD_CONFIG.keys())
+def test_settings_trl_accepts_and_fails_on_later_are_named(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, **overrides)
+
+
+def test_a_reward_model_or_a_weighted_sum_beyond_float32_names_the_function_and_row():
+    names, weights = ["model_a", "func_b"], torch.tensor([1.0, 2.0])
+    check_combined_rewards(torch.tensor([[1.0, math.nan], [0.0, 1.0]]), weights, names, 2)  # NaN: unscored
+    with pytest.raises(ValueError, match=r"'model_a' gave inf for row 3 of the batch \(prompt 1, completion 1\)"):
+        check_combined_rewards(torch.tensor([[0.0, 0.0]] * 3 + [[math.inf, 0.0]]), weights, names, 2)
+    with pytest.raises(ValueError, match=r"weighted sum of the rewards for row 1 .* overflows float32"):
+        check_combined_rewards(torch.tensor([[0.0, 0.0], [3e38, 3e38]]), weights, names, 2)
 
 
 def test_a_reward_leaving_every_completion_unscored_trains(tmp_path):
@@ -215,6 +286,69 @@ EMPTY_PROMPTS = {
         "eval_dataset['hard'] row 1 has an empty prompt",
     ),
 }
+
+
+MALFORMED_PROMPTS = {
+    "a number": (dict(train_dataset=[{"prompt": "a?"}, {"prompt": 5}]), "train_dataset row 1 has a malformed "
+                 "prompt: int 5: a prompt is a string or a list of chat messages"),
+    "numbers in a dataset column": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": [1, 2, 3]})),
+        "train_dataset row 0 has a malformed prompt: int 1",
+    ),
+    "a single message dict": (
+        dict(train_dataset=[{"prompt": chat("a?")}, {"prompt": {"role": "user", "content": "b?"}}]),
+        "train_dataset row 1 has a malformed prompt: a single message {'role': 'user', 'content': 'b?'}, not a "
+        "list of messages: wrap it in a list",
+    ),
+    "a message without a role": (
+        dict(train_dataset=[{"prompt": chat("a?")}, {"prompt": [{"content": "b?"}]}]),
+        "train_dataset row 1 has a malformed prompt: message 0 has no 'role'",
+    ),
+    "a role missing in one row of a dataset": (
+        dict(train_dataset=datasets.Dataset.from_list(
+            [{"prompt": chat("a?")}, {"prompt": [{"content": "b?"}]}])),  # fmt: skip
+        "train_dataset row 1 has a malformed prompt: message 0 has no 'role' (got {'role': None, 'content': 'b?'})",
+    ),
+    "a user turn with content None": (
+        dict(train_dataset=[{"prompt": [{"role": "system", "content": "Think."}, {"role": "user", "content": None}]}]),
+        "train_dataset row 0 has a malformed prompt: message 1 (user) has no content (None): an empty user turn",
+    ),
+    "messages that are strings": (
+        dict(train_dataset=[{"prompt": ["hello", "there"]}]),
+        "train_dataset row 0 has a malformed prompt: message 0 is str 'hello', not a chat message",
+    ),
+    "an empty train dataset": (
+        dict(train_dataset=datasets.Dataset.from_dict({"prompt": []})),
+        "train_dataset has 0 rows, so there is nothing to train on",
+    ),
+    "an empty list of rows": (dict(train_dataset=[]), "train_dataset has 0 rows"),
+    "an empty eval dataset": (
+        dict(train_dataset=prompts(), eval_dataset=prompts().select([])),
+        "eval_dataset has 0 rows, so there is nothing to evaluate",
+    ),
+}
+
+
+@pytest.mark.parametrize("datasets_,fragment", MALFORMED_PROMPTS.values(), ids=MALFORMED_PROMPTS.keys())
+def test_malformed_prompts_and_empty_datasets_name_the_row_before_the_model_loads(datasets_, fragment, tmp_path):
+    with pytest.raises(ValueError) as error:
+        SoftGRPOTrainer(MISSING_MODEL, reward_funcs=[length_reward], args=make_args(tmp_path),
+                        processing_class=TOKENIZER, **datasets_)  # fmt: skip
+    message = str(error.value)
+    assert message.startswith("SoftGRPOTrainer:") and fragment in message, message
+
+
+def test_an_empty_prompt_in_an_iterable_dataset_is_named_when_training_reaches_it(tmp_path):
+    rows = [{"prompt": chat(f"{i} + 1")} for i in range(4)] + [{"prompt": chat(" ")}]
+
+    def generate():
+        yield from rows
+
+    trainer = SoftGRPOTrainer(tiny_model("llama", seed=0), reward_funcs=[length_reward],
+                              args=make_args(tmp_path, max_steps=3), processing_class=TOKENIZER,
+                              train_dataset=datasets.IterableDataset.from_generator(generate))  # fmt: skip
+    with pytest.raises(ValueError, match=r"train_dataset row 4 has an empty prompt"):
+        trainer.train()
 
 
 @pytest.mark.parametrize("datasets_,fragment", EMPTY_PROMPTS.values(), ids=EMPTY_PROMPTS.keys())

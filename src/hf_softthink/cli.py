@@ -140,13 +140,56 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
     )
 
 
+#: the integer flags and their ranges: counts fit a 32-bit index, torch seeds are unsigned 64-bit integers
+INT_FLAG_RANGES = {
+    "seed": (0, 2**64 - 1),
+    "samples": (1, 2**31 - 1),
+    "batch_size": (1, 2**31 - 1),
+    "num_problems": (1, 2**31 - 1),
+    "max_new_tokens": (1, 2**31 - 1),
+    "max_thinking_tokens": (0, 2**31 - 1),
+    "max_topk": (0, 2**31 - 1),
+    "top_k": (0, 2**31 - 1),
+    "cold_stop_patience": (1, 2**31 - 1),
+    "switch_window": (1, 2**31 - 1),
+    "max_switches": (1, 2**31 - 1),
+    "final_answer_max_tokens": (1, 2**31 - 1),
+}
+
+
+def _check_int_flags(args: argparse.Namespace) -> None:
+    """Refuse an integer flag outside its range (`INT_FLAG_RANGES`), naming it: a seed beyond 64 bits was torch's
+    "Overflow when unpacking long long", a count of 0 an empty run."""
+    for name, (low, high) in INT_FLAG_RANGES.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value < low:
+            raise ValueError(f"{flag} must be at least {low}, got {value}")
+        if value > high:
+            raise ValueError(f"{flag} must be at most {high}, got {value}")
+
+
+def _check_token_ids(model, tokenizer, config: SoftThinkingConfig) -> None:
+    """Every token id of the run, once the model is loaded and before the first step: the tokenizer fits the
+    model, and everything the soft-thinking `generate` resolves (`hf_softthink.token_ids`)."""
+    from .generation import check_soft_thinking
+    from .token_ids import check_tokenizer_fits
+
+    check_tokenizer_fits(model, tokenizer)
+    check_soft_thinking(model, config, tokenizer)
+
+
 def command_demo(args: argparse.Namespace) -> int:
     """`hf-softthink demo`: standard decoding, ordinary and soft thinking on the built-in questions."""
     from .demo import run_demo
     from .models import load_model
 
+    _check_int_flags(args)
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
+    _check_token_ids(model, tokenizer, config)
     report = run_demo(model, tokenizer, config=config, prompt=args.system or None,
                       max_new_tokens=args.max_new_tokens, model_name=args.model, progress=not args.no_progress)
     print(report.to_text())
@@ -159,12 +202,14 @@ def command_generate(args: argparse.Namespace) -> int:
     from .generation import enable_soft_thinking
     from .models import load_model
 
+    _check_int_flags(args)
     config_from_arguments(args)  # bad flags fail before the model loads
     check_model_path(args.model, "--model")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
     enable_soft_thinking(model, tokenizer=tokenizer)
+    _check_token_ids(model, tokenizer, config)
     inputs = prompt_inputs(tokenizer, args.question, args.system or None)
     soft = trace_soft_thinking(model, tokenizer, inputs, config, args.max_new_tokens)
     print(f"=== soft thinking ({args.model}; max_topk={config.max_topk}, noise={config.noise}, "
@@ -233,17 +278,12 @@ def command_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_modes, parse_ks, resolve_modes
 
     # everything that can be checked without the model is checked first (loading takes seconds)
-    if args.samples < 1:
-        raise ValueError(f"--samples must be at least 1, got {args.samples}")
+    _check_int_flags(args)
     ks = parse_ks(args.k if args.k is not None else f"1,{args.samples}", args.samples)
     # the marker only completes the configs of this check; the real one may depend on the tokenizer
     resolve_modes(
         args.modes, max_thinking_tokens=args.max_thinking_tokens, think_end=args.think_end or "</think>"
     )
-    if args.num_problems is not None and args.num_problems < 1:
-        raise ValueError(
-            f"--num-problems must be at least 1, got {args.num_problems}: the dataset would be empty"
-        )
     instruction = DEFAULT_THINKING_INSTRUCTION if args.system is None else (args.system or None)
     is_file = args.task.endswith((".jsonl", ".json")) or os.path.isfile(args.task)
     _check_task_flags(args, is_file)
@@ -269,7 +309,7 @@ def command_eval(args: argparse.Namespace) -> int:
     else:
         dataset = reasoning_gym_dataset(
             args.task, size=args.num_problems or 20, seed=args.data_seed, thinking_instruction=instruction,
-            config=_task_config(args.task_config),
+            config=_task_config(args.task_config), progress=not args.no_progress,
         )
     if instruction is None:
         print("hf-softthink: note: no system prompt, so the model is not told to write </think>",

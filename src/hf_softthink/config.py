@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -31,11 +32,33 @@ SWIREASONING_FINAL_ANSWER = "</think>\n\nThe final answer is"
 #: the token SwiReasoning's code blends into the first step (`convert_tokens_to_ids("\\n")`): the vocabulary token
 #: spelled backslash + n (Qwen3 and Llama 3 have one), not a line break
 SWIREASONING_FIRST_STEP_MARKER = "\\n"
+#: how an error names a `soft_thinking` entry saved in a generation config whose file is not known
+SAVED_SOURCE = "model.generation_config.soft_thinking"
 
 
 _JSON_KINDS = {
     type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"
 }
+
+
+def generation_config_file(name_or_path: Any) -> Path | None:
+    """The `generation_config.json` a model was loaded from: in its local folder, or for a Hub id in the local
+    Hub cache (no network); None when there is none."""
+    if not name_or_path or not isinstance(name_or_path, (str, Path)):
+        return None
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        file = folder / "generation_config.json"
+        return file if file.is_file() else None
+    if str(name_or_path).count("/") != 1:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(str(name_or_path), "generation_config.json")
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def _check(condition: bool, name: str, value: Any, allowed: str) -> None:
@@ -432,16 +455,17 @@ class SoftThinkingConfig:
         return cls.from_dict(values)
 
     @classmethod
-    def coerce(cls, value: Any, saved: Any = None) -> SoftThinkingConfig | None:
+    def coerce(cls, value: Any, saved: Any = None, source: str = SAVED_SOURCE) -> SoftThinkingConfig | None:
         """Turn a `soft_thinking=` argument into a config, or None for plain decoding.
 
-        `True` means the config saved with the model (`saved`, a dict or config) or the defaults;
-        `False`/`None` mean plain decoding; a dict or a `SoftThinkingConfig` is used as given.
+        `True` means the config saved with the model (`saved`, a dict or config, read by `from_saved`; `source`
+        names where it was saved) or the defaults; `False`/`None` mean plain decoding; a dict or a
+        `SoftThinkingConfig` is used as given.
         """
         if value is None or value is False:
             return None
         if value is True:
-            return cls.coerce(saved) if saved not in (None, False, True) else cls()
+            return cls.from_saved(saved, source) or cls()
         if isinstance(value, cls):
             return value
         if isinstance(value, dict):
@@ -461,7 +485,36 @@ class SoftThinkingConfig:
         generation_config._from_model_config = False
 
     @classmethod
-    def from_generation_config(cls, generation_config: Any) -> SoftThinkingConfig | None:
-        """The config saved in `generation_config.soft_thinking`, or None if there is none."""
-        saved = getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
-        return None if saved in (None, False, True) else cls.coerce(saved)
+    def from_generation_config(cls, generation_config: Any, source: str = SAVED_SOURCE) -> SoftThinkingConfig | None:
+        """The config saved in `generation_config.soft_thinking`, or None if there is none (`from_saved`)."""
+        return cls.from_saved(getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None), source)
+
+    @classmethod
+    def from_saved(cls, saved: Any, source: str = SAVED_SOURCE) -> SoftThinkingConfig | None:
+        """The config of a saved `soft_thinking` entry (None for none: null, true or false), however it was
+        written: a config, a dict of its fields or a JSON object string. Anything else, or a value a field does
+        not allow, is a `ValueError` that names `source` (the file, or `model.generation_config.soft_thinking`)
+        and the field."""
+        if saved is None or saved is True or saved is False:
+            return None
+        if isinstance(saved, cls):
+            return saved
+        fix = "Correct the entry or delete it (generate then uses the defaults or its soft_thinking= argument)."
+        if isinstance(saved, str):
+            try:
+                return cls.from_json(saved)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{source}: the soft_thinking entry is the string {saved!r:.80}, not an object of "
+                    f"SoftThinkingConfig fields such as {{\"max_topk\": 5}}. {fix}"
+                ) from None
+        if not isinstance(saved, Mapping):
+            kind = _JSON_KINDS.get(type(saved), type(saved).__name__)
+            raise ValueError(
+                f"{source}: the soft_thinking entry is {kind} ({saved!r:.80}), not an object of SoftThinkingConfig "
+                f"fields such as {{\"max_topk\": 5}}. {fix}"
+            )
+        try:
+            return cls.from_dict(dict(saved))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: the soft_thinking entry is invalid: {error} {fix}") from None

@@ -21,6 +21,7 @@ are in the repository's `docs/design.md`):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ from transformers.generation import logits_process
 from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationMixin, GenerationMode
 
-from .config import GENERATION_CONFIG_ATTRIBUTE, SoftThinkingConfig
+from .config import GENERATION_CONFIG_ATTRIBUTE, SAVED_SOURCE, SoftThinkingConfig, generation_config_file
 from .events import StepEvent, StepEvents
 from .mixing import (
     add_gaussian_noise,
@@ -52,6 +53,7 @@ from .processors import (
     top_k_candidates,
     top_k_lowest_ids,
 )
+from .token_ids import EmbeddingSizes, check_token_ids
 
 #: transformers' warpers: they shape the *answer* sampling distribution and are not applied while thinking
 ANSWER_WARPER_TYPES = tuple(
@@ -148,8 +150,8 @@ def resolve_think_end(
     if think_end is None:
         return None
     if isinstance(think_end, int):
-        if not 0 <= think_end < vocab_size:
-            raise ValueError(f"{name}={think_end} is not a token id of this model (vocabulary size {vocab_size}).")
+        check_token_ids(None, {f"SoftThinkingConfig.{name}={think_end}": (think_end,)},
+                        sizes=EmbeddingSizes(vocab_size, vocab_size))
         return ThinkEnd((think_end,))
     if tokenizer is None:
         alternative = " or `think_end=None` (every step soft)" if name == "think_end" else ""
@@ -313,19 +315,23 @@ class SoftThinkingPlan:
         end_text_ids: the tokens written when the decoder ends thinking (`forced_end_text`, or the marker alone).
         explicit_ids: `(n,)` the tokens a soft step feeds explicitly (`explicit_math_tokens`), else None.
 
-    Every token id the call uses beyond the model's own is resolved in `plan_soft_thinking`: the think-end
-    marker, the blended markers (think_end, think_start, first_step_marker), final_answer, forced_end_text,
-    the explicit math tokens and the stop set.
+    Token ids: every field named `*_id` / `*_ids` (and `think_end`) holds token ids the loop produces, forces or
+    feeds, resolved in `plan_soft_thinking` (the think-end marker, the blended markers, final_answer,
+    forced_end_text, the explicit math tokens, the stop set, EOS and pad); `check_plan_token_ids` checks all of
+    them against the model before the first step, so a field added here is checked by construction. Embeddings of
+    marker ids are looked up only after that check (`embed_markers`).
     """
 
     config: SoftThinkingConfig
     think_end: ThinkEnd | None
-    think_end_marker: torch.Tensor | None  # (1, d) E[think_end], for switch_beta < 1
-    think_start_marker: torch.Tensor | None  # (1, d) E[think_start], for switch_alpha < 1
-    first_step_marker: torch.Tensor | None  # (1, d) E[first_step_marker], for first_step_blend < 1
+    think_end_marker_id: int | None  # the one-token think-end blended in by switch_beta < 1
+    think_start_marker_id: int | None  # the one-token think-start blended in by switch_alpha < 1
+    first_step_marker_id: int | None  # the one token blended into the first step by first_step_blend < 1
     final_answer_ids: tuple[int, ...]
     end_text_ids: tuple[int, ...]
     explicit_ids: torch.Tensor | None
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int | None
     forcers: LogitsProcessorList
     switch: EntropySwitchLogitsProcessor | None
     warpers: LogitsProcessorList
@@ -338,6 +344,65 @@ class SoftThinkingPlan:
     needs_entropy: bool
     max_new_tokens: int
     stop_ids: torch.Tensor | None
+    think_end_marker: torch.Tensor | None = None  # (1, d) E[think_end], for switch_beta < 1 (`embed_markers`)
+    think_start_marker: torch.Tensor | None = None  # (1, d) E[think_start], for switch_alpha < 1
+    first_step_marker: torch.Tensor | None = None  # (1, d) E[first_step_marker], for first_step_blend < 1
+
+    def embed_markers(self, embedding: torch.nn.Module, device: torch.device) -> None:
+        """Look up the embeddings of the blended markers (after `check_plan_token_ids`)."""
+        with torch.no_grad():
+            for name in ("think_end_marker", "think_start_marker", "first_step_marker"):
+                token_id = getattr(self, f"{name}_id")
+                if token_id is not None:
+                    setattr(self, name, embedding(torch.tensor([token_id], device=device)))
+
+
+def _token_id_setting(name: str, value: tuple[int, ...], config: SoftThinkingConfig) -> str:
+    """How a message names the setting a plan field's token ids came from."""
+    if name in ("think_end", "think_end_marker_id"):
+        return f"SoftThinkingConfig.think_end={config.think_end!r}"
+    if name == "eos_token_ids":
+        return f"generation_config.eos_token_id={list(value)}"
+    if name == "pad_token_id":
+        return f"generation_config.pad_token_id={value[0]}"
+    if name == "stop_ids":
+        return "the stop set (generation_config.eos_token_id and the first think-end token)"
+    if name == "end_text_ids":
+        if config.forced_end_text is None:
+            return f"SoftThinkingConfig.think_end={config.think_end!r}"
+        return f"SoftThinkingConfig.forced_end_text={config.forced_end_text!r}"
+    if name == "explicit_ids":
+        return "SoftThinkingConfig.explicit_math_tokens=True (SwiReasoning's math symbols, digits and letters)"
+    stem = name.removesuffix("_ids").removesuffix("_id")
+    for setting in (stem, stem.removesuffix("_marker")):
+        if hasattr(config, setting):
+            return f"SoftThinkingConfig.{setting}={getattr(config, setting)!r}"
+    return f"the soft-thinking plan's {name}"
+
+
+def plan_token_ids(plan: SoftThinkingPlan) -> dict[str, tuple[int, ...]]:
+    """Every token id of a plan by the setting it came from: `think_end` and each field named `*_id` / `*_ids`."""
+    named: dict[str, tuple[int, ...]] = {}
+    for item in dataclasses.fields(plan):
+        value = getattr(plan, item.name)
+        if isinstance(value, ThinkEnd):
+            ids = value.token_ids
+        elif item.name.endswith(("_id", "_ids")) and value is not None:
+            ids = value.flatten().tolist() if isinstance(value, torch.Tensor) else value
+            ids = (ids,) if isinstance(ids, int) else tuple(ids)
+        else:
+            continue
+        if ids:
+            setting = _token_id_setting(item.name, tuple(ids), plan.config)
+            named[setting] = tuple(named.get(setting, ())) + tuple(i for i in ids if i not in named.get(setting, ()))
+    return named
+
+
+def check_plan_token_ids(model: Any, plan: SoftThinkingPlan, tokenizer: Any = None) -> None:
+    """The one check of every token id a soft-thinking `generate` resolves (`plan_token_ids`), before its first
+    step, against the model's input embedding and output layer (`hf_softthink.token_ids.check_token_ids`); a
+    `ValueError` names the setting and the fix."""
+    check_token_ids(model, plan_token_ids(plan), tokenizer=tokenizer)
 
 
 def plan_soft_thinking(
@@ -364,20 +429,17 @@ def plan_soft_thinking(
             if isinstance(value, str):
                 raise missing_tokenizer_error(name, value)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
-    with torch.no_grad():
-        think_end_marker = think_start_marker = first_step_marker = None
-        if switching and config.switch_beta < 1:
-            marker = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
-                                          f"the switch blend switch_beta={config.switch_beta}")
-            think_end_marker = embedding(torch.tensor([marker], device=model.device))
-        if switching and config.switch_alpha < 1:
-            marker = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
-                                          f"the switch blend switch_alpha={config.switch_alpha}")
-            think_start_marker = embedding(torch.tensor([marker], device=model.device))
-        if switching and config.first_step_blend < 1:
-            marker = resolve_single_token("first_step_marker", config.first_step_marker, tokenizer, vocab_size,
-                                          f"the first-step blend first_step_blend={config.first_step_blend}")
-            first_step_marker = embedding(torch.tensor([marker], device=model.device))
+    think_end_marker_id = think_start_marker_id = first_step_marker_id = None
+    if switching and config.switch_beta < 1:
+        think_end_marker_id = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
+                                                   f"the switch blend switch_beta={config.switch_beta}")
+    if switching and config.switch_alpha < 1:
+        think_start_marker_id = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
+                                                     f"the switch blend switch_alpha={config.switch_alpha}")
+    if switching and config.first_step_blend < 1:
+        first_step_marker_id = resolve_single_token(
+            "first_step_marker", config.first_step_marker, tokenizer, vocab_size,
+            f"the first-step blend first_step_blend={config.first_step_blend}")
     if switching and config.switch_after_think_end:
         resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
                              "switch_after_think_end (a row that draws the marker stops switching back to soft)")
@@ -414,15 +476,19 @@ def plan_soft_thinking(
                 "around 0.1-1 is typical)."
             )
     max_length = generation_config.max_length or prompt_length + 1
-    return SoftThinkingPlan(
+    eos = generation_config.eos_token_id
+    pad = generation_config.pad_token_id
+    plan = SoftThinkingPlan(
         config=config,
         think_end=think_end,
-        think_end_marker=think_end_marker,
-        think_start_marker=think_start_marker,
-        first_step_marker=first_step_marker,
+        think_end_marker_id=think_end_marker_id,
+        think_start_marker_id=think_start_marker_id,
+        first_step_marker_id=first_step_marker_id,
         final_answer_ids=final_answer_ids,
         end_text_ids=end_text_ids,
         explicit_ids=explicit_ids,
+        eos_token_ids=() if eos is None else tuple(int(i) for i in ([eos] if isinstance(eos, int) else eos)),
+        pad_token_id=None if pad is None else int(pad),
         forcers=forcers,
         switch=next((f for f in forcers if isinstance(f, EntropySwitchLogitsProcessor)), None),
         warpers=thinking_warpers(config),
@@ -442,6 +508,22 @@ def plan_soft_thinking(
             else None
         ),
     )
+    check_plan_token_ids(model, plan, tokenizer)
+    plan.embed_markers(embedding, model.device)
+    return plan
+
+
+def check_soft_thinking(
+    model: Any, config: SoftThinkingConfig, tokenizer: Any = None, generation_config: GenerationConfig | None = None
+) -> SoftThinkingPlan:
+    """Resolve and check, without decoding, everything a soft-thinking `generate` with `config` would before its
+    first step (markers, every token id, the noise scale): the pre-flight of `evaluate_modes`, the command line
+    and `SoftGRPOTrainer`, so a bad setting stops a run before its first batch. Raises what `generate` would
+    (a `ValueError` naming the setting); returns the plan."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    generation_config = generation_config if generation_config is not None else target.generation_config
+    tokenizer = tokenizer if tokenizer is not None else getattr(target, "_soft_thinking_tokenizer", None)
+    return plan_soft_thinking(target, config, tokenizer, input_embedding_module(target), generation_config, 1, False)
 
 
 @dataclass
@@ -725,7 +807,8 @@ def soft_thinking_sample(
     if soft_thinking is None:
         soft_thinking = getattr(generation_config, GENERATION_CONFIG_ATTRIBUTE, None) or True
     config = SoftThinkingConfig.coerce(
-        soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
+        soft_thinking, saved=getattr(model.generation_config, GENERATION_CONFIG_ATTRIBUTE, None),
+        source=saved_config_source(model) if soft_thinking is True else SAVED_SOURCE,
     )
     if config is None:
         raise ValueError("soft_thinking_sample was called with soft_thinking=False: call generate without it.")
@@ -737,6 +820,8 @@ def soft_thinking_sample(
     embedding = input_embedding_module(model)
     batch_size, prompt_length = input_ids.shape
     plan = plan_soft_thinking(model, config, tokenizer, embedding, generation_config, prompt_length, via_custom_generate)
+    check_token_ids(model, {"the prompt (input_ids)": sorted({int(input_ids.min()), int(input_ids.max())})},
+                    tokenizer=tokenizer)
     think_end, switch = plan.think_end, plan.switch
     think_end_first = think_end.token_ids[0] if think_end is not None else None
 
@@ -965,6 +1050,10 @@ class SoftThinkingGenerationMixin:
     """
 
     _soft_thinking_tokenizer: Any = None
+    #: how errors name the saved `soft_thinking` entry (the file it was read from, when known)
+    _soft_thinking_source: str = SAVED_SOURCE
+    #: (generation config, tokenizer) whose saved entry `enable_soft_thinking` has read and checked
+    _soft_thinking_checked: tuple[Any, Any] | None = None
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None, **kwargs):
         if not hasattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE):
@@ -972,7 +1061,9 @@ class SoftThinkingGenerationMixin:
             # as an attribute of the model's generation config
             setattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
         saved = getattr(self.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
-        config = SoftThinkingConfig.coerce(kwargs.pop(GENERATION_CONFIG_ATTRIBUTE, None), saved=saved)
+        config = SoftThinkingConfig.coerce(
+            kwargs.pop(GENERATION_CONFIG_ATTRIBUTE, None), saved=saved, source=self._soft_thinking_source
+        )
         if config is None:
             return super().generate(inputs, generation_config, **kwargs)
         if kwargs.get("custom_generate") is not None:
@@ -1026,6 +1117,43 @@ def _new_soft_model(original: type, function, arguments: tuple):
     return function(_soft_class(original), *arguments)
 
 
+def saved_config_source(model: Any) -> str:
+    """How an error names the `soft_thinking` entry of a model's generation config: with the file it was read
+    from when the model's folder (or Hub cache) has one that holds the entry."""
+    file = generation_config_file(getattr(getattr(model, "config", None), "_name_or_path", None))
+    if file is not None and '"soft_thinking"' in file.read_text(encoding="utf-8", errors="replace"):
+        return f"{SAVED_SOURCE} (read from {file})"
+    return SAVED_SOURCE
+
+
+def _read_saved_config(target: Any, tokenizer: Any) -> None:
+    """Honour the `soft_thinking` entry of the generation config file the model was loaded from, however it was
+    written: transformers drops a custom entry from a file marked `"_from_model_config": true` (as
+    `save_pretrained` writes it), so it is read from the file. A saved entry that is broken is refused now, naming
+    the file (or `model.generation_config.soft_thinking`) and the field; with a tokenizer, its markers and ids are
+    checked too (`check_soft_thinking`). Once per generation config and tokenizer."""
+    checked = target._soft_thinking_checked
+    if checked is not None and checked[0] is target.generation_config and checked[1] is tokenizer:
+        return
+    saved = getattr(target.generation_config, GENERATION_CONFIG_ATTRIBUTE, None)
+    source = target._soft_thinking_source = saved_config_source(target)
+    config = SoftThinkingConfig.from_saved(saved, source)
+    if saved is None:
+        file = generation_config_file(getattr(target.config, "_name_or_path", None))
+        if file is not None:
+            from .hub import load_soft_thinking_config
+
+            config = load_soft_thinking_config(file.parent)
+            if config is not None:
+                config.save_to_generation_config(target.generation_config)
+    if config is not None and (tokenizer is not None or not isinstance(config.think_end, str)):
+        try:
+            check_soft_thinking(target, config, tokenizer)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
+    target._soft_thinking_checked = (target.generation_config, tokenizer)
+
+
 def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfig | None = None):
     """Give `model.generate` the `soft_thinking=` argument, in place; returns the same model.
 
@@ -1052,4 +1180,5 @@ def enable_soft_thinking(model, tokenizer: Any = None, config: SoftThinkingConfi
         config.save_to_generation_config(target.generation_config)
     if tokenizer is not None:
         target._soft_thinking_tokenizer = tokenizer
+    _read_saved_config(target, getattr(target, "_soft_thinking_tokenizer", None))
     return model

@@ -215,16 +215,7 @@ def load_soft_thinking_config(path: str | os.PathLike) -> SoftThinkingConfig | N
     file = Path(path) / "generation_config.json"
     if not file.is_file():
         return None
-    saved = _read_json_object(file).get("soft_thinking")
-    if saved in (None, False, True):
-        return None
-    try:
-        return SoftThinkingConfig.coerce(saved)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{file}: its soft_thinking entry is invalid ({error}). Correct the entry or delete it (generate then "
-            "uses the defaults or the soft_thinking= argument)."
-        ) from None
+    return SoftThinkingConfig.from_saved(_read_json_object(file).get("soft_thinking"), str(file))
 
 
 def _read_json_object(file: Path) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from transformers.generation.logits_process import (
 
 from .config import SoftThinkingConfig
 from .events import StepEvent
+from .token_ids import EmbeddingSizes, check_token_ids
 
 
 def full_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -373,6 +374,10 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
         batch = input_ids.shape[0]
         if self.done is None:
             self.done, self.progress = [False] * batch, [0] * batch
+            # the marker is forced through these scores: an id beyond them is named, not an IndexError
+            width = scores.shape[-1]
+            check_token_ids(None, {f"think_end={self.think_end!r}": self.marker_ids}, tokenizer=self.tokenizer,
+                            sizes=EmbeddingSizes(width, width))
         rows = torch.zeros(batch, dtype=torch.bool, device=scores.device)
         next_ids = torch.zeros(batch, dtype=torch.long, device=scores.device)
         for row in range(batch):

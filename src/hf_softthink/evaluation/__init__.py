@@ -52,12 +52,19 @@ Scoring is the dataset's verifier (:func:`hf_softthink.data.grade_sample`): reas
 
 Resumable: each (mode, problem) result is appended to ``samples.jsonl`` in ``output_dir`` as soon as its
 samples are done; a rerun with the same settings skips what is saved (an interrupted run loses nothing it
-saved). Results are keyed by a fingerprint of the model name, the mode's settings, the number of samples,
-the token limits, think-end, the seed and the prompt, so changing any of them recomputes.
+saved). Results belong to the model that made them: they are keyed by digests of the model's weights, its
+adapter, its tokenizer and its generation config (:mod:`.identity`; never by its name, so a folder
+overwritten by more training or two in-memory models of one class are told apart), by every setting (the
+mode's, the number of samples, the token limits, think-end, the seed, the batch size) and by the problem's
+index and content. A rerun with another model or setting decodes again and warns, naming what changed. Saved
+records are checked when read back; one that does not fit stops the run, naming its file and line. The
+batches of a mode are fixed by the dataset and the batch size, each seeded from the seed, the mode and its
+first (problem, sample): an interrupted and resumed run gives the same completions as an uninterrupted one.
 
 The package, one concern a module: :mod:`.modes` (decoding modes and presets), :mod:`.run` (the
 run/resume loop, :func:`evaluate_modes`), :mod:`.decoding` (batches and ``generate`` calls),
-:mod:`.records` (the resume log), :mod:`.results` (:class:`EvaluationResult`: table, plot, files).
+:mod:`.records` (the resume log), :mod:`.identity` (digests of the model, adapter, tokenizer),
+:mod:`.results` (:class:`EvaluationResult`: table, plot, files).
 Everything public is importable from ``hf_softthink.evaluation``.
 """
 

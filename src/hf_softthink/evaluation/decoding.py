@@ -185,28 +185,43 @@ def _batch_seed(seed: int, mode: str, batch: list[_Job], offset: int) -> int:
     return zlib.crc32(f"{seed}:{mode}:{batch[0].problem}:{offset}:{len(batch)}".encode()) & 0x7FFFFFFF
 
 
+def _plan(problems: int, per_problem: int, batch_size: int) -> list[tuple[list[_Job], int]]:
+    """The batches of every problem of the dataset, each with the sample offset of its first job.
+
+    The plan depends only on the number of problems, the samples per problem and the batch size (a longer
+    dataset only appends batches), never on what a resumed run still has to do: a batch is decoded from the
+    same prompts with the same seed whether or not the run was interrupted, so it gives the same completions.
+    """
+    plan, done = [], [0] * problems
+    for batch in _batches([_Job(p, per_problem) for p in range(problems)], batch_size):
+        plan.append((batch, done[batch[0].problem]))
+        for job in batch:
+            done[job.problem] += job.count
+    return plan
+
+
 def _decode_mode(
     model: Any,
     tokenizer: Any,
     mode: DecodingMode,
-    problems: list[int],
+    pending: set[int],
     prompts: list[tuple[str, bool]],
     settings: _DecodeSettings,
     *,
     eos_ids: set[int],
     progress: Callable[[int], Any],
 ) -> Iterator[tuple[int, list[dict[str, Any]], float]]:
-    """Decode ``problems`` in one mode, in batches; yield ``(problem, outputs, seconds)`` as each completes.
+    """Decode the ``pending`` problems in one mode, in the batches of the whole dataset's plan (:func:`_plan`);
+    yield ``(problem, outputs, seconds)`` as each pending problem completes.
 
-    A deterministic mode decodes one sequence per problem, a stochastic one ``settings.samples``;
-    ``seconds`` is the problem's share of its batches' wall time.
+    A deterministic mode decodes one sequence per problem, a stochastic one ``settings.samples``. A batch of
+    the plan is decoded when it holds a pending problem; the completions of saved problems that share it
+    are discarded. ``seconds`` is the problem's share of its batches' wall time.
     """
-    per_problem = 1 if mode.deterministic else settings.samples
     buffers: dict[int, list[dict[str, Any]]] = {}
     seconds: dict[int, float] = {}
-    for batch in _batches([_Job(p, per_problem) for p in problems], settings.batch_size):
+    for batch, offset in _mode_batches(mode, pending, len(prompts), settings):
         texts = [prompts[job.problem][0] for job in batch for _ in range(job.count)]
-        offset = len(buffers.get(batch[0].problem, []))
         torch.manual_seed(_batch_seed(settings.seed, mode.name, batch, offset))
         start = time.perf_counter()
         generated = _generate(
@@ -225,8 +240,25 @@ def _decode_mode(
         progress(len(texts))
         cursor = 0
         for job in batch:
-            buffers.setdefault(job.problem, []).extend(generated[cursor : cursor + job.count])
+            outputs = generated[cursor : cursor + job.count]
             cursor += job.count
+            if job.problem not in pending:
+                continue
+            buffers.setdefault(job.problem, []).extend(outputs)
             seconds[job.problem] = seconds.get(job.problem, 0.0) + elapsed * job.count / len(texts)
-            if len(buffers[job.problem]) == per_problem:
+            if len(buffers[job.problem]) == (1 if mode.deterministic else settings.samples):
                 yield job.problem, buffers.pop(job.problem), seconds.pop(job.problem)
+
+
+def _mode_batches(
+    mode: DecodingMode, pending: set[int], problems: int, settings: _DecodeSettings
+) -> list[tuple[list[_Job], int]]:
+    """The batches of the plan that hold a pending problem."""
+    per_problem = 1 if mode.deterministic else settings.samples
+    plan = _plan(problems, per_problem, settings.batch_size)
+    return [(batch, offset) for batch, offset in plan if any(job.problem in pending for job in batch)]
+
+
+def _sequences_to_decode(mode: DecodingMode, pending: set[int], problems: int, settings: _DecodeSettings) -> int:
+    """How many sequences :func:`_decode_mode` generates (the progress bar's total)."""
+    return sum(job.count for batch, _ in _mode_batches(mode, pending, problems, settings) for job in batch)

@@ -12,7 +12,7 @@ from typing import Any
 from ..evaluation_metrics import summarize
 from .decoding import CUT_THINKING, EMPTY_ANSWER, STOPPED_THINKING
 from .modes import DecodingMode
-from .records import RECORDS_FILE
+from .records import RECORDS_FILE, _naming
 
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
@@ -145,9 +145,12 @@ class EvaluationResult:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = {"results": out / RESULTS_FILE, "table": out / TABLE_FILE, "plot": out / PLOT_FILE}
-        files["results"].write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        files["table"].write_text(self.to_markdown() + "\n", encoding="utf-8")
-        self.plot(files["plot"])
+        with _naming(files["results"], "write"):
+            files["results"].write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        with _naming(files["table"], "write"):
+            files["table"].write_text(self.to_markdown() + "\n", encoding="utf-8")
+        with _naming(files["plot"], "write"):
+            self.plot(files["plot"])
         files["records"] = out / RECORDS_FILE
         self.files = files
         self.output_dir = out

@@ -23,10 +23,28 @@ from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_th
 from ..completion import completion_prompt, default_think_end, has_chat_template
 from ..data import DEFAULT_THINKING_INSTRUCTION, apply_chat_template, build_prompt
 from ..evaluation_metrics import parse_ks
-from .decoding import CUT_THINKING, EMPTY_ANSWER, STOPPED_THINKING, _decode_mode, _DecodeSettings, _eos_ids
+from ..token_ids import check_token_ids, check_tokenizer_fits, embedding_sizes
+from .decoding import (
+    CUT_THINKING,
+    EMPTY_ANSWER,
+    STOPPED_THINKING,
+    _decode_mode,
+    _DecodeSettings,
+    _eos_ids,
+    _sequences_to_decode,
+)
+from .identity import model_identity
 from .lock import output_folder_lock
 from .modes import DecodingMode, resolve_modes
-from .records import _finish_record, _problem_key, _RecordsLog, _run_key
+from .records import (
+    _finish_record,
+    _problem_key,
+    _RecordsLog,
+    _run_fingerprint,
+    _run_key,
+    check_record,
+    describe_changes,
+)
 from .results import EvaluationResult, _summarize_mode
 
 #: default thinking budget of an evaluation: small models must reach an answer phase
@@ -120,19 +138,25 @@ def evaluate_modes(
             a chat template gets the completion prompt ``"Question: ...\nReasoning:"`` instead (or
             ``"Question: ...\nAnswer:"`` when there is neither an instruction nor a thinking budget), and
             each row stops at the end of its answer line.
-        seed: seeds the sampling (each batch is seeded from it, the mode and the batch's first problem;
-            the caller's global RNG state is restored afterwards).
+        seed: seeds the sampling (each batch is seeded from it, the mode and the batch's first problem and
+            sample; the batches are fixed by the dataset and ``batch_size``, so a resumed run decodes the same
+            completions as an uninterrupted one; the caller's global RNG state is restored afterwards).
         output_dir: where ``samples.jsonl`` (resume log), ``results.json``, ``results.md`` and
             ``pass_at_k.png`` go; ``None`` writes nothing and resumes nothing.
-        model_name / task_name: labels for the results (the model name also enters the resume fingerprint;
-            default: ``model.config._name_or_path``).
+        model_name / task_name: labels for the results (default: ``model.config._name_or_path``). The resume
+            key holds digests of the model's weights, adapter, tokenizer and generation config instead
+            (:mod:`.identity`); the name stands in only for a model without a ``state_dict``.
         save_completions: keep the completion texts in the records.
         progress: show a tqdm progress bar (sequences generated).
         on_record: called with each finished (mode, problem) record right after it is saved.
 
+    Warns:
+        UserWarning: the output folder holds results of a mode from a run with another model, adapter,
+            tokenizer or setting (named): they are not reused.
+
     Raises:
         ValueError: unknown mode, k larger than samples, empty dataset, a problem without gold answer or
-            verifier, bad sizes.
+            verifier, bad sizes; a saved record that does not fit (named by file and line).
         EvaluationInterrupted: a KeyboardInterrupt (Ctrl-C) while decoding; it says how many results were
             saved (a rerun resumes from them).
         OSError: ``output_dir`` is a file, lies under a file or cannot be written
@@ -150,11 +174,13 @@ def evaluate_modes(
         from ..generation import enable_soft_thinking
 
         enable_soft_thinking(model, tokenizer=tokenizer)
+    _check_token_ids(model, tokenizer, mode_list, think_end)
     model_label = _model_label(model, model_name)
     thinking = thinking_instruction is not None or max_thinking_tokens is not None
     prompts = [_prompt_text(row, tokenizer, thinking_instruction, thinking=thinking) for row in rows]
-    problem_keys = [_problem_key(text, row) for (text, _), row in zip(prompts, rows, strict=True)]
+    problem_keys = [_problem_key(i, text, row) for i, ((text, _), row) in enumerate(zip(prompts, rows, strict=True))]
     decode = _DecodeSettings(samples, batch_size, max_new_tokens, max_thinking_tokens, think_end, seed, thinking)
+    identity = model_identity(model, tokenizer, model_label)
     settings = {
         "model": str(model_label),
         "task": task_name,
@@ -167,14 +193,17 @@ def evaluate_modes(
         "seed": seed,
         "batch_size": batch_size,
         "modes": [m.name for m in mode_list],
+        "identity": identity,
     }
     out_dir = Path(output_dir) if output_dir is not None else None
     log = _RecordsLog.open(out_dir)
-    run_keys = {m.name: _run_key(model_label, m, decode) for m in mode_list}
+    fingerprints = {m.name: _run_fingerprint(identity, m, decode) for m in mode_list}
+    run_keys = {name: _run_key(fingerprint) for name, fingerprint in fingerprints.items()}
     pending = {
-        m.name: [p for p in range(len(rows)) if (run_keys[m.name], problem_keys[p]) not in log]
+        m.name: _pending_problems(log, m, run_keys[m.name], problem_keys, samples, save_completions)
         for m in mode_list
     }
+    _warn_on_other_runs(log, mode_list, fingerprints, run_keys, pending)
     try:
         _decode_pending(
             model,
@@ -186,6 +215,7 @@ def evaluate_modes(
             decode,
             problem_keys=problem_keys,
             run_keys=run_keys,
+            fingerprints=fingerprints,
             log=log,
             save_completions=save_completions,
             progress=progress,
@@ -277,6 +307,89 @@ def _check_sizes(
         raise ValueError(f"think_end must be a non-empty string such as '</think>', got {think_end!r}")
 
 
+def _check_token_ids(model: Any, tokenizer: Any, modes: list[DecodingMode], think_end: str) -> None:
+    """Every token id of the evaluation, before its first batch (:mod:`hf_softthink.token_ids`): the tokenizer
+    fits the model's embedding, the think-end marker the hard modes' budget forces, and everything each soft
+    mode's ``generate`` would resolve (:func:`hf_softthink.generation.check_soft_thinking`)."""
+    from ..generation import check_soft_thinking
+
+    sizes = embedding_sizes(model)
+    if sizes is None:  # a stand-in without embeddings: nothing to check against
+        return
+    check_tokenizer_fits(model, tokenizer, sizes=sizes)
+    marker = tokenizer.encode(think_end, add_special_tokens=False)
+    check_token_ids(model, {f"think_end={think_end!r}": marker}, tokenizer=tokenizer, sizes=sizes)
+    for mode in modes:
+        if mode.soft_thinking is not None:
+            try:
+                check_soft_thinking(model, mode.soft_thinking, tokenizer)
+            except ValueError as error:
+                raise ValueError(f"Decoding mode {mode.name!r}: {error}") from None
+
+
+def _pending_problems(
+    log: _RecordsLog,
+    mode: DecodingMode,
+    run_key: str,
+    problem_keys: list[str],
+    samples: int,
+    save_completions: bool,
+) -> set[int]:
+    """The problems of ``mode`` without a usable saved record. A saved record that does not fit (damaged or
+    edited) stops the run, naming its file and line: it is never trusted."""
+    pending = set()
+    for problem, problem_key in enumerate(problem_keys):
+        key = (run_key, problem_key)
+        if key not in log:
+            pending.add(problem)
+            continue
+        record = log[key]
+        wrong = check_record(record, mode=mode, problem=problem, samples=samples)
+        if wrong is not None:
+            raise ValueError(
+                f"{log.where(key)}: the saved result of mode {mode.name!r} for problem {problem} cannot be trusted: "
+                f"{wrong}. The resume log was damaged or edited: delete that line (the problem is then decoded "
+                "again) or the whole file (to start over)."
+            )
+        if save_completions and "completions" not in record:  # saved without its texts: decoded again
+            pending.add(problem)
+    return pending
+
+
+def _warn_on_other_runs(
+    log: _RecordsLog,
+    modes: list[DecodingMode],
+    fingerprints: dict[str, dict[str, Any]],
+    run_keys: dict[str, str],
+    pending: dict[str, set[int]],
+) -> None:
+    """Say when the output folder holds results of a mode from a run that differs from this one (another
+    model, adapter, tokenizer or setting): they are not reused, and what differs is named."""
+    for mode in modes:
+        if not pending[mode.name]:
+            continue
+        others: dict[str, tuple[dict[str, Any], int]] = {}
+        for (run, _), record in log.saved.items():
+            if run != run_keys[mode.name] and record.get("mode") == mode.name:
+                fingerprint, count = others.get(run, (record.get("fingerprint") or {}, 0))
+                others[run] = (fingerprint, count + 1)
+        if not others:
+            continue
+        # the earlier run closest to this one: the fewest differences
+        changes, count = min(
+            ((describe_changes(fp, fingerprints[mode.name]) if fp else [], n) for fp, n in others.values()),
+            key=lambda c: len(c[0]),
+        )
+        what = "; ".join(changes) if changes else "how its results were keyed (an older hf_softthink)"
+        warnings.warn(
+            f"{log.path} holds {count} result(s) of mode {mode.name!r} from an earlier run that differs from this "
+            f"one in: {what}. They are kept in the file but not reused: this run decodes the mode's "
+            f"{len(pending[mode.name])} problem(s) again. Use an output folder per model to keep results apart.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _warn_on_settings(
     model: Any,
     tokenizer: Any,
@@ -328,13 +441,14 @@ def _decode_pending(
     model: Any,
     tokenizer: Any,
     modes: list[DecodingMode],
-    pending: dict[str, list[int]],
+    pending: dict[str, set[int]],
     rows: list[dict[str, Any]],
     prompts: list[tuple[str, bool]],
     decode: _DecodeSettings,
     *,
     problem_keys: list[str],
     run_keys: dict[str, str],
+    fingerprints: dict[str, dict[str, Any]],
     log: _RecordsLog,
     save_completions: bool,
     progress: bool,
@@ -345,7 +459,7 @@ def _decode_pending(
 
     The sampling runs in a forked RNG (the caller's global state is restored afterwards).
     """
-    total = sum(len(pending[m.name]) * (1 if m.deterministic else decode.samples) for m in modes)
+    total = sum(_sequences_to_decode(m, pending[m.name], len(prompts), decode) for m in modes)
     eos_ids = _eos_ids(model, tokenizer)
     with _left_padding(tokenizer):
         bar = tqdm(
@@ -376,6 +490,7 @@ def _decode_pending(
                             samples=decode.samples,
                             seconds=seconds,
                             run_key=run_keys[mode.name],
+                            fingerprint=fingerprints[mode.name],
                             problem_key=problem_keys[problem],
                             think_end=decode.think_end,
                             save_completions=save_completions,

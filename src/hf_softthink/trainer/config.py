@@ -5,12 +5,15 @@ Pinned to TRL 1.16 (see `SoftGRPOTrainer`): the fields below are additive, every
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from trl import GRPOConfig
 
 from ..config import SoftThinkingConfig
+from .inputs import check_reward_weights
 
 #: the rollout kinds of `SoftGRPOConfig.soft_rollout`
 SOFT_ROLLOUTS = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet")
@@ -20,6 +23,14 @@ SOFT_DENSITIES = ("exact", "soft_grpo_approx")
 ON_POLICY_ROLLOUTS = ("gaussian", "fuzzy")
 #: the thinking temperature of "fuzzy" rollouts ("Soft Tokens, Hard Truths", arXiv:2509.19170)
 FUZZY_TEMPERATURE = 1e-4
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 # the decoder noise each soft rollout kind needs
 _ROLLOUT_NOISE = {"gaussian": "gaussian", "fuzzy": "gaussian", "gumbel": "gumbel", "dirichlet": "dirichlet"}
@@ -132,12 +143,15 @@ class SoftGRPOConfig(GRPOConfig):
                 f"SoftGRPOConfig.soft_density='soft_grpo_approx' is SofT-GRPO's Gumbel score: it needs "
                 f"soft_rollout='gumbel', got soft_rollout={self.soft_rollout!r}. Use soft_density='exact'."
             )
-        super().__post_init__()  # parses a JSON-string `soft_thinking` (see _VALID_DICT_FIELDS)
-        if isinstance(self.soft_thinking, str):
-            raise ValueError(
-                "SoftGRPOConfig.soft_thinking must be a SoftThinkingConfig, a dict or a JSON object string, "
-                f"got the string {self.soft_thinking!r}."
-            )
+        check_reward_weights(self.reward_weights)
+        self._check_rollout_numbers()
+        if isinstance(self.soft_thinking, str):  # TRL would parse it too, but its JSONDecodeError names nothing
+            try:
+                SoftThinkingConfig.from_json(self.soft_thinking)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"SoftGRPOConfig.soft_thinking: {error}") from None
+            self.soft_thinking = json.loads(self.soft_thinking)  # the fields as given
+        super().__post_init__()
         if self.soft_thinking is not None and not isinstance(self.soft_thinking, dict):
             raise TypeError(
                 "SoftGRPOConfig.soft_thinking must be a SoftThinkingConfig, a dict of its fields, a JSON "
@@ -158,6 +172,27 @@ class SoftGRPOConfig(GRPOConfig):
                 "steps_per_generation=gradient_accumulation_steps (the defaults), or use "
                 "soft_rollout='gumbel' / 'dirichlet' for multi-iteration training."
             )
+
+    def _check_rollout_numbers(self) -> None:
+        """Raise a `ValueError` naming a GRPO rollout setting that cannot work (TRL accepts them and fails later,
+        e.g. `max_completion_length=0` as a `max_new_tokens` error of `generate`)."""
+        checks = (
+            ("max_completion_length", self.max_completion_length is None or (
+                _is_int(self.max_completion_length) and self.max_completion_length >= 1), "None or an integer >= 1"),
+            ("num_iterations", _is_int(self.num_iterations) and self.num_iterations >= 1, "an integer >= 1"),
+            ("temperature", _is_number(self.temperature) and self.temperature > 0,
+             "a number > 0 (the token log-probs are taken at logits / temperature)"),
+            ("top_p", _is_number(self.top_p) and 0 < self.top_p <= 1, "in (0, 1]"),
+            # transformers' set_seed seeds numpy too: "Seed must be between 0 and 2**32 - 1", naming no field
+            ("seed", _is_int(self.seed) and 0 <= self.seed < 2**32, "an integer in [0, 2**32 - 1]"),
+            ("data_seed", self.data_seed is None or (_is_int(self.data_seed) and 0 <= self.data_seed < 2**32),
+             "None or an integer in [0, 2**32 - 1]"),
+        )
+        for name, fits, allowed in checks:
+            if not fits:
+                raise ValueError(
+                    f"SoftGRPOConfig.{name}={getattr(self, name)!r} is invalid: {name} must be {allowed}."
+                )
 
     def check_generation_engine(self) -> None:
         """Raise `ValueError` if a soft rollout is set to generate with vLLM (any `vllm_mode`) or transformers'

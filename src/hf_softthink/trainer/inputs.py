@@ -5,10 +5,18 @@
   leave every completion unscored. An output that is not a list (a bare `None`, a number, a string, a dict),
   or an element that is not a real number or `None` (a string, a list, a dict), raises a `TypeError` naming the
   function, the completion and the fix. A list of the wrong length is TRL's own `ValueError`, which names the
-  function too.
-* **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need a `prompt`
-  column, and no row may have an empty prompt (a blank string, no messages, or only blank user messages); the
-  row is named. `output_dir` must be a folder that can be created and written (not a file, not under a file).
+  function too. An infinite reward, or one beyond float32 (|r| > 3.4e38, which TRL's float32 tensor turns into
+  inf; `10**400` made TRL raise an `OverflowError` naming nothing), raises a `ValueError` naming the function
+  and the completion: one infinite reward makes its group's standard deviation inf and every advantage 0 or
+  NaN, so nothing would train, silently.
+* **Combined rewards** (`check_combined_rewards`, after every reward function and reward model ran): an
+  infinite reward of a reward model, or a weighted sum that overflows float32, names the function(s) and the
+  row. Infinite or NaN `reward_weights` are refused by `SoftGRPOConfig`.
+* **Prompts and the output folder** (`check_trainer_inputs`): the train and eval datasets need rows and a
+  `prompt` column, and no row may have an empty prompt (a blank string, no messages, or only blank user
+  messages) or a malformed one (a number, a single message dict, a message without a role or with `None`
+  content); the row is named. An `IterableDataset` is checked row by row as training reads it. `output_dir`
+  must be a folder that can be created and written (not a file, not under a file).
 * **Rollout settings** (`warn_on_rollout_settings`): a `UserWarning` when `max_completion_length` does not
   exceed the thinking budget (every rollout that does not end its thinking by itself is cut mid-thought and
   earns no answer reward), and when the think-end marker is an end-of-sequence token (no answer phase).
@@ -17,6 +25,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -30,8 +39,10 @@ from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_th
 from ..config import SoftThinkingConfig
 
 __all__ = [
+    "check_combined_rewards",
     "check_prompt_datasets",
     "check_reward_output",
+    "check_reward_weights",
     "check_trainer_inputs",
     "checked_reward_funcs",
     "warn_on_rollout_settings",
@@ -51,8 +62,31 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
+#: the largest reward TRL's float32 reward tensor holds
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NOT_TRAINING = (
+    "one infinite reward makes its group's reward standard deviation inf and every advantage 0 or NaN, so "
+    "nothing trains"
+)
+
+
+def _out_of_float32(value: Any) -> str | None:
+    """``"infinite"`` or ``"beyond float32 ..."`` for a real number TRL's float32 rewards cannot hold, else None
+    (NaN is TRL's "no verdict": not out of range)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float, e.g. 10**400
+        return "beyond float32 (|r| > 3.4e38)"
+    if math.isinf(number):
+        return "infinite"
+    return "beyond float32 (|r| > 3.4e38)" if abs(number) > FLOAT32_MAX else None
+
+
 def check_reward_output(output: Any, name: str) -> list[Any]:
-    """The rewards `output` of the reward function `name` as a list; a `TypeError` naming what is wrong.
+    """The rewards `output` of the reward function `name` as a list; a `TypeError` naming what is wrong, a
+    `ValueError` for an infinite reward or one beyond float32.
 
     `None` and NaN elements are kept: TRL treats them as "no verdict" for that completion.
     """
@@ -74,7 +108,56 @@ def check_reward_output(output: Any, name: str) -> list[Any]:
                 f"{len(values)}. A reward must be a real number, or None for a completion the function does "
                 "not score (TRL then leaves it out, as GRPOTrainer does): convert it, e.g. float(...)."
             )
+        kind = _out_of_float32(value)
+        if kind is not None:
+            raise ValueError(
+                f"The reward function {name!r} returned {_describe(value)} for completion {index} of "
+                f"{len(values)}: a reward {kind}. TRL holds rewards in float32, where {_NOT_TRAINING}. Return a "
+                "finite number (clip it), or None (or NaN) to leave the completion unscored."
+            )
     return values
+
+
+def check_reward_weights(weights: Any) -> None:
+    """Raise a `ValueError` for a reward weight that is NaN, infinite or beyond float32 (`reward_weights`)."""
+    for index, weight in enumerate(weights or []):
+        if isinstance(weight, numbers.Real) and not isinstance(weight, bool) and (
+            _out_of_float32(weight) is not None or math.isnan(float(weight))
+        ):
+            raise ValueError(
+                f"SoftGRPOConfig.reward_weights[{index}]={weight!r} is not a finite float32 number: every reward "
+                f"of that function would be NaN or inf after weighting, and {_NOT_TRAINING}. Give finite weights."
+            )
+
+
+def check_combined_rewards(
+    rewards_per_func: torch.Tensor, weights: torch.Tensor, names: Sequence[str], num_generations: int
+) -> None:
+    """Raise a `ValueError` when the `(N, F)` rewards of the batch (every function and reward model, gathered)
+    hold an infinite value, or their weighted sum per row overflows float32: names the function and the row."""
+    infinite = torch.isinf(rewards_per_func)
+    weighted = rewards_per_func * weights.to(rewards_per_func.device)[None, :]
+    total = weighted.nansum(dim=1)
+    if not infinite.any() and torch.isfinite(total).all():
+        return
+
+    def where(row: int) -> str:
+        return f"row {row} of the batch (prompt {row // num_generations}, completion {row % num_generations})"
+
+    if infinite.any():
+        row, column = (int(i) for i in infinite.nonzero()[0])
+        raise ValueError(
+            f"The reward function {names[column]!r} gave {float(rewards_per_func[row, column])} for {where(row)}: "
+            f"{_NOT_TRAINING}. Make it return finite rewards (a reward model: check its outputs), or None to leave "
+            "a completion unscored."
+        )
+    row = int((~torch.isfinite(total)).nonzero()[0])
+    parts = ", ".join(f"{names[j]!r}: {float(rewards_per_func[row, j]):.3g} x {float(weights[j]):.3g}"
+                      for j in range(len(names)))
+    raise ValueError(
+        f"The weighted sum of the rewards for {where(row)} overflows float32 ({parts}): {_NOT_TRAINING}. Scale the "
+        "rewards or reward_weights down."
+    )
 
 
 def _checked(func: Callable, name: str) -> Callable:
@@ -128,21 +211,95 @@ def _is_empty_prompt(prompt: Any) -> bool:
     return False
 
 
-def _check_prompts(dataset: Any, name: str) -> None:
+_MESSAGE = "{'role': 'user', 'content': '...'}"
+
+
+def _malformed_prompt(prompt: Any) -> str | None:
+    """What is wrong with the form of a prompt (None: a string, or a list of chat messages each with a role and
+    text or multimodal content)."""
+    if isinstance(prompt, str):
+        return None
+    if isinstance(prompt, Mapping):
+        return f"a single message {_short(prompt)}, not a list of messages: wrap it in a list, [{_MESSAGE}]"
+    if isinstance(prompt, bytes) or not isinstance(prompt, Sequence):
+        return (
+            f"{_describe(prompt)}: a prompt is a string or a list of chat messages such as [{_MESSAGE}]"
+        )
+    for index, message in enumerate(prompt):
+        if not isinstance(message, Mapping):
+            return f"message {index} is {_describe(message)}, not a chat message such as {_MESSAGE}"
+        role = message.get("role")
+        if not isinstance(role, str) or not role.strip():
+            return f"message {index} has no 'role' (got {_short(message)}); give each message a role such as 'user'"
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            return f"message {index} ({role}) has no content (None): an empty {role} turn"
+        if content is not None and not isinstance(content, (str, Sequence)) or isinstance(content, bytes):
+            return f"message {index} ({role}) has {_describe(content)} as content, not text"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _prompt_error(name: str, index: int, prompt: Any) -> ValueError | None:
+    """The error for row `index` of dataset `name`, or None when its prompt is usable."""
+    wrong = _malformed_prompt(prompt) if prompt is not None else None
+    if wrong is not None:
+        return ValueError(
+            f"SoftGRPOTrainer: {name} row {index} has a malformed prompt: {wrong}. Fix that row or drop it, e.g. "
+            "dataset.filter(...)."
+        )
+    if _is_empty_prompt(prompt):
+        return ValueError(
+            f"SoftGRPOTrainer: {name} row {index} has an empty prompt ({_short(prompt)}): there is nothing to "
+            "answer. Fill it in or drop the row, e.g. dataset.filter(lambda row: bool(row['prompt']))."
+        )
+    return None
+
+
+def _checked_rows(dataset: Any, name: str) -> Any:
+    """An `IterableDataset` whose rows are checked as they are read: an error names the row when training
+    reaches it (its rows cannot be read before training without consuming it)."""
+
+    def check(row: dict[str, Any], index: int) -> dict[str, Any]:
+        if "prompt" not in row:
+            raise ValueError(
+                f"SoftGRPOTrainer: {name} row {index} has no 'prompt' (columns: {sorted(row)}); GRPO samples "
+                "completions for the 'prompt' of each row."
+            )
+        error = _prompt_error(name, index, row["prompt"])
+        if error is not None:
+            raise error
+        return row
+
+    return dataset.map(check, with_indices=True)
+
+
+def _check_prompts(dataset: Any, name: str) -> Any:
+    """Check `dataset` (see `check_prompt_datasets`); returns it, or an `IterableDataset` checked row by row."""
     import datasets
 
     if isinstance(dataset, Mapping) and not isinstance(dataset, datasets.Dataset):  # named eval datasets
-        for key, value in dataset.items():
-            _check_prompts(value, f"{name}[{key!r}]")
-        return
+        return {key: _check_prompts(value, f"{name}[{key!r}]") for key, value in dataset.items()}
+    if isinstance(dataset, datasets.IterableDataset):
+        return _checked_rows(dataset, name)
     if isinstance(dataset, datasets.Dataset):
         columns = list(dataset.column_names)
         prompts = dataset["prompt"] if "prompt" in columns else None
     elif isinstance(dataset, Sequence) and all(isinstance(row, Mapping) for row in dataset):
         columns = sorted({key for row in dataset for key in row})
         prompts = [row.get("prompt") for row in dataset] if "prompt" in columns else None
-    else:  # an IterableDataset or a custom dataset: its rows cannot be read here without consuming them
-        return
+    else:  # a custom dataset: its rows cannot be read here without consuming them
+        return dataset
+    if len(dataset) == 0:
+        raise ValueError(
+            f"SoftGRPOTrainer: {name} has 0 rows, so there is nothing to "
+            f"{'train on' if name == 'train_dataset' else 'evaluate'}: give it prompts (check a filter or a split "
+            "that left none)."
+        )
     if prompts is None:
         raise ValueError(
             f"SoftGRPOTrainer: {name} has no 'prompt' column (columns: {columns}); GRPO samples completions "
@@ -150,28 +307,32 @@ def _check_prompts(dataset: Any, name: str) -> None:
             "reasoning_gym_dataset(...), or rename your column: dataset.rename_column(<name>, 'prompt')."
         )
     for index, prompt in enumerate(prompts):
-        if _is_empty_prompt(prompt):
-            text = repr(prompt)
-            raise ValueError(
-                f"SoftGRPOTrainer: {name} row {index} has an empty prompt "
-                f"({text if len(text) <= 80 else text[:77] + '...'}): there is nothing to answer. Fill it in or "
-                "drop the row, e.g. dataset.filter(lambda row: bool(row['prompt']))."
-            )
+        error = _prompt_error(name, index, prompt)
+        if error is not None:
+            raise error
+    return dataset
 
 
-def check_prompt_datasets(train_dataset: Any = None, eval_dataset: Any = None) -> None:
-    """Raise a `ValueError` for a dataset without a `prompt` column or a row with an empty prompt."""
+def check_prompt_datasets(train_dataset: Any = None, eval_dataset: Any = None) -> tuple[Any, Any]:
+    """Raise a `ValueError` for a dataset of 0 rows, without a `prompt` column, or with a row whose prompt is
+    empty or malformed (not a string or a list of messages with a role and content), naming the row.
+
+    Returns the datasets: an `IterableDataset` comes back wrapped so that each row is checked as training reads
+    it (the error then names the row; before, an empty prompt was an `IndexError`).
+    """
     if train_dataset is not None:
-        _check_prompts(train_dataset, "train_dataset")
+        train_dataset = _check_prompts(train_dataset, "train_dataset")
     if eval_dataset is not None:
-        _check_prompts(eval_dataset, "eval_dataset")
+        eval_dataset = _check_prompts(eval_dataset, "eval_dataset")
+    return train_dataset, eval_dataset
 
 
-def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any = None) -> None:
-    """Check the output folder (on the process that saves) and the prompts, before the model loads."""
+def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any = None) -> tuple[Any, Any]:
+    """Check the output folder (on the process that saves) and the prompts, before the model loads; returns the
+    datasets (`check_prompt_datasets`)."""
     if args.should_save:
         prepare_output_dir(args.output_dir, "SoftGRPOConfig.output_dir")
-    check_prompt_datasets(train_dataset, eval_dataset)
+    return check_prompt_datasets(train_dataset, eval_dataset)
 
 
 # ------------------------------------------------------------------------------------------------ settings

@@ -58,13 +58,17 @@ gradient through the thinking steps; the answer tokens still train).
 from __future__ import annotations
 
 import copy
+import json
 import math
+import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
@@ -72,8 +76,16 @@ from trl.trainer.utils import pad
 
 from ..config import SoftThinkingConfig
 from ..events import forced_mask
-from ..generation import enable_soft_thinking, resolve_think_end, stop_token_ids
+from ..generation import check_soft_thinking, enable_soft_thinking, resolve_think_end, stop_token_ids
 from ..mixing import concept_embedding, embedding_rms, input_embedding_module
+from ..token_ids import check_token_ids, check_tokenizer_fits
+from .checkpoints import (
+    ROLLOUTS_FILE,
+    TRAINER_STATE,
+    naming_checkpoint_files,
+    resolve_resume_checkpoint,
+    rollouts_needed,
+)
 from .config import SoftGRPOConfig
 from .densities import (
     concrete_log_density,
@@ -82,7 +94,12 @@ from .densities import (
     gaussian_step_kl,
     soft_grpo_gumbel_log_density,
 )
-from .inputs import check_trainer_inputs, checked_reward_funcs, warn_on_rollout_settings
+from .inputs import (
+    check_combined_rewards,
+    check_trainer_inputs,
+    checked_reward_funcs,
+    warn_on_rollout_settings,
+)
 
 __all__ = ["SOFT_BATCH_KEYS", "SoftGRPOTrainer"]
 
@@ -224,7 +241,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_rollout = args.soft_rollout
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
-        check_trainer_inputs(args, train_dataset, eval_dataset)  # before the model loads (trainer/inputs.py)
+        # before the model loads (trainer/inputs.py); an IterableDataset comes back checked row by row
+        train_dataset, eval_dataset = check_trainer_inputs(args, train_dataset, eval_dataset)
         reward_funcs = checked_reward_funcs(reward_funcs)
         if self.is_soft:
             args.check_generation_engine()  # again: the flags may have been set after the config was built
@@ -262,6 +280,9 @@ class SoftGRPOTrainer(GRPOTrainer):
             environment_factory=environment_factory,
         )
         self.think_end = None
+        # every token id before the first step (hf_softthink.token_ids): a tokenizer with ids the model cannot
+        # embed would fail mid-rollout with an IndexError
+        check_tokenizer_fits(self.accelerator.unwrap_model(self.model), self._tokenizer)
         if self.is_soft:
             if self._is_vlm:
                 raise ValueError(
@@ -289,6 +310,14 @@ class SoftGRPOTrainer(GRPOTrainer):
                 ) from error
             #: the stop set S of a thinking step: EOS ids and the first token of the think-end marker
             self.stop_ids = stop_token_ids(self.eos_token_ids, self.think_end)
+            try:  # everything the rollouts' generate resolves, checked as generate checks it
+                check_soft_thinking(unwrapped, self.rollout_soft_config, self._tokenizer, self.generation_config)
+                check_token_ids(unwrapped, {"the stop set (eos_token_id and the first think-end token)": self.stop_ids.tolist()},
+                                tokenizer=self._tokenizer)
+            except ValueError as error:
+                raise ValueError(
+                    f"SoftGRPOTrainer: the rollouts' soft-thinking settings cannot run on this model: {error}"
+                ) from None
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -505,6 +534,15 @@ class SoftGRPOTrainer(GRPOTrainer):
             self._soft_context = None
             self._step_terms = None
             self._collect_kl_terms = False
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards (TRL 1.16 private seam), checked before they become advantages: an infinite reward (a
+        reward model's too) or a weighted sum beyond float32 stops training naming the function and the row
+        (`trainer/inputs.py`), for hard rollouts as for soft ones."""
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        generations = self.num_generations if self.model.training else self.num_generations_eval
+        check_combined_rewards(rewards_per_func, self.reward_weights, self.reward_func_names, generations)
+        return rewards_per_func
 
     # ------------------------------------------------------------------------------------------ scoring
     def _compute_loss(self, model, inputs):
@@ -889,6 +927,66 @@ class SoftGRPOTrainer(GRPOTrainer):
         else:  # pragma: no cover - SoftGRPOConfig sets the noise of every soft rollout
             raise ValueError(f"no soft-step density for noise={config.noise!r}")
         return torch.where(stop, stop_density, log_continue + density), entropy
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None):
+        """`Trainer.train`, resuming only from a checkpoint it can trust (`trainer/checkpoints.py`):
+        `resume_from_checkpoint=True` takes the newest *complete* checkpoint (a warning names each newer one
+        skipped and why), a damaged file is named before anything loads, and the rollouts a checkpoint buffered
+        for reuse (`num_iterations > 1`) are restored, so the resumed run reproduces the uninterrupted one."""
+        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            resume_from_checkpoint = resolve_resume_checkpoint(self.args.output_dir, resume_from_checkpoint)
+            self._restore_rollouts(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
+    @property
+    def _generate_every(self) -> int:
+        """Training steps (micro-batches) between two rollout generations (TRL's schedule)."""
+        return self.args.steps_per_generation * self.num_iterations
+
+    def _save_checkpoint(self, model, trial):
+        """`Trainer._save_checkpoint`, plus the buffered rollouts when the next step reuses them (written first:
+        `trainer_state.json`, written last, marks the checkpoint complete)."""
+        if self._buffered_inputs is not None and self._step % self._generate_every:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = {"step": self._step, "buffered_inputs": self._buffered_inputs}
+            torch.save(saved, folder / ROLLOUTS_FILE.format(process=self.accelerator.process_index))
+        super()._save_checkpoint(model, trial)
+
+    def _restore_rollouts(self, checkpoint: str) -> None:
+        """TRL's step counter and, inside a reuse window, the buffered rollouts of `checkpoint`."""
+        global_step = json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
+        accumulation = self.args.gradient_accumulation_steps
+        file = Path(checkpoint) / ROLLOUTS_FILE.format(process=self.accelerator.process_index)
+        if file.is_file():
+            with naming_checkpoint_files(checkpoint, file.name):
+                saved = torch.load(file, map_location=self.accelerator.device, weights_only=True)
+            self._step, self._buffered_inputs = saved["step"], saved["buffered_inputs"]
+            return
+        self._step = global_step * accumulation  # the regeneration schedule of the uninterrupted run
+        if rollouts_needed(global_step, accumulation, self._generate_every):
+            warnings.warn(
+                f"{checkpoint} holds no buffered rollouts ({file.name}): the uninterrupted run would reuse the "
+                f"rollouts it generated before step {global_step} (num_iterations={self.num_iterations}, "
+                f"steps_per_generation={self.args.steps_per_generation}), this resumed run generates new ones. It "
+                "trains correctly but its weights differ from an uninterrupted run's. (Checkpoints that "
+                "SoftGRPOTrainer saves hold the rollouts; this one was saved by another trainer or version.)",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        with naming_checkpoint_files(resume_from_checkpoint, "the model or adapter weights"):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        with naming_checkpoint_files(checkpoint, "optimizer.pt / scheduler.pt"):
+            return super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint):
+        with naming_checkpoint_files(checkpoint, "rng_state*.pth"):
+            return super()._load_rng_state(checkpoint)
 
     # ------------------------------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict=None):
