@@ -14,6 +14,7 @@ from .processors import (
     DirichletNoiseLogitsProcessor,
     EntropySwitchLogitsProcessor,
     GumbelSoftmaxNoiseLogitsProcessor,
+    LogisticNormalNoiseLogitsProcessor,
     ThinkingBudgetLogitsProcessor,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "EntropySwitchLogitsProcessor",
     "NonFiniteError",
     "GumbelSoftmaxNoiseLogitsProcessor",
+    "LogisticNormalNoiseLogitsProcessor",
     "SoftThinkingConfig",
     "SoftThinkingGenerateOutput",
     "SoftThinkingGenerationMixin",
