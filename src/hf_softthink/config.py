@@ -112,8 +112,12 @@ class SoftThinkingConfig:
         },
     )
     logistic_normal_sigma: float = field(
-        default=1.0,
-        metadata={"help": "Standard deviation s of the Gaussian noise on the log-weights of noise='logistic_normal' (> 0)."},
+        default=3.0,
+        metadata={
+            "help": "Standard deviation s of the Gaussian noise on the log-weights of noise='logistic_normal' (> 0). "
+            "3 is the value of 0.25, 1, 3 and 10 whose training gradient had a signal on the grid "
+            "(docs/soft_rl.md §10)."
+        },
     )
     gaussian_sigma: float = field(
         default=0.33, metadata={"help": "Gaussian embedding noise scale, as a fraction of the embedding rms (>= 0)."}

@@ -184,7 +184,7 @@ class LogisticNormalNoiseLogitsProcessor(LogitsProcessor):
     ```
     """
 
-    def __init__(self, sigma: float = 1.0):
+    def __init__(self, sigma: float = 3.0):
         if not sigma > 0:
             raise ValueError(f"`sigma` must be > 0, got {sigma}.")
         self.sigma = sigma

@@ -378,7 +378,8 @@ class SoftGRPOConfig(GRPOConfig):
         * the rms is taken per coordinate over **every row** of the (effective) embedding matrix,
           $\sqrt{\mathrm{mean}(E^2)}$ (a per-row norm would make the noise $\sqrt d$ times larger than an
           embedding); `soft_thinking={"gaussian_rms_token_ids": [...]}` takes it over the rows the model
-          uses instead (both are measured on the grid's byte-level model and on SmolLM2 in §9);
+          uses instead (the rows the grid's chain_sum task uses have twice the all-rows rms on the grid's
+          byte-level model, 0.85 of it on SmolLM2: `docs/soft_rl.md` §9);
         * no KL term (`beta=0.0`); answer tokens sampled at temperature 1; TRL's defaults for the learning
           rate and batch.
 

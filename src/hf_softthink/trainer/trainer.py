@@ -11,17 +11,19 @@ releases (hence `trl>=1.16,<1.17` in the package requirements):
   log-density (hard steps keep the token log-prob of TRL's fused LM head);
 * `_compute_loss` -- hands the batch's soft tensors to the seam above; TRL's loss is unchanged except that
   with `beta > 0` gaussian / fuzzy thinking steps use the exact per-step KL instead of k3;
+* `_calculate_rewards` -- TRL's rewards, kept for the RLOO advantages (`advantage_estimator="rloo"`);
 * `_save` / `create_model_card` -- the saved folder carries the soft-thinking config and a model card
   (`hf_softthink.hub`).
 
-With `soft_rollout="hard"` none of the soft code runs: every seam defers to `GRPOTrainer`.
+With `soft_rollout="hard"` (and `advantage_estimator="grpo"`) none of the soft code runs: every seam defers to
+`GRPOTrainer`.
 
 **What is stored per completion position** (right-padded to the completion length): which steps the thinking
 policy took (`soft_mask`: continue steps and sampled stop decisions) and which of them stopped (`soft_stop`),
 the K ids `(B, T, K)`, their support in the thinking distribution `(B, T, K)` and the fed log-weights
 `(B, T, K)` (from a log-softmax, so Gumbel weights that underflow stay finite), plus for Gaussian/fuzzy
-rollouts the noisy embedding that was fed `(B, T, d)` and the noise scale `(B,)`. That is O(B·T·K)
-(+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0 in the batch's `tool_mask` (out of the loss).
+rollouts the noisy embedding that was fed `(B, T, d)` and the noise scale `(B,)`, and for SofT-GRPO's score the
+perturbed log-weights `(B, T, K)`. That is O(B·T·K) (+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0 in the batch's `tool_mask` (out of the loss).
 
 **Score of a thinking step** at completion position t under the current parameters, from the final hidden
 state at the previous position and the K stored ids only (their rows of the output embedding; no (B, T, V)
@@ -35,9 +37,18 @@ derivation):
   $\mu'_\theta = \sum_{j \notin S} p'_\theta(j) E_j$ (not differentiated through the embedding table),
   $h$ the stored noisy embedding, $s = \sigma\,\mathrm{rms}(E)$;
 * gumbel continue step: the Concrete density of the stored log-weights with logits $z / T$
-  (`soft_density="exact"`), or SofT-GRPO's clamped Gumbel score (`"soft_grpo_approx"`, a labelled
-  compatibility option);
-* dirichlet continue step: $\log(1 - p_\theta(S)) + \log \mathrm{Dir}(y';\ \alpha\,p'_\theta)$.
+  (`soft_density="exact"`), the log-probability of its Gumbel-max id (`"gumbel_max"`, plus the weighted
+  residual of the exact density), or SofT-GRPO's clamped Gumbel score of the stored perturbed log-weights
+  (`"soft_grpo"`: every Gumbel step, a sampled EOS included; a sampled think-end is then scored as a token,
+  as the reference does);
+* dirichlet / logistic_normal continue step: $\log(1 - p_\theta(S))$ plus the Dirichlet / logistic-normal
+  density of the fed weights over the non-stop ids;
+* a full-vocabulary Gaussian mixture ("Soft Tokens, Hard Truths"): the same Gaussian score with $p_\theta$ over
+  the whole vocabulary (`full_vocabulary_log_density`).
+
+With `detach_input_embeddings=True` the forward feeds every input embedding detached (SofT-GRPO's actor).
+With `advantage_estimator="rloo"` the batch's advantages are TRL `RLOOTrainer`'s leave-one-out ones
+(`rloo_advantages`, computed from the rewards `_calculate_rewards` returned).
 
 Hard steps (the answer after the think-end marker, explicit steps of switch mode) keep the ordinary token
 log-prob at GRPO's `temperature`, exactly as `GRPOTrainer` computes it. The forward pass
