@@ -6,7 +6,7 @@ import random
 import datasets
 import pytest
 import torch
-from test_soft_rl import _rollout_logits
+from test_soft_rl import ScaledThinkingGradient, _rollout_logits, even_trace
 from test_trainer import (
     THINK,
     THINK_END,
@@ -19,12 +19,11 @@ from test_trainer import (
     rollout_batch,
     score,
 )
-from transformers import LogitsProcessorList
 
 from hf_softthink import SoftThinkingConfig, enable_soft_thinking
 from hf_softthink.mixing import embedding_rms
 from hf_softthink.models import tiny_model
-from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
+from hf_softthink.trainer import SoftGRPOConfig
 from hf_softthink.trainer.densities import gaussian_log_density
 
 EOS = TOKENIZER.eos_token_id
@@ -316,20 +315,6 @@ def test_gaussian_noise_scale_can_be_taken_over_the_rows_the_model_uses(tmp_path
 
 
 # ------------------------------------------------------------------------------------ learning through thinking
-def even_trace(completions, completion_ids, **kwargs):
-    return [sum(i % 2 == 0 for i in ids) / max(len(ids), 1) for ids in completion_ids]
-
-
-class ScaledThinkingGradient(SoftGRPOTrainer):
-    """The thinking-step scores' gradient times `sign` (values unchanged), as in test_soft_rl.py."""
-
-    sign = 1.0
-
-    def soft_log_density(self, *args, **kwargs):
-        density, entropy = super().soft_log_density(*args, **kwargs)
-        return self.sign * density + (1 - self.sign) * density.detach(), entropy
-
-
 RECIPES = {
     "softgrpo": lambda out, **kw: SoftGRPOConfig.softgrpo(output_dir=out, beta=0.0, **kw),
     "gumbel_max": lambda out, **kw: SoftGRPOConfig(output_dir=out, soft_rollout="gumbel", soft_density="gumbel_max",
@@ -389,5 +374,5 @@ def test_logistic_normal_noise_perturbs_the_log_weights_by_gaussians():
     model = enable_soft_thinking(tiny_model("llama", seed=0), tokenizer=TOKENIZER)
     out = model.generate(**TOKENIZER("abc", return_tensors="pt"), max_new_tokens=3, return_dict_in_generate=True,
                          soft_thinking=SoftThinkingConfig(max_topk=K, noise="logistic_normal", think_end=None),
-                         logits_processor=LogitsProcessorList(), pad_token_id=TOKENIZER.pad_token_id)
+                         pad_token_id=TOKENIZER.pad_token_id)
     assert torch.isfinite(out.soft_topk_log_weights[out.soft_topk_support]).all()
