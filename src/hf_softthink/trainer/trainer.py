@@ -23,7 +23,8 @@ policy took (`soft_mask`: continue steps and sampled stop decisions) and which o
 the K ids `(B, T, K)`, their support in the thinking distribution `(B, T, K)` and the fed log-weights
 `(B, T, K)` (from a log-softmax, so Gumbel weights that underflow stay finite), plus for Gaussian/fuzzy
 rollouts the noisy embedding that was fed `(B, T, d)` and the noise scale `(B,)`, and for SofT-GRPO's score the
-perturbed log-weights `(B, T, K)`. That is O(B·T·K) (+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0 in the batch's `tool_mask` (out of the loss).
+perturbed log-weights `(B, T, K)`. That is O(B·T·K) (+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0
+in the batch's `tool_mask` (out of the loss).
 
 **Score of a thinking step** at completion position t under the current parameters, from the final hidden
 state at the previous position and the K stored ids only (their rows of the output embedding; no (B, T, V)
@@ -536,6 +537,12 @@ class SoftGRPOTrainer(GRPOTrainer):
         rewards_per_func, self._rewards_per_func = self._rewards_per_func, None
         if self.args.advantage_estimator != "rloo":
             return output
+        if rewards_per_func is None:
+            raise ValueError(
+                "SoftGRPOConfig.advantage_estimator='rloo' takes the leave-one-out baseline of the rewards of the "
+                "trainer's reward functions, and this batch's rewards did not come from them (environment-owned "
+                "rewards or a rollout_func). Use advantage_estimator='grpo' with them."
+            )
         local = output["advantages"]
         advantages = self.rloo_advantages(rewards_per_func)
         start = self.accelerator.process_index * local.size(0)
