@@ -38,6 +38,19 @@ def test_switch_flags_map_onto_the_config():
     assert cfg.final_answer == "The answer is" and cfg.final_answer_max_tokens == 8
 
 
+def test_noise_clamp_logistic_normal_and_forced_end_flags_map_onto_the_config():
+    args = build_parser().parse_args(
+        ["generate", "q", "--noise", "gumbel", "--gumbel-noise-clamp", "-1.5", "3", "--forced-end-text",
+         "</think>The answer is"]
+    )
+    cfg = config_from_arguments(args)
+    assert (cfg.gumbel_noise_clamp, cfg.forced_end_text) == ((-1.5, 3.0), "</think>The answer is")
+    args = build_parser().parse_args(["generate", "q", "--noise", "logistic_normal", "--logistic-normal-sigma", "2"])
+    assert (config_from_arguments(args).noise, config_from_arguments(args).logistic_normal_sigma) == (
+        "logistic_normal", 2.0)
+    assert config_from_arguments(build_parser().parse_args(["generate", "q"])).gumbel_noise_clamp is None
+
+
 def test_bad_flag_value_is_a_clear_error(capsys):
     assert main(["generate", "q", "--top-p", "2"]) == 2
     assert "SoftThinkingConfig.top_p=2.0 is invalid" in capsys.readouterr().err

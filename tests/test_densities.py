@@ -10,6 +10,8 @@ from hf_softthink.trainer.densities import (
     concrete_log_density,
     dirichlet_log_density,
     gaussian_log_density,
+    gumbel_max_log_density,
+    logistic_normal_log_density,
     soft_grpo_gumbel_log_density,
 )
 
@@ -243,30 +245,137 @@ def test_concrete_tau_gradient_and_validation():
     assert concrete_log_density(logits.to(torch.bfloat16), log_y, 0.5).dtype == F64
 
 
-def test_soft_grpo_gumbel_compat_option():
-    g = _gen(11)
-    logits = torch.randn(5, 6, generator=g).requires_grad_(True)
-    l_old = torch.log_softmax(logits.detach(), -1)
-    log_y = torch.log_softmax((l_old + _gumbel((5, 6), g, torch.float32)) / 0.5, -1)
-    out = soft_grpo_gumbel_log_density(logits, log_y, 0.5)
-    assert out.shape == (5,)
-    lo, hi = -3.0 - math.exp(-3.0), -1.0  # range of -(g + e^-g) for g in [-1.5, 3]
-    assert (out >= lo - 1e-5).all() and (out <= hi + 1e-5).all()
-    out.sum().backward()
-    assert torch.isfinite(logits.grad).all()
-    # Hand computation for one row without the min_log_prob mask.
-    lp = torch.log_softmax(logits.detach()[0], -1)
-    a = 0.5 * log_y[0] - lp
-    c = torch.logsumexp(-a, -1) - math.log(6)
-    gg = (a + c).clamp(-1.5, 3.0)
-    want = (-(gg + torch.exp(-gg))).mean()
-    got = soft_grpo_gumbel_log_density(logits.detach()[0], log_y[0], 0.5, min_log_prob=None)
-    assert got.item() == pytest.approx(want.item(), rel=1e-5)
-    # It is not a density: over K = 2 it does not integrate to one.
+def _reference_topk_probs(raw, k=5, top_p=0.95):
+    """SofT-GRPO's sampler (sglang sampler.py lines 119-162): softmax, top-k renorm, top-p renorm, top-k ids."""
+    probs = torch.softmax(raw, -1)
+    kth = probs.topk(k, -1).values[..., -1:]
+    probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))
+    probs = probs / probs.sum(-1, keepdim=True)
+    ordered, order = probs.sort(-1, descending=True)
+    before = ordered.cumsum(-1) - ordered
+    ordered = torch.where(before < top_p, ordered, torch.zeros_like(ordered))
+    probs = torch.zeros_like(probs).scatter(-1, order, ordered)
+    probs = probs / probs.sum(-1, keepdim=True)
+    top, ids = probs.topk(k, -1)
+    return top / top.sum(-1, keepdim=True), ids
+
+
+def _reference_score(raw_theta, ids, stored_gumbels):
+    """verl's logprobs_from_logits_topk_gumbel (torch_functional.py lines 150-155), written out."""
+    topk_probs = torch.softmax(raw_theta, -1).gather(-1, ids)
+    topk_log_probs = (topk_probs / topk_probs.sum(-1, keepdim=True) + 1e-6).log()
+    x = (stored_gumbels - topk_log_probs).clamp(-1.5, 3)
+    score = -x - (-x).exp()
+    mask = (topk_log_probs > -3).float()
+    return (score * mask).sum(-1) / mask.sum(-1)
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.95])
+def test_soft_grpo_score_matches_the_reference_code_from_raw_logits_and_stored_noise(top_p):
+    """The oracle is the reference pipeline written from its code: raw logits over a vocabulary, the sampler's top-k
+    5 / top-p filters, Gumbel noise clamped to [-1.5, 3] and stored as log(p + 1e-6) + g, then the score of the
+    stored noise under other (policy) logits, value and gradient. Ours stores log p + g and uses log-softmaxes: equal
+    on-policy, within O(1e-6 / p) off-policy. With top_p < 1 ids leave the nucleus: the reference renormalises over
+    its K stored ids, ours over the nucleus (documented); the oracle's ids outside the nucleus get a policy
+    probability far below its 0.05 mask so the two agree."""
+    g = _gen(5)
+    raw_old = 3 * torch.randn(64, 50, generator=g, dtype=F64)
+    topk_probs, ids = _reference_topk_probs(raw_old, top_p=top_p)
+    gumbels = _gumbel((64, 5), g).clamp(-1.5, 3)
+    assert ((gumbels == -1.5) | (gumbels == 3)).any()
+    stored = torch.log(topk_probs + 1e-6) + gumbels  # the sampler's topk_gumbels (sampler.py lines 184-192)
+    support = topk_probs > 0
+    ours_stored = torch.where(support, torch.log(topk_probs) + gumbels, torch.full_like(stored, -math.inf))
+    if top_p < 1:
+        assert (~support).any()
+    for shift in (0.0, 0.3):  # on-policy (the rollout's logits), then an updated policy
+        raw = (raw_old + shift * torch.randn(64, 50, generator=g, dtype=F64)).requires_grad_(True)
+        if top_p < 1:
+            with torch.no_grad():  # the reference's zero-probability ids: negligible policy mass
+                raw.scatter_(-1, ids, torch.where(support, raw.gather(-1, ids), raw.gather(-1, ids) - 30))
+        want = _reference_score(raw, ids, stored)
+        (want_grad,) = torch.autograd.grad(want.sum(), raw)
+        got = soft_grpo_gumbel_log_density(raw.gather(-1, ids).masked_fill(~support, -math.inf), ours_stored)
+        (got_grad,) = torch.autograd.grad(got.sum(), raw)
+        tolerance = 1e-9 if shift == 0.0 else 1e-4
+        torch.testing.assert_close(got, want, atol=tolerance, rtol=0)
+        if shift:  # on-policy the clamp sits exactly on its bounds, where the gradient is a matter of rounding
+            torch.testing.assert_close(got_grad, want_grad, atol=1e-4, rtol=0)
+        lo, hi = -3.0 - math.exp(-3.0), -1.0  # range of -x - e^-x for x in [-1.5, 3]
+        assert (got >= lo - 1e-9).all() and (got <= hi + 1e-9).all()
+
+
+def test_soft_grpo_score_is_not_a_density_and_its_gradient_vanishes_when_the_policy_is_certain():
     u = torch.linspace(-40, 40, 20001, dtype=F64)
     ly = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], -1)
-    s = soft_grpo_gumbel_log_density(torch.zeros(u.shape[0], 2, dtype=F64), ly, 0.5, min_log_prob=None)
+    logits = torch.zeros(u.shape[0], 2, dtype=F64)
+    s = soft_grpo_gumbel_log_density(logits, 0.5 * ly)  # G = tau * log y
     assert abs(torch.trapezoid(torch.exp(s + ly.sum(-1)), u).item() - 1.0) > 0.1
+    # a confident step: p ~ (1, 0): the masked mean keeps one id, whose clamp is active or whose l ~ 0 moves little
+    confident = torch.tensor([[12.0, 0.0, -1.0]], dtype=F64, requires_grad=True)
+    stored = torch.log_softmax(confident.detach(), -1) + torch.tensor([[0.2, 1.0, -0.5]], dtype=F64)
+    soft_grpo_gumbel_log_density(confident, stored).sum().backward()
+    exact = torch.tensor([[12.0, 0.0, -1.0]], dtype=F64, requires_grad=True)
+    concrete_log_density(exact, torch.log_softmax(stored / 0.1, -1), 0.1).sum().backward()
+    assert confident.grad.abs().max() < 1e-4 < exact.grad.abs().max()
+
+
+# ------------------------------------------------------------------------------------------
+# Gumbel-max score
+# ------------------------------------------------------------------------------------------
+def test_gumbel_max_score_is_the_log_probability_of_the_gumbel_max_id_plus_the_weighted_residual():
+    g = _gen(8)
+    logits = torch.randn(6, 5, generator=g, dtype=F64).requires_grad_(True)
+    log_y = torch.log_softmax((torch.log_softmax(logits.detach(), -1) + _gumbel((6, 5), g)) / 0.3, -1)
+    chosen = log_y.argmax(-1)
+    score = gumbel_max_log_density(logits, log_y, 0.3)
+    (grad,) = torch.autograd.grad(score.sum(), logits)
+    want = torch.log_softmax(logits, -1).gather(-1, chosen[:, None])[:, 0]
+    (want_grad,) = torch.autograd.grad(want.sum(), logits)
+    torch.testing.assert_close(score, want)
+    torch.testing.assert_close(grad, want_grad)
+    exact = concrete_log_density(logits, log_y, 0.3)
+    torch.testing.assert_close(gumbel_max_log_density(logits, log_y, 0.3, residual=1.0), exact)
+    torch.testing.assert_close(gumbel_max_log_density(logits, log_y, 0.3, residual=0.25), want + 0.25 * (exact - want))
+    # ids off the support are neither chosen nor counted
+    masked = logits.detach().clone()
+    masked[:, 0] = -math.inf
+    y = log_y.clone()
+    y[:, 0] = 10.0
+    off = gumbel_max_log_density(masked, y, 0.3)
+    assert torch.isfinite(off).all()
+    with pytest.raises(ValueError, match="residual"):
+        gumbel_max_log_density(logits, log_y, 0.3, residual=1.5)
+
+
+# ------------------------------------------------------------------------------------------
+# Logistic-normal
+# ------------------------------------------------------------------------------------------
+def test_logistic_normal_density_matches_a_multivariate_normal_on_the_log_ratios():
+    """Oracle: v_i = log(y_i / y_K) ~ N(l_i - l_K, s^2 (I + 11^T)), and the density of y is that of v over
+    prod y_i (the additive log-ratio Jacobian)."""
+    from torch.distributions import MultivariateNormal
+
+    g = _gen(9)
+    k, sigma = 5, 0.7
+    logits = torch.randn(8, k, generator=g, dtype=F64)
+    log_y = torch.log_softmax(torch.log_softmax(logits, -1) + sigma * torch.randn(8, k, generator=g, dtype=F64), -1)
+    v = log_y[:, :-1] - log_y[:, -1:]
+    mean = logits[:, :-1] - logits[:, -1:]
+    cov = sigma**2 * (torch.eye(k - 1, dtype=F64) + torch.ones(k - 1, k - 1, dtype=F64))
+    want = MultivariateNormal(mean, covariance_matrix=cov).log_prob(v) - log_y.sum(-1)
+    torch.testing.assert_close(logistic_normal_log_density(logits, log_y, sigma), want)
+    torch.testing.assert_close(logistic_normal_log_density(logits + 3.0, log_y, sigma), want)  # shift-invariant
+    # ids off the support drop out: the density over the valid ids
+    masked = torch.cat([logits, torch.full((8, 1), -math.inf, dtype=F64)], -1)
+    padded = torch.cat([log_y, torch.zeros(8, 1, dtype=F64)], -1)
+    torch.testing.assert_close(logistic_normal_log_density(masked, padded, sigma), want)
+    # K = 2: it integrates to one over the simplex
+    u = torch.linspace(-30, 30, 40001, dtype=F64)
+    ly = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], -1)
+    dens = logistic_normal_log_density(torch.tensor([0.3, -0.4], dtype=F64), ly, 1.3)
+    y1 = ly[:, 0].exp()
+    assert abs(torch.trapezoid(dens.exp(), y1).item() - 1.0) < 1e-4
 
 
 # ------------------------------------------------------------------------------------------

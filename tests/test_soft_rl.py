@@ -182,6 +182,14 @@ def test_loss_scores_exactly_what_the_rollout_sampled(tmp_path, mode, monkeypatc
     elif mode == "dirichlet":
         density = dirichlet_log_density(None, config.dirichlet_alpha * p_keep, log_y=log_w.masked_fill(~keep, 0.0))
         expected[cont] = (log_keep + density)[cont]
+    elif mode == "logistic_normal":  # y' = softmax(log p' + s eps) over the non-stop ids
+        u = torch.where(keep, log_w - torch.log(p_keep), 0.0)
+        n = keep.sum(-1)
+        centred = torch.where(keep, u - u.sum(-1, keepdim=True) / n[:, None], 0.0)
+        s2 = config.logistic_normal_sigma**2
+        density = (-centred.square().sum(-1) / (2 * s2) - (n - 1) / 2 * math.log(2 * math.pi * s2)
+                   - 0.5 * torch.log(n.float()) - torch.where(keep, log_w, 0.0).sum(-1))
+        expected[cont] = (log_keep + density)[cont]
     else:
         density = concrete_log_density(z.masked_fill(~support, -math.inf), log_w.masked_fill(~support, 0.0),
                                        config.gumbel_tau)

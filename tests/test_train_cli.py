@@ -56,6 +56,27 @@ def test_rollout_choices_are_the_trainers():
     assert SOFT_ROLLOUT_CHOICES == SOFT_ROLLOUTS
 
 
+def test_recipe_choices_are_the_presets():
+    from hf_softthink.cli import RECIPE_CHOICES
+    from hf_softthink.trainer.config import RECIPES
+
+    assert RECIPE_CHOICES == RECIPES
+
+
+def test_a_recipe_sets_the_algorithm_and_the_command_sizes_the_run():
+    softgrpo = train_config_from_arguments(parse("--recipe", "softgrpo", "--max-steps", "7", "--output-dir", "o"))
+    rollout = softgrpo.rollout_config()
+    assert (softgrpo.recipe, softgrpo.soft_rollout, softgrpo.soft_density, softgrpo.learning_rate) == (
+        "softgrpo", "gumbel", "soft_grpo", 1e-6)
+    assert (rollout.max_topk, rollout.gumbel_tau, rollout.gumbel_noise_clamp) == (5, 0.1, (-1.5, 3.0))
+    # the command's run size stays: steps given, completion length and thinking budget its defaults
+    assert (softgrpo.max_steps, softgrpo.max_completion_length, rollout.max_thinking_tokens) == (7, 32, 16)
+    fuzzy = train_config_from_arguments(parse("--recipe", "stht-fuzzy", "--learning-rate", "3e-5", "--output-dir", "o"))
+    assert (fuzzy.recipe, fuzzy.soft_rollout, fuzzy.advantage_estimator, fuzzy.learning_rate) == (
+        "stht-fuzzy", "fuzzy", "rloo", 3e-5)
+    assert fuzzy.rollout_config().max_topk is None and fuzzy.max_steps == 30
+
+
 def test_every_train_flag_is_in_the_readme():
     import argparse
     from pathlib import Path

@@ -104,11 +104,11 @@ def score(trainer, batch, grad=False):
     [
         (dict(soft_rollout="soft"), "soft_rollout must be one of"),
         (dict(soft_density="approx"), "soft_density must be one of"),
-        (dict(soft_density="soft_grpo_approx"), "needs soft_rollout='gumbel'"),
+        (dict(soft_density="soft_grpo"), "needs soft_rollout='gumbel'"),
         (dict(use_vllm=True), "use_vllm=True is not supported with soft_rollout='gaussian'"),
         (dict(use_transformers_continuous_batching=True), "continuous_batching=True is not supported"),
         (dict(soft_thinking={"noise": "gumbel"}), "contradicts soft_rollout='gaussian'"),
-        (dict(soft_thinking={"max_topk": None, "top_k": None}), "finite mixture size"),
+        (dict(soft_rollout="dirichlet", soft_thinking={"max_topk": None, "top_k": None}), "finite mixture size"),
         (dict(soft_thinking={"gaussian_sigma": 0.0}), "gaussian_sigma"),
         (dict(soft_thinking={"max_topk": 0}), "max_topk"),
         (dict(soft_thinking={"nope": 1}), "Unknown SoftThinkingConfig field"),
@@ -137,6 +137,7 @@ def test_config_resolves_noise_per_mode_and_serialises(tmp_path):
         "fuzzy": ("gaussian", 1e-4),
         "gumbel": ("gumbel", 0.6),
         "dirichlet": ("dirichlet", 0.6),
+        "logistic_normal": ("logistic_normal", 0.6),
     }
     for mode, (noise, temperature) in expected.items():
         args = SoftGRPOConfig(
@@ -288,10 +289,10 @@ def test_forward_reproduces_the_rollout_mixture_and_gaussian_noise(tmp_path, arc
     captured = {}
     original = trainer.soft_log_density
 
-    def spy(model, hidden, ids, support, stop, log_weights, fed, noise_std, terms=None):
+    def spy(model, hidden, ids, support, stop, log_weights, fed, noise_std, **kwargs):
         captured.update(hidden=hidden, ids=ids, support=support, stop=stop, log_weights=log_weights, fed=fed,
                         std=noise_std, model=model)
-        return original(model, hidden, ids, support, stop, log_weights, fed, noise_std, terms=terms)
+        return original(model, hidden, ids, support, stop, log_weights, fed, noise_std, **kwargs)
 
     trainer.soft_log_density = spy
     score(trainer, batch)

@@ -15,6 +15,7 @@ from .processors import (
     DirichletNoiseLogitsProcessor,
     EntropySwitchLogitsProcessor,
     GumbelSoftmaxNoiseLogitsProcessor,
+    LogisticNormalNoiseLogitsProcessor,
     ThinkingBudgetLogitsProcessor,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "EntropySwitchLogitsProcessor",
     "NonFiniteError",
     "GumbelSoftmaxNoiseLogitsProcessor",
+    "LogisticNormalNoiseLogitsProcessor",
     "SoftThinkingConfig",
     "SoftThinkingGenerateOutput",
     "SoftThinkingGenerationMixin",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import shlex
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .checks import check_model_path, prepare_output_dir
-from .config import SoftThinkingConfig
+from .config import NOISE_KINDS, SoftThinkingConfig
 
 DEFAULT_MODEL = "smollm2-135m"
 MODEL_HELP = (
@@ -78,14 +79,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                        help="thinking-phase top-k filter (0: off)")
     group.add_argument("--top-p", type=float, default=defaults.top_p, metavar="P", help=_config_help("top_p"))
     group.add_argument("--min-p", type=float, default=defaults.min_p, metavar="P", help=_config_help("min_p"))
-    group.add_argument("--noise", choices=["none", "dirichlet", "gumbel", "gaussian"], default=defaults.noise,
-                       help=_config_help("noise"))
+    group.add_argument("--noise", choices=NOISE_KINDS, default=defaults.noise, help=_config_help("noise"))
     group.add_argument("--dirichlet-alpha", type=float, default=defaults.dirichlet_alpha, metavar="ALPHA",
                        help=_config_help("dirichlet_alpha", "with --noise dirichlet"))
     group.add_argument("--gumbel-tau", type=float, default=defaults.gumbel_tau, metavar="TAU",
                        help=_config_help("gumbel_tau", "with --noise gumbel"))
     group.add_argument("--gaussian-sigma", type=float, default=defaults.gaussian_sigma, metavar="SIGMA",
                        help=_config_help("gaussian_sigma", "with --noise gaussian"))
+    group.add_argument("--logistic-normal-sigma", type=float, default=defaults.logistic_normal_sigma, metavar="S",
+                       help=_config_help("logistic_normal_sigma", "with --noise logistic_normal"))
+    group.add_argument("--gumbel-noise-clamp", type=float, nargs=2, default=defaults.gumbel_noise_clamp,
+                       metavar=("LOW", "HIGH"), help=_config_help("gumbel_noise_clamp", "with --noise gumbel"))
     group.add_argument("--cold-stop-entropy", type=float, default=DEMO_COLD_STOP_ENTROPY, metavar="NATS",
                        help="Cold Stop: force the think-end marker once the entropy of the next-token "
                        "distribution stays below this many nats for --cold-stop-patience steps (0: off; "
@@ -99,6 +103,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-thinking-tokens", type=int, default=DEMO_MAX_THINKING_TOKENS, metavar="N",
                        help="thinking budget: the think-end marker is forced after N thinking tokens, so a "
                        "small model that never ends its thinking still answers")
+    group.add_argument("--forced-end-text", default=defaults.forced_end_text, metavar="TEXT",
+                       help=_config_help("forced_end_text"))
     group.add_argument("--mode", choices=["soft", "switch"], default=defaults.mode, help=_config_help("mode"))
     group.add_argument("--switch-window", type=int, default=defaults.switch_window, metavar="STEPS",
                        help=_config_help("switch_window"))
@@ -131,7 +137,9 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
     return SoftThinkingConfig(
         max_topk=args.max_topk or None, temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
         min_p=args.min_p, noise=args.noise, dirichlet_alpha=args.dirichlet_alpha, gumbel_tau=args.gumbel_tau,
-        gaussian_sigma=args.gaussian_sigma, cold_stop_entropy=args.cold_stop_entropy or None,
+        gaussian_sigma=args.gaussian_sigma, logistic_normal_sigma=args.logistic_normal_sigma,
+        gumbel_noise_clamp=tuple(args.gumbel_noise_clamp) if args.gumbel_noise_clamp else None,
+        forced_end_text=args.forced_end_text, cold_stop_entropy=args.cold_stop_entropy or None,
         cold_stop_patience=args.cold_stop_patience, think_end=think_end,
         max_thinking_tokens=args.max_thinking_tokens, mode=args.mode, switch_window=args.switch_window,
         max_switches=args.max_switches, switch_beta=args.switch_beta, switch_alpha=args.switch_alpha,
@@ -413,7 +421,13 @@ TRAIN_DEFAULTS: dict[str, object] = {
 }
 #: `SoftGRPOConfig.soft_rollout`'s values (`hf_softthink.trainer.SOFT_ROLLOUTS`, which imports TRL: slow to load
 #: for every command's parser)
-SOFT_ROLLOUT_CHOICES = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet")
+SOFT_ROLLOUT_CHOICES = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet", "logistic_normal")
+#: `--recipe`'s values (`hf_softthink.trainer.config.RECIPES`): the presets `SoftGRPOConfig.softgrpo()`, `.stht()` and
+#: `.stht(fuzzy=True)`
+RECIPE_CHOICES = ("softgrpo", "stht", "stht-fuzzy")
+#: the command's defaults that size a run (kept under a --recipe, which sets the algorithm's settings)
+_RUN_SIZE_DEFAULTS = ("max_steps", "max_completion_length", "per_device_train_batch_size", "seed")
+_RUN_SIZE_SOFT_DEFAULTS = ("max_thinking_tokens", "think_end")
 #: SoftGRPOConfig settings the command chooses beyond its flags (a --config file may set them too)
 TRAIN_CONFIG_DEFAULTS: dict[str, object] = {"lr_scheduler_type": "constant"}
 #: flag -> SoftThinkingConfig field (the rollouts' decoder settings)
@@ -582,6 +596,12 @@ loss_type, gradient_accumulation_steps, soft_thinking: {{...}}); flags on the co
                        "reasoning-gym dataset, math_answer_reward for other data)")
 
     training = train.add_argument_group("training (SoftGRPOConfig)")
+    training.add_argument("--recipe", choices=RECIPE_CHOICES,
+                          help="a paper's recipe as a preset, its settings overridable by the other flags: softgrpo "
+                          "(SofT-GRPO: SoftGRPOConfig.softgrpo), stht or stht-fuzzy (Soft Tokens, Hard Truths: "
+                          "SoftGRPOConfig.stht); the command's run-size defaults (steps, lengths, batch, thinking "
+                          "budget) still apply, the algorithm's settings (rollout, learning rate, temperatures, "
+                          "support, noise, KL) are the recipe's (default: none, the flags' own defaults)")
     training.add_argument("--soft-rollout", "--soft_rollout", dest="soft_rollout", choices=SOFT_ROLLOUT_CHOICES,
                           help="the rollouts' thinking: hard (plain GRPO), gumbel (Gumbel-Softmax weights, SofT-GRPO), "
                           "dirichlet, gaussian (noisy concept-token embeddings, Soft Tokens Hard Truths), fuzzy "
@@ -728,9 +748,15 @@ def train_config_from_arguments(args: argparse.Namespace, *, on_gpu: bool = Fals
     from .trainer import SoftGRPOConfig
 
     run, defaults, given = _train_settings(args, on_gpu=on_gpu)
-    settings = {**run, **defaults, **given}
-    settings["soft_thinking"] = {**defaults["soft_thinking"], **given.get("soft_thinking", {})}
-    return SoftGRPOConfig(**settings)
+    soft = given.get("soft_thinking", {})
+    if args.recipe:  # the preset's algorithm, the command's run size, the user's flags over both
+        sizes = {name: value for name, value in defaults.items() if name in _RUN_SIZE_DEFAULTS}
+        soft = {**{name: value for name, value in defaults["soft_thinking"].items()
+                   if name in _RUN_SIZE_SOFT_DEFAULTS}, **soft}
+        presets = {"softgrpo": SoftGRPOConfig.softgrpo, "stht": SoftGRPOConfig.stht,
+                   "stht-fuzzy": functools.partial(SoftGRPOConfig.stht, fuzzy=True)}
+        return presets[args.recipe](**{**run, **sizes, **given, "soft_thinking": soft})
+    return SoftGRPOConfig(**{**run, **defaults, **given, "soft_thinking": {**defaults["soft_thinking"], **soft}})
 
 
 def _question_column(args: argparse.Namespace, columns: Sequence[str]) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-NOISE_KINDS = ("none", "dirichlet", "gumbel", "gaussian")
+NOISE_KINDS = ("none", "dirichlet", "gumbel", "gaussian", "logistic_normal")
 MODES = ("soft", "switch")
 STOP_DECISIONS = ("argmax", "sample")
 
@@ -120,17 +120,42 @@ class SoftThinkingConfig:
         default=0.001,
         metadata={"help": "Thinking-phase min-p filter, in [0, 1): drops tokens with p < min_p * p_max (0: off)."},
     )
-    noise: Literal["none", "dirichlet", "gumbel", "gaussian"] = field(
+    noise: Literal["none", "dirichlet", "gumbel", "gaussian", "logistic_normal"] = field(
         default="none",
         metadata={
             "help": "Randomisation of the concept token: 'dirichlet' (w ~ Dir(alpha w)), 'gumbel' "
-            "(w = softmax((log w + g) / tau)), 'gaussian' (e + sigma * rms(E) * eps), or 'none'."
+            "(w = softmax((log w + g) / tau)), 'gaussian' (e + sigma * rms(E) * eps), 'logistic_normal' "
+            "(w = softmax(log w + s * eps): Gaussian noise on the mixture's log-weights), or 'none'."
         },
     )
     dirichlet_alpha: float = field(default=1.0, metadata={"help": "Dirichlet concentration scale alpha (> 0)."})
     gumbel_tau: float = field(default=0.5, metadata={"help": "Gumbel-Softmax temperature tau (> 0)."})
+    gumbel_noise_clamp: tuple[float, float] | None = field(
+        default=None,
+        metadata={
+            "help": "Clamp of the Gumbel noise g at sampling, (low, high) with low < high (None: off). SofT-GRPO "
+            "clamps it to (-1.5, 3). With a clamp the Gumbel-max id is no longer an exact sample of w and the "
+            "Concrete density is not the density of the fed weights."
+        },
+    )
+    logistic_normal_sigma: float = field(
+        default=3.0,
+        metadata={
+            "help": "Standard deviation s of the Gaussian noise on the log-weights of noise='logistic_normal' (> 0). "
+            "3 is the value of 0.25, 1, 3 and 10 whose training gradient had a signal on the grid "
+            "(docs/soft_rl.md §10)."
+        },
+    )
     gaussian_sigma: float = field(
         default=0.33, metadata={"help": "Gaussian embedding noise scale, as a fraction of the embedding rms (>= 0)."}
+    )
+    gaussian_rms_token_ids: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Token ids whose embedding rows the rms of gaussian_sigma is taken over (None: every row of the "
+            "vocabulary). A model with many rows it never trained (a byte-level vocabulary used on digits) has "
+            "an all-rows rms far below that of the rows it uses."
+        },
     )
     cold_stop_entropy: float | None = field(
         default=None,
@@ -270,6 +295,21 @@ class SoftThinkingConfig:
         _check(self.noise in NOISE_KINDS, "noise", self.noise, f"one of {NOISE_KINDS}")
         _check(_is_float32_scale(self.dirichlet_alpha), "dirichlet_alpha", self.dirichlet_alpha, FLOAT32_RANGE)
         _check(_is_float32_scale(self.gumbel_tau), "gumbel_tau", self.gumbel_tau, FLOAT32_RANGE)
+        if isinstance(self.gumbel_noise_clamp, list):  # JSON has no tuples
+            self.gumbel_noise_clamp = tuple(self.gumbel_noise_clamp)
+        _check(self.gumbel_noise_clamp is None or (
+            isinstance(self.gumbel_noise_clamp, tuple) and len(self.gumbel_noise_clamp) == 2
+            and all(_is_number(v) for v in self.gumbel_noise_clamp)
+            and self.gumbel_noise_clamp[0] < self.gumbel_noise_clamp[1]),
+            "gumbel_noise_clamp", self.gumbel_noise_clamp, "None or a pair (low, high) of finite numbers, low < high")
+        _check(_is_float32_scale(self.logistic_normal_sigma), "logistic_normal_sigma", self.logistic_normal_sigma,
+               FLOAT32_RANGE)
+        if isinstance(self.gaussian_rms_token_ids, tuple):
+            self.gaussian_rms_token_ids = list(self.gaussian_rms_token_ids)
+        _check(self.gaussian_rms_token_ids is None or (
+            isinstance(self.gaussian_rms_token_ids, list) and len(self.gaussian_rms_token_ids) > 0
+            and all(_is_int(i) and i >= 0 for i in self.gaussian_rms_token_ids)),
+            "gaussian_rms_token_ids", self.gaussian_rms_token_ids, "None or a non-empty list of token ids >= 0")
         _check(self.gaussian_sigma == 0 or _is_float32_scale(self.gaussian_sigma), "gaussian_sigma",
                self.gaussian_sigma, f"0 (off) or {FLOAT32_RANGE}")
         _check(self.cold_stop_entropy is None or _is_float32_scale(self.cold_stop_entropy),

@@ -114,6 +114,10 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
             With `SoftThinkingConfig(stop_decision="sample")`: True where a thinking step drew a stop token (EOS
             or the first token of `think_end`) from w. That step feeds its token (one-hot); its `soft_topk_ids`
             hold it first, then the other ids of w.
+        soft_topk_perturbed_log_weights (`torch.FloatTensor` of shape `(batch_size, new_tokens, R)`):
+            With Gumbel noise only: log w + g of `soft_topk_ids` at soft steps and sampled stop decisions
+            (the Gumbel-perturbed log-weights before the division by `gumbel_tau`, the clamp applied; `-inf`
+            off the support and at other steps). SofT-GRPO's score (its `topk_gumbels`) reads them.
     """
 
     soft_topk_ids: torch.LongTensor | None = None
@@ -125,6 +129,7 @@ class SoftThinkingGenerateOutput(GenerateDecoderOnlyOutput):
     step_events: torch.ByteTensor | None = None
     soft_topk_support: torch.BoolTensor | None = None
     stop_decision_mask: torch.BoolTensor | None = None
+    soft_topk_perturbed_log_weights: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -465,7 +470,8 @@ def plan_soft_thinking(
     bounded = config.max_topk is not None or candidates is not None
     noise_std = 0.0
     if config.noise == "gaussian" and config.gaussian_sigma > 0:
-        noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size)
+        rows = config.gaussian_rms_token_ids
+        noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size, token_ids=rows)
         dtype_max = torch.finfo(embedding.weight.dtype if hasattr(embedding, "weight") else torch.float32).max
         if not math.isfinite(noise_std) or NOISE_TAIL_STDS * noise_std > dtype_max:
             raise ValueError(
@@ -535,7 +541,8 @@ class Mixture:
     (`mixed_ids`, `mixed_weights`, `(B, K)`). `scores` / `score_ids` are the final candidate scores (for
     `output_scores`; `score_ids` None: the whole vocabulary in vocabulary order). `support` `(B, R)` marks the
     recorded ids with weight > 0 in w before the noise; `stop` `(B,)` the rows that drew a stop decision
-    (`stop_decision="sample"`), whose weights are then one-hot at the stop token.
+    (`stop_decision="sample"`), whose weights are then one-hot at the stop token. With Gumbel noise,
+    `perturbed` `(B, R)` holds log w + g of the recorded ids (before the division by tau), else None.
     """
 
     ids: torch.Tensor
@@ -548,6 +555,7 @@ class Mixture:
     score_ids: torch.Tensor | None
     support: torch.Tensor
     stop: torch.Tensor
+    perturbed: torch.Tensor | None = None
 
     @property
     def total(self) -> torch.Tensor:
@@ -593,7 +601,13 @@ def thinking_mixture(
             candidate_scores.shape[-1], device=scores.device).expand_as(candidate_scores)
         if not by_gumbel:
             stop, stop_index, candidate_scores = sample_stop_decision(candidate_scores, ids, plan.stop_ids, deciding)
-    candidate_scores = plan.noise(input_ids, candidate_scores)
+    perturbed = None
+    if by_gumbel:  # keep log w + g: SofT-GRPO's score reads it
+        gumbel = plan.noise[0]
+        perturbed = gumbel.perturbed_log_weights(candidate_scores)
+        candidate_scores = gumbel.scores_from_perturbed(perturbed)
+    else:
+        candidate_scores = plan.noise(input_ids, candidate_scores)
     log_mixture = torch.log_softmax(candidate_scores, dim=-1)
     if sampling_stops:
         if by_gumbel:  # the Gumbel-max id is already a sample of w
@@ -613,13 +627,15 @@ def thinking_mixture(
         else:
             dense_weights = torch.zeros_like(scores).scatter_(-1, candidate_ids, log_mixture.exp())
         return Mixture(ids_at(order), log_weights.exp(), log_weights, None, None, dense_weights, candidate_scores,
-                       candidate_ids, support.gather(-1, order), stop)
+                       candidate_ids, support.gather(-1, order), stop,
+                       perturbed.gather(-1, order) if perturbed is not None else None)
     log_weights, order = log_mixture.sort(dim=-1, descending=True, stable=True)
     mixed_ids, mixed_weights = ids_at(order), log_weights.exp()
     recorded = plan.recorded
     return Mixture(
         mixed_ids[:, :recorded], mixed_weights[:, :recorded], log_weights[:, :recorded], mixed_ids, mixed_weights,
         None, candidate_scores, candidate_ids, support.gather(-1, order)[:, :recorded], stop,
+        perturbed.gather(-1, order[:, :recorded]) if perturbed is not None else None,
     )
 
 
@@ -687,7 +703,7 @@ class StepRecorder:
         self.ids, self.weights, self.log_weights, self.soft, self.entropy, self.embeds, self.events = (
             [], [], [], [], [], [], []
         )
-        self.support, self.stop = [], []
+        self.support, self.stop, self.perturbed = [], [], []
         self._constants: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _step_constants(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -712,6 +728,12 @@ class StepRecorder:
             weights = torch.where(from_mixture, mixture.weights, weights)
             log_weights = torch.where(from_mixture, mixture.log_weights, log_weights)
             support = mixture.support & scored[:, None]
+        if self.plan.config.noise == "gumbel":  # log w + g at the steps a trainer scores
+            perturbed = mixture.perturbed if mixture is not None else None
+            self.perturbed.append(
+                torch.full_like(log_weights, -math.inf) if perturbed is None
+                else torch.where((scored & live)[:, None], perturbed, -math.inf)
+            )
         self.support.append(support & live[:, None])
         self.stop.append(stop & live)
         self.ids.append(torch.where(live[:, None], ids, self.pad))
@@ -734,6 +756,7 @@ class StepRecorder:
             step_events=StepEvents.of(torch.stack(self.events, dim=1)),
             soft_topk_support=torch.stack(self.support, dim=1),
             stop_decision_mask=torch.stack(self.stop, dim=1),
+            soft_topk_perturbed_log_weights=torch.stack(self.perturbed, dim=1) if self.perturbed else None,
         )
 
 

@@ -70,6 +70,8 @@ _ROLLOUT_DESCRIPTIONS = {
     "gumbel": "concept tokens with Gumbel-Softmax weights over the top-K tokens (SofT-GRPO, "
     "arXiv:2511.06411)",
     "dirichlet": "concept tokens with Dirichlet-sampled weights (arXiv:2508.03440)",
+    "logistic_normal": "concept tokens with Gaussian noise on the top-K log-weights (logistic-normal weights, "
+    "the Gaussian counterpart of Gumbel-Softmax)",
 }
 
 #: BibTeX of the works a trained model rests on (the papers are those of CITATION.cff): (key, entry)

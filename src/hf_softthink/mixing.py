@@ -118,18 +118,30 @@ def dense_concept_embedding(embedding: nn.Module, weights: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def embedding_rms(embedding: nn.Module, vocab_size: int, chunk_size: int = 8192) -> float:
-    r"""Root mean square of the effective embedding matrix, $\sqrt{\mathrm{mean}(E^2)}$.
+def embedding_rms(
+    embedding: nn.Module, vocab_size: int, chunk_size: int = 8192, token_ids: list[int] | None = None
+) -> float:
+    r"""Root mean square of the effective embedding matrix, $\sqrt{\mathrm{mean}(E^2)}$ (over every entry).
 
-    $E$ is what the module returns for every token id (so Gemma's scale is included). Computed in chunks of
+    $E$ is what the module returns for every token id (so Gemma's scale is included), or only for `token_ids`
+    (the rows the model uses: `SoftThinkingConfig.gaussian_rms_token_ids`). Computed in chunks of
     `chunk_size` ids to bound memory on large vocabularies. It sets the scale of Gaussian embedding noise
     (Soft Tokens, Hard Truths, arXiv:2509.19170): $\tilde e = e + \sigma\,\mathrm{rms}(E)\,\epsilon$.
     """
     device = next(embedding.parameters()).device
+    if token_ids is not None:
+        bad = [i for i in token_ids if not 0 <= i < vocab_size]
+        if bad:
+            raise ValueError(
+                f"SoftThinkingConfig.gaussian_rms_token_ids has ids outside the vocabulary [0, {vocab_size}): "
+                f"{bad[:5]}. List token ids of this model's vocabulary, or None for every row."
+            )
+        rows = torch.tensor(sorted(set(token_ids)), device=device)
+    else:
+        rows = torch.arange(vocab_size, device=device)
     total, count = 0.0, 0
-    for start in range(0, vocab_size, chunk_size):
-        ids = torch.arange(start, min(start + chunk_size, vocab_size), device=device)
-        vectors = embedding(ids).float()
+    for start in range(0, rows.numel(), chunk_size):
+        vectors = embedding(rows[start : start + chunk_size]).float()
         total += vectors.square().sum().item()
         count += vectors.numel()
     return (total / count) ** 0.5

@@ -176,6 +176,10 @@ class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
     from overflowing), so `softmax` of the output is a Gumbel-Softmax sample and its argmax a Gumbel-max
     sample of $w$. Entries at `-inf` stay `-inf`.
 
+    With `noise_clamp=(low, high)` each $g$ is clamped to $[low, high]$ first, as SofT-GRPO's sampler does
+    (`(-1.5, 3)`): the weights are then no longer a Concrete sample, nor the argmax an exact sample of $w$.
+    `perturbed_log_weights` returns $\log w + g$ itself (SofT-GRPO's `topk_gumbels`, what its score needs).
+
     Example:
 
     ```python
@@ -188,16 +192,61 @@ class GumbelSoftmaxNoiseLogitsProcessor(LogitsProcessor):
     ```
     """
 
-    def __init__(self, tau: float = 0.5):
+    def __init__(self, tau: float = 0.5, noise_clamp: tuple[float, float] | None = None):
         if not tau > 0:
             raise ValueError(f"`tau` must be > 0, got {tau}.")
+        if noise_clamp is not None and not noise_clamp[0] < noise_clamp[1]:
+            raise ValueError(f"`noise_clamp` must be (low, high) with low < high, got {noise_clamp!r}.")
         self.tau = tau
+        self.noise_clamp = noise_clamp
 
-    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor) -> torch.Tensor:
+    def perturbed_log_weights(self, scores: torch.Tensor) -> torch.Tensor:
+        r"""$\log w + g$ per entry (`-inf` where the scores are `-inf`), $g$ drawn (and clamped) here."""
         log_w = torch.log_softmax(scores.float(), dim=-1)
         uniform = torch.rand_like(log_w).clamp_(torch.finfo(torch.float32).tiny, 1.0)
         gumbel = -torch.log(-torch.log(uniform))
-        return shift_to_zero_max(log_w + gumbel) / self.tau
+        if self.noise_clamp is not None:
+            gumbel = gumbel.clamp(*self.noise_clamp)
+        return log_w + gumbel
+
+    def scores_from_perturbed(self, perturbed: torch.Tensor) -> torch.Tensor:
+        """The processor's output from `perturbed_log_weights`: shifted to a zero maximum, divided by tau."""
+        return shift_to_zero_max(perturbed) / self.tau
+
+    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor) -> torch.Tensor:
+        return self.scores_from_perturbed(self.perturbed_log_weights(scores))
+
+
+class LogisticNormalNoiseLogitsProcessor(LogitsProcessor):
+    r"""Gaussian noise on the log-weights: a logistic-normal mixture (Aitchison & Shen 1980).
+
+    Returns $\log w + s\,\epsilon$ with $w = \mathrm{softmax}(s_{in})$ over the finite entries and
+    $\epsilon \sim \mathcal N(0, I)$, so `softmax` of the output, $y = \mathrm{softmax}(\log w + s\epsilon)$,
+    is the randomised concept-token weights. It is the Gaussian counterpart of the Gumbel-Softmax noise: the
+    noise lives on the K log-weights, not on the d-dimensional embedding, so its density
+    (`hf_softthink.trainer.densities.logistic_normal_log_density`) has a score of size about $1/s$ per unit of
+    $\nabla \log p$ instead of $|E| / (\sigma\,\mathrm{rms}(E))$. Entries at `-inf` stay `-inf`.
+
+    Example:
+
+    ```python
+    >>> import math, torch
+    >>> _ = torch.manual_seed(0)
+    >>> out = LogisticNormalNoiseLogitsProcessor(sigma=1.0)(None, torch.tensor([[0.0, -1.0, -math.inf]]))
+    >>> bool(out[0, 2] == -math.inf), round(out.softmax(-1).sum().item(), 5)
+    (True, 1.0)
+
+    ```
+    """
+
+    def __init__(self, sigma: float = 3.0):
+        if not sigma > 0:
+            raise ValueError(f"`sigma` must be > 0, got {sigma}.")
+        self.sigma = sigma
+
+    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor) -> torch.Tensor:
+        log_w = torch.log_softmax(scores.float(), dim=-1)
+        return log_w + self.sigma * torch.randn_like(log_w)
 
 
 class ThinkEndForcer(LogitsProcessor):
@@ -563,7 +612,9 @@ def mixture_noise(config: SoftThinkingConfig) -> LogitsProcessorList:
     if config.noise == "dirichlet":
         return LogitsProcessorList([DirichletNoiseLogitsProcessor(config.dirichlet_alpha)])
     if config.noise == "gumbel":
-        return LogitsProcessorList([GumbelSoftmaxNoiseLogitsProcessor(config.gumbel_tau)])
+        return LogitsProcessorList([GumbelSoftmaxNoiseLogitsProcessor(config.gumbel_tau, config.gumbel_noise_clamp)])
+    if config.noise == "logistic_normal":
+        return LogitsProcessorList([LogisticNormalNoiseLogitsProcessor(config.logistic_normal_sigma)])
     return LogitsProcessorList()
 
 

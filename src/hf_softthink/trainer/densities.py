@@ -9,9 +9,16 @@ under the current policy. Three noise families are supported, each exact:
   (Maddison, Mnih & Teh 2017, arXiv 1611.00712; Jang, Gu & Poole 2017, arXiv 1611.01144),
   as used by SofT-GRPO (arXiv 2511.06411) rollouts.
 * :func:`dirichlet_log_density` -- Dirichlet weights ``y ~ Dir(alpha * p)`` (arXiv 2508.03440).
+* :func:`logistic_normal_log_density` -- Gaussian noise on the K log-weights,
+  ``y = softmax(log p + s * eps)`` (a logistic-normal mixture, Aitchison & Shen 1980).
 
-plus :func:`soft_grpo_gumbel_log_density`, the *approximate* score of the SofT-GRPO reference
-implementation, offered only as a labelled compatibility option (it is not a density).
+plus two scores that are not densities of the action, offered as options:
+
+* :func:`soft_grpo_gumbel_log_density` -- the score of the SofT-GRPO reference implementation
+  (its clamped per-coordinate Gumbel log-pdf);
+* :func:`gumbel_max_log_density` -- the log-probability of a Gumbel step's Gumbel-max id, plus an
+  optional weighted residual of the exact Concrete density (lower variance, biased when the mixture
+  weights, not only the chosen ids, move the reward).
 
 Conventions shared by every function here:
 
@@ -40,6 +47,8 @@ __all__ = [
     "dirichlet_log_density",
     "gaussian_log_density",
     "gaussian_step_kl",
+    "gumbel_max_log_density",
+    "logistic_normal_log_density",
     "soft_grpo_gumbel_log_density",
 ]
 
@@ -278,78 +287,189 @@ def concrete_log_density(logits: Tensor, log_y: Tensor, tau: float | Tensor) -> 
     return torch.where(k > 1, out, torch.zeros_like(out))
 
 
-def soft_grpo_gumbel_log_density(
-    logits: Tensor,
-    log_y: Tensor,
-    tau: float | Tensor,
-    *,
-    noise_clamp: tuple[float, float] = (-1.5, 3.0),
-    min_log_prob: float | None = -3.0,
-) -> Tensor:
-    r"""COMPATIBILITY OPTION: SofT-GRPO's approximate Gumbel score -- NOT a true log-density.
+def gumbel_max_log_density(logits: Tensor, log_y: Tensor, tau: float | Tensor, residual: float = 0.0) -> Tensor:
+    r"""Score of a Gumbel soft step by its Gumbel-max id, plus an optional weighted residual of the exact density.
 
-    Reproduces the score used by the SofT-GRPO reference implementation (arXiv 2511.06411,
-    ``logprobs_from_logits_topk_gumbel`` in its verl fork). Prefer the exact
-    :func:`concrete_log_density`; use this only to compare with / reproduce that paper.
+    With $k = \arg\max_i y_i$ (the Gumbel-max id, an exact sample of $p_\theta = \mathrm{softmax}(l)$ over the
+    valid ids when the noise is not clamped) the Concrete density factorises as
+    $q_\theta(y) = p_\theta(k)\, q_\theta(y \mid k)$. This returns
 
-    Recipe:
+    .. math::
 
-    1. ``l = log_softmax(logits)`` over the valid (``!= -inf``) ids.
-    2. Recover the Gumbel noise ``g_i = tau * log y_i - l_i + c``. The rollout weights only
-       determine ``g`` up to the shift ``c`` (softmax is shift-invariant; the reference code
-       stores ``l_old + g`` instead). Here ``c`` is fixed by maximum likelihood under i.i.d.
-       Gumbel(0, 1) noise, ``c = logsumexp_i(l_i - tau log y_i) - log K``, and **detached**,
-       so that, as in the reference, gradient reaches the parameters only through ``-l_i``.
-    3. Clamp each ``g_i`` to ``noise_clamp`` (default ``[-1.5, 3]``, as in the reference).
-    4. Score each with the standard Gumbel log-density ``log p(g) = -(g + exp(-g))``.
-    5. Average over the ids with ``l_i > min_log_prob`` (default -3, as in the reference;
-       ``None`` averages over all valid ids). A row with no such id gets 0.
+        \log p_\theta(k) + \lambda\,\big(\log q_\theta(y) - \log p_\theta(k)\big)
+        = \log p_\theta(k) + \lambda \log q_\theta(y \mid k),
 
-    The result is bounded (in ``[-3.05, -1]`` with the default clamp), ignores the Jacobian
-    of the softmax and the coupling between coordinates, and does not integrate to 1: treat
-    it as a heuristic score with a density-like gradient, not as ``log pi(y)``.
+    $\lambda$ = `residual` in [0, 1]: 0 scores the step as the token $k$ (the lowest variance), 1 is
+    :func:`concrete_log_density`. Bias: the dropped term $E[R\,\nabla \log q_\theta(y \mid k)]$ is zero
+    when the reward depends on the rollout only through the chosen ids $k$, so $\lambda = 0$ is then
+    unbiased; in soft thinking the continuation sees the weights $y$, not only $k$, and the estimator is
+    biased by that term, more so the further $y$ is from one-hot (large tau). With a clamped noise
+    (`SoftThinkingConfig.gumbel_noise_clamp`) $k$ is no longer a sample of $p_\theta$ and even
+    $\lambda = 1$ is not the density of the action.
 
     Args:
-        logits: ``(..., K)`` policy logits (differentiable); ``-inf`` marks absent ids.
-        log_y: ``(..., K)`` log-weights of the sampled action (from a ``log_softmax``).
-        tau: Gumbel-Softmax temperature > 0 (float or tensor broadcastable to ``(...)``).
-        noise_clamp: ``(low, high)`` clamp applied to the recovered noise.
-        min_log_prob: only ids with renormalised log-prob above this are averaged.
+        logits: ``(..., K)`` policy logits (differentiable); ``-inf`` marks ids off the support.
+        log_y: ``(..., K)`` log-weights of the fed mixture (its argmax over the valid ids is $k$).
+        tau: Gumbel-Softmax temperature (used by the residual only).
+        residual: $\lambda$, the weight of the exact density's residual.
 
     Returns:
-        ``(...)`` scores (float32 at least).
+        ``(...)`` scores (float32 at least). A row with a single valid id gets 0.
+
+    Example:
+        >>> l = torch.log(torch.tensor([0.7, 0.2, 0.1]))
+        >>> log_y = torch.log(torch.tensor([0.1, 0.85, 0.05]))  # the Gumbel-max id is 1
+        >>> round(gumbel_max_log_density(l, log_y, 0.5).item(), 4) == round(math.log(0.2), 4)
+        True
     """
     if not isinstance(logits, Tensor) or not isinstance(log_y, Tensor):
         raise TypeError("`logits` and `log_y` must be tensors of shape (..., K).")
     _check_event_dims("logits", logits, "log_y", log_y)
+    if not 0.0 <= residual <= 1.0:
+        raise ValueError(f"`residual` must be in [0, 1], got {residual!r}.")
+    dtype = _compute_dtype(logits, log_y, tau)
+    logits, log_y = torch.broadcast_tensors(logits.to(dtype), log_y.to(dtype))
+    valid = logits != float("-inf")
+    log_p = torch.log_softmax(logits.masked_fill(~valid.any(-1, keepdim=True), 0.0), dim=-1)
+    chosen = log_y.masked_fill(~valid, float("-inf")).argmax(-1, keepdim=True)
+    token = torch.where(valid, log_p, torch.zeros_like(log_p)).gather(-1, chosen)[..., 0]
+    token = torch.where(valid.sum(-1) > 1, token, torch.zeros_like(token))
+    if residual == 0.0:
+        return token
+    exact = concrete_log_density(logits, log_y.masked_fill(~valid, 0.0), tau)
+    return token + residual * (exact - token)
+
+
+def soft_grpo_gumbel_log_density(
+    logits: Tensor,
+    perturbed: Tensor,
+    *,
+    noise_clamp: tuple[float, float] = (-1.5, 3.0),
+    min_log_prob: float = -3.0,
+) -> Tensor:
+    r"""SofT-GRPO's score of a Gumbel soft step (its public code) -- a bounded score, NOT a log-density.
+
+    The SofT-GRPO reference (arXiv 2511.06411; verl fork ``verl/utils/torch_functional.py``
+    ``logprobs_from_logits_topk_gumbel``, lines 140-164) scores a thinking step from the stored perturbed
+    log-weights $G_i = \log w_i + g_i$ (its ``topk_gumbels``, $g$ clamped at sampling) and the policy's
+    log-probabilities $l_i = \log p_{\theta,i}$ of the stored ids, renormalised over them:
+
+    .. math::
+
+        x_i = \mathrm{clamp}(G_i - l_i,\ a,\ b), \qquad
+        \mathrm{score} = \frac{1}{|M|} \sum_{i \in M} \big(-x_i - e^{-x_i}\big), \qquad
+        M = \{i : l_i > c\}.
+
+    $x_i$ is the Gumbel noise that would turn $\log p_\theta$ into the stored $G$ (on-policy: the sampled
+    noise itself), clamped to $[a, b]$ = `noise_clamp`, and $-x - e^{-x}$ is the standard Gumbel log-pdf; $M$
+    keeps the ids with $l_i > c$ = `min_log_prob` ($p_\theta > 0.0498$). The score is bounded
+    ($[-3.05, -1]$ with the default clamp), has no Jacobian of the softmax, and its gradient
+    $\sum_{i \in M} (e^{-x_i} - 1)\,\nabla l_i / |M|$ vanishes where the clamp is active or where
+    $p_\theta \to 1$ (a confident step), unlike the Concrete density's.
+
+    Two details differ from the reference, neither on-policy: it adds $10^{-6}$ inside both logs,
+    $\log(w + 10^{-6})$ and $\log(p_\theta + 10^{-6})$ (to avoid $\log 0$), where this uses log-softmaxes
+    (both give $x = g$ on-policy; off-policy they differ by $O(10^{-6} / p)$ on the averaged ids, $p > 0.05$);
+    and it renormalises $p_\theta$ over its K stored ids, whose ids outside the nucleus are arbitrary
+    zero-probability ids (``torch.topk`` among ties), where this renormalises over the support (``-inf``
+    logits mark the rest), which the mask $M$ drops anyway.
+
+    Args:
+        logits: ``(..., K)`` policy logits of the stored ids at the thinking temperature
+            (differentiable); ``-inf`` marks ids off the support.
+        perturbed: ``(..., K)`` stored $G = \log w + g$ (``soft_topk_perturbed_log_weights``); ``-inf`` off
+            the support.
+        noise_clamp: $(a, b)$, the clamp of the recovered noise (the reference: ``(-1.5, 3)``).
+        min_log_prob: $c$, the ids averaged have $l_i > c$ (the reference: ``-3``).
+
+    Returns:
+        ``(...)`` scores (float32 at least); 0 for a row with no valid id.
+
+    Example:
+        >>> l = torch.log(torch.tensor([0.6, 0.4]))
+        >>> g = torch.tensor([0.5, -0.2])
+        >>> expected = (-g - torch.exp(-g)).mean()  # on-policy: the Gumbel log-pdf of the noise itself
+        >>> torch.allclose(soft_grpo_gumbel_log_density(l, l + g), expected)
+        True
+    """
+    if not isinstance(logits, Tensor) or not isinstance(perturbed, Tensor):
+        raise TypeError("`logits` and `perturbed` must be tensors of shape (..., K).")
+    _check_event_dims("logits", logits, "perturbed", perturbed)
     low, high = noise_clamp
     if not low < high:
         raise ValueError(f"`noise_clamp` must be (low, high) with low < high, got {noise_clamp!r}.")
-    dtype = _compute_dtype(logits, log_y, tau)
-    logits = logits.to(dtype)
-    log_y = log_y.to(dtype)
-    tau_t = _positive_param("tau", tau, dtype, logits.device)
-    tau_e = tau_t.unsqueeze(-1) if tau_t.dim() > 0 else tau_t
-
-    logits, log_y = torch.broadcast_tensors(logits, log_y)
+    dtype = _compute_dtype(logits, perturbed)
+    logits, perturbed = torch.broadcast_tensors(logits.to(dtype), perturbed.to(dtype))
     valid = logits != float("-inf")
-    neg_inf = torch.full_like(logits, float("-inf"))
-    any_valid = valid.any(-1, keepdim=True)
-    masked = torch.where(valid, logits, neg_inf)
-    masked = torch.where(any_valid, masked, torch.zeros_like(masked))
-    l = torch.log_softmax(masked, dim=-1)  # noqa: E741
+    l = torch.log_softmax(logits.masked_fill(~valid.any(-1, keepdim=True), 0.0), dim=-1)  # noqa: E741
     l_safe = torch.where(valid, l, torch.zeros_like(l))
-    a = torch.where(valid, tau_e * log_y - l_safe, torch.zeros_like(l))  # g up to a shift
-    k = valid.sum(-1, keepdim=True).clamp_min(1).to(dtype)
-    # MLE of the shift c under Gumbel(0, 1): argmax_c sum_i -(a_i + c) - exp(-(a_i + c)).
-    c = torch.logsumexp(torch.where(valid, -a, neg_inf).masked_fill(~any_valid, 0.0), -1, keepdim=True)
-    c = (c - torch.log(k)).detach()
-    g = (a + c).clamp(low, high)
-    score = -(g + torch.exp(-g))
-    use = valid if min_log_prob is None else valid & (l_safe > min_log_prob)
-    use_f = use.to(dtype)
-    n = use_f.sum(-1)
-    return torch.where(n > 0, (score * use_f).sum(-1) / n.clamp_min(1), torch.zeros_like(n))
+    known = valid & torch.isfinite(perturbed)
+    x = torch.where(known, perturbed - l_safe, torch.full_like(l, low)).clamp(low, high)
+    score = -x - torch.exp(-x)
+    use = (valid & (l_safe > min_log_prob)).to(dtype)
+    n = use.sum(-1)
+    return torch.where(n > 0, (score * use).sum(-1) / n.clamp_min(1), torch.zeros_like(n))
+
+
+# --------------------------------------------------------------------------------------------
+# Logistic-normal (Gaussian noise on the log-weights)
+# --------------------------------------------------------------------------------------------
+
+
+def logistic_normal_log_density(logits: Tensor, log_y: Tensor, sigma: float | Tensor) -> Tensor:
+    r"""Exact log-density of a logistic-normal mixture $y = \mathrm{softmax}(l + s\,\epsilon)$, $\epsilon \sim \mathcal N(0, I_K)$.
+
+    With $u_i = \log y_i - l_i$ and $\bar u$ their mean over the $K$ valid ids (any constant shift of
+    $l$ or $\log y$ cancels), the additive log-ratios $v_i = \log(y_i / y_K)$ are Gaussian with
+    covariance $s^2 (I_{K-1} + 11^\top)$, whose inverse is $s^{-2}(I - 11^\top / K)$ and determinant
+    $s^{2(K-1)} K$; the map $y \mapsto v$ has Jacobian $1 / \prod_i y_i$. So (Aitchison & Shen 1980)
+
+    .. math::
+
+        \log q(y) = -\frac{1}{2 s^2} \sum_i (u_i - \bar u)^2 - \frac{K-1}{2} \log(2\pi s^2)
+                    - \frac12 \log K - \sum_i \log y_i,
+
+    with respect to Lebesgue measure on the first $K - 1$ simplex coordinates (as
+    :func:`concrete_log_density`). The score $\nabla_\theta \log q = \sum_i (u_i - \bar u)\,\nabla l_i / s^2$
+    has a size of about $1/s$ per unit of $\nabla l$: the noise is on the K log-weights, not on the
+    d-dimensional embedding (compare :func:`gaussian_log_density`, whose score is of size $|E| / s_{emb}$).
+
+    Ids with ``logits == -inf`` are off the support and excluded (K counts the valid ids); a row with one
+    valid id is a point mass and gets 0. ``log_y`` must be finite on the valid ids (keep it from a
+    log-softmax).
+
+    Args:
+        logits: ``(..., K)`` policy logits / log-probs (differentiable).
+        log_y: ``(..., K)`` log-weights of the sampled mixture.
+        sigma: noise scale $s > 0$ (float or tensor broadcastable to ``(...)``).
+
+    Returns:
+        ``(...)`` log-densities (float32 at least).
+
+    Example:
+        >>> l = torch.log(torch.tensor([0.5, 0.3, 0.2]))
+        >>> bool(torch.isfinite(logistic_normal_log_density(l, torch.log_softmax(l + torch.randn(3), -1), 1.0)))
+        True
+    """
+    if not isinstance(logits, Tensor) or not isinstance(log_y, Tensor):
+        raise TypeError("`logits` and `log_y` must be tensors of shape (..., K).")
+    _check_event_dims("logits", logits, "log_y", log_y)
+    dtype = _compute_dtype(logits, log_y, sigma)
+    sigma_t = _positive_param("sigma", sigma, dtype, logits.device)
+    logits, log_y = torch.broadcast_tensors(logits.to(dtype), log_y.to(dtype))
+    valid = logits != float("-inf")
+    k = valid.sum(-1)
+    k_f = k.clamp_min(1).to(dtype)
+    u = torch.where(valid, log_y - logits, torch.zeros_like(logits))
+    centred = torch.where(valid, u - (u.sum(-1, keepdim=True) / k_f.unsqueeze(-1)), torch.zeros_like(u))
+    ly = torch.where(valid, log_y, torch.zeros_like(log_y))
+    out = (
+        -centred.square().sum(-1) / (2 * sigma_t.square())
+        - (k_f - 1) / 2 * torch.log(2 * math.pi * sigma_t.square())
+        - 0.5 * torch.log(k_f)
+        - ly.sum(-1)
+    )
+    return torch.where(k > 1, out, torch.zeros_like(out))
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,17 +11,20 @@ releases (hence `trl>=1.16,<1.17` in the package requirements):
   log-density (hard steps keep the token log-prob of TRL's fused LM head);
 * `_compute_loss` -- hands the batch's soft tensors to the seam above; TRL's loss is unchanged except that
   with `beta > 0` gaussian / fuzzy thinking steps use the exact per-step KL instead of k3;
+* `_calculate_rewards` -- TRL's rewards, kept for the RLOO advantages (`advantage_estimator="rloo"`);
 * `_save` / `create_model_card` -- the saved folder carries the soft-thinking config and a model card
   (`hf_softthink.hub`).
 
-With `soft_rollout="hard"` none of the soft code runs: every seam defers to `GRPOTrainer`.
+With `soft_rollout="hard"` (and `advantage_estimator="grpo"`) none of the soft code runs: every seam defers to
+`GRPOTrainer`.
 
 **What is stored per completion position** (right-padded to the completion length): which steps the thinking
 policy took (`soft_mask`: continue steps and sampled stop decisions) and which of them stopped (`soft_stop`),
 the K ids `(B, T, K)`, their support in the thinking distribution `(B, T, K)` and the fed log-weights
 `(B, T, K)` (from a log-softmax, so Gumbel weights that underflow stay finite), plus for Gaussian/fuzzy
-rollouts the noisy embedding that was fed `(B, T, d)` and the noise scale `(B,)`. That is O(B·T·K)
-(+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0 in the batch's `tool_mask` (out of the loss).
+rollouts the noisy embedding that was fed `(B, T, d)` and the noise scale `(B,)`, and for SofT-GRPO's score the
+perturbed log-weights `(B, T, K)`. That is O(B·T·K) (+ B·T·d), never O(B·T·V). Tokens the decoder forced are 0
+in the batch's `tool_mask` (out of the loss).
 
 **Score of a thinking step** at completion position t under the current parameters, from the final hidden
 state at the previous position and the K stored ids only (their rows of the output embedding; no (B, T, V)
@@ -35,9 +38,18 @@ derivation):
   $\mu'_\theta = \sum_{j \notin S} p'_\theta(j) E_j$ (not differentiated through the embedding table),
   $h$ the stored noisy embedding, $s = \sigma\,\mathrm{rms}(E)$;
 * gumbel continue step: the Concrete density of the stored log-weights with logits $z / T$
-  (`soft_density="exact"`), or SofT-GRPO's clamped Gumbel score (`"soft_grpo_approx"`, a labelled
-  compatibility option);
-* dirichlet continue step: $\log(1 - p_\theta(S)) + \log \mathrm{Dir}(y';\ \alpha\,p'_\theta)$.
+  (`soft_density="exact"`), the log-probability of its Gumbel-max id (`"gumbel_max"`, plus the weighted
+  residual of the exact density), or SofT-GRPO's clamped Gumbel score of the stored perturbed log-weights
+  (`"soft_grpo"`: every Gumbel step, a sampled EOS included; a sampled think-end is then scored as a token,
+  as the reference does);
+* dirichlet / logistic_normal continue step: $\log(1 - p_\theta(S))$ plus the Dirichlet / logistic-normal
+  density of the fed weights over the non-stop ids;
+* a full-vocabulary Gaussian mixture ("Soft Tokens, Hard Truths"): the same Gaussian score with $p_\theta$ over
+  the whole vocabulary (`full_vocabulary_log_density`).
+
+With `detach_input_embeddings=True` the forward feeds every input embedding detached (SofT-GRPO's actor).
+With `advantage_estimator="rloo"` the batch's advantages are TRL `RLOOTrainer`'s leave-one-out ones
+(`rloo_advantages`, computed from the rewards `_calculate_rewards` returned).
 
 Hard steps (the answer after the think-end marker, explicit steps of switch mode) keep the ordinary token
 log-prob at GRPO's `temperature`, exactly as `GRPOTrainer` computes it. The forward pass
@@ -72,12 +84,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
-from trl.trainer.utils import pad
+from trl.trainer.utils import nanstd, pad
 
 from ..config import SoftThinkingConfig
 from ..events import forced_mask
 from ..generation import check_soft_thinking, enable_soft_thinking, resolve_think_end, stop_token_ids
 from ..mixing import concept_embedding, embedding_rms, input_embedding_module
+from ..processors import shift_to_zero_max, thinking_warpers
 from ..token_ids import check_token_ids, check_tokenizer_fits
 from .checkpoints import (
     ROLLOUTS_FILE,
@@ -86,12 +99,14 @@ from .checkpoints import (
     resolve_resume_checkpoint,
     rollouts_needed,
 )
-from .config import SoftGRPOConfig
+from .config import SoftGRPOConfig, is_full_vocabulary
 from .densities import (
     concrete_log_density,
     dirichlet_log_density,
     gaussian_log_density,
     gaussian_step_kl,
+    gumbel_max_log_density,
+    logistic_normal_log_density,
     soft_grpo_gumbel_log_density,
 )
 from .inputs import (
@@ -112,9 +127,12 @@ SOFT_BATCH_KEYS = (
     "soft_log_weights",
     "soft_embeds",
     "soft_noise_std",
+    "soft_perturbed",
 )
 # keys whose second dimension is the completion position
-_POSITIONAL_KEYS = ("soft_mask", "soft_stop", "soft_support", "soft_ids", "soft_log_weights", "soft_embeds")
+_POSITIONAL_KEYS = (
+    "soft_mask", "soft_stop", "soft_support", "soft_ids", "soft_log_weights", "soft_embeds", "soft_perturbed"
+)
 _BOOL_KEYS = ("soft_mask", "soft_stop", "soft_support")
 
 
@@ -241,6 +259,9 @@ class SoftGRPOTrainer(GRPOTrainer):
         self.soft_rollout = args.soft_rollout
         self.soft_density = args.soft_density
         self.rollout_soft_config: SoftThinkingConfig | None = args.rollout_config()
+        #: a full-vocabulary Gaussian mixture: its steps are scored from the policy's whole distribution
+        self.full_vocabulary = self.rollout_soft_config is not None and is_full_vocabulary(self.rollout_soft_config)
+        self._rewards_per_func: torch.Tensor | None = None  # the batch's rewards, for RLOO advantages
         # before the model loads (trainer/inputs.py); an IterableDataset comes back checked row by row
         train_dataset, eval_dataset = check_trainer_inputs(args, train_dataset, eval_dataset)
         reward_funcs = checked_reward_funcs(reward_funcs)
@@ -397,7 +418,9 @@ class SoftGRPOTrainer(GRPOTrainer):
             if config.noise == "gaussian":  # after generate: FSDP2 runs a submodule only after the root's forward
                 embedding = input_embedding_module(unwrapped_model)
                 vocab_size = unwrapped_model.config.get_text_config().vocab_size
-                noise_std = config.gaussian_sigma * embedding_rms(embedding, vocab_size)
+                noise_std = config.gaussian_sigma * embedding_rms(
+                    embedding, vocab_size, token_ids=config.gaussian_rms_token_ids
+                )
         completion_ids = out.sequences[:, input_ids.size(1) :]
         is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=device))
         eos_idx = torch.full((is_eos.size(0),), is_eos.size(1), dtype=torch.long, device=device)
@@ -406,6 +429,10 @@ class SoftGRPOTrainer(GRPOTrainer):
         completion_mask = positions <= eos_idx.unsqueeze(1)
 
         stop = out.stop_decision_mask & completion_mask
+        if self.soft_density == "soft_grpo" and self.think_end is not None:
+            # SofT-GRPO makes a sampled think-end a one-hot token step and scores it as a token (its
+            # schedule_batch.py update_topk_info, torch_functional.py ids_finish): out of the thinking steps
+            stop = stop & (completion_ids != self.think_end.token_ids[0])
         soft_mask = (out.thinking_mask | stop) & completion_mask  # every step scored by the thinking policy
         rollout = {
             "soft_mask": soft_mask,
@@ -418,6 +445,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         if config.noise == "gaussian":
             rollout["soft_embeds"] = out.soft_input_embeddings.float()
             rollout["soft_noise_std"] = torch.full((soft_mask.size(0),), noise_std, device=device)
+        if self.soft_density == "soft_grpo":  # log w + g: the reference's score reads the noise itself
+            rollout["soft_perturbed"] = out.soft_topk_perturbed_log_weights.masked_fill(~soft_mask[..., None], 0.0)
         self._log_rollout_metrics(out, completion_ids, completion_mask, soft_mask)
         del out
         self._rollout = rollout
@@ -500,7 +529,7 @@ class SoftGRPOTrainer(GRPOTrainer):
         their rows.
         """
         if not self.is_soft:
-            return super()._generate_and_score_completions(inputs)
+            return self._with_advantages(super()._generate_and_score_completions(inputs))
         self._rollout = None
         # gaussian / fuzzy with beta > 0: the reference's per-position terms of the exact KL (the only scoring
         # call in here: gaussian rollouts refuse the old log-probs of off-policy training)
@@ -528,7 +557,7 @@ class SoftGRPOTrainer(GRPOTrainer):
             if self._step_terms is not None:
                 output["soft_ref_log_p"] = self._step_terms["log_p"]
                 output["soft_ref_mean"] = self._step_terms["mean"]
-            return output
+            return self._with_advantages(output)
         finally:
             self._rollout = None
             self._soft_context = None
@@ -538,11 +567,69 @@ class SoftGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards (TRL 1.16 private seam), checked before they become advantages: an infinite reward (a
         reward model's too) or a weighted sum beyond float32 stops training naming the function and the row
-        (`trainer/inputs.py`), for hard rollouts as for soft ones."""
+        (`trainer/inputs.py`), for hard rollouts as for soft ones; kept for the batch's RLOO advantages
+        (`_with_advantages`)."""
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         generations = self.num_generations if self.model.training else self.num_generations_eval
         check_combined_rewards(rewards_per_func, self.reward_weights, self.reward_func_names, generations)
+        self._rewards_per_func = rewards_per_func if self.args.advantage_estimator == "rloo" else None
         return rewards_per_func
+
+    def _with_advantages(self, output: dict[str, Any]) -> dict[str, Any]:
+        """`output` with RLOO advantages when `advantage_estimator="rloo"` (TRL's GRPO ones otherwise)."""
+        rewards_per_func, self._rewards_per_func = self._rewards_per_func, None
+        if self.args.advantage_estimator != "rloo":
+            return output
+        if rewards_per_func is None:
+            raise ValueError(
+                "SoftGRPOConfig.advantage_estimator='rloo' takes the leave-one-out baseline of the rewards of the "
+                "trainer's reward functions, and this batch's rewards did not come from them (environment-owned "
+                "rewards or a rollout_func). Use advantage_estimator='grpo' with them."
+            )
+        local = output["advantages"]
+        advantages = self.rloo_advantages(rewards_per_func)
+        start = self.accelerator.process_index * local.size(0)
+        output["advantages"] = advantages[start : start + local.size(0)].to(local.dtype)
+        return output
+
+    def rloo_advantages(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        r"""RLOO advantages of a gathered batch, as TRL's `RLOOTrainer` computes them (trl 1.16).
+
+        With $r_i$ the weighted sum of completion $i$'s rewards and $n$ the number of completions of its group
+        with a verdict (a completion every reward function returned None for is left out, and gets 0):
+
+        $$A_i = r_i - \frac{1}{n - 1} \sum_{j \ne i} r_j,$$
+
+        the leave-one-out baseline (Kool et al. 2019; Ahmadian et al. 2024), equal to $\frac{n}{n-1}$ times
+        the group-mean advantage. `scale_rewards`: "none" leaves it as is (`RLOOTrainer`'s default),
+        "batch" normalises it over the batch, $(A - \bar A) / (\mathrm{std}(A) + 10^{-4})$
+        (`RLOOTrainer(normalize_advantages=True)`), "group" divides it by the group's reward std
+        $+ 10^{-4}$ as GRPO does.
+
+        Args:
+            rewards_per_func: `(N, F)` the rewards of the gathered batch (NaN: no verdict).
+
+        Returns:
+            `(N,)` advantages (0 where undefined).
+        """
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        weights = self.reward_weights.to(rewards_per_func.device)
+        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        rewards[unscorable] = torch.nan
+        grouped = rewards.view(-1, group)
+        if group > 1:
+            counts = (~torch.isnan(grouped)).sum(dim=1, keepdim=True)
+            baselines = (torch.nansum(grouped, dim=1, keepdim=True) - grouped) / (counts - 1)
+            advantages = rewards - baselines.view(-1)
+        else:
+            advantages = torch.zeros_like(rewards)
+        if self.scale_rewards == "batch":
+            advantages = (advantages - torch.nanmean(advantages)) / (nanstd(advantages) + 1e-4)
+        elif self.scale_rewards == "group" and group > 1:
+            advantages = advantages / (nanstd(grouped, dim=1).repeat_interleave(group) + 1e-4)
+        return torch.nan_to_num(advantages, nan=0.0)
 
     # ------------------------------------------------------------------------------------------ scoring
     def _compute_loss(self, model, inputs):
@@ -767,16 +854,29 @@ class SoftGRPOTrainer(GRPOTrainer):
         handles = []
         scored: dict[str, Any] = {}
         terms = {} if self._collect_kl_terms else None
+        detach = self.args.detach_input_embeddings
         if any_soft:
             ids = soft["soft_ids"][mask]
             log_weights = soft["soft_log_weights"][mask].float()
             support = soft["soft_support"][mask]
             stop = soft["soft_stop"][mask]
             std = soft["soft_noise_std"][:, None].expand_as(mask)[mask] if "soft_noise_std" in soft else None
+            perturbed = soft["soft_perturbed"][mask].float() if "soft_perturbed" in soft else None
 
-            def feed(module, args, output):
-                if "fed" in scored or scored.get("feeding"):  # only the model's own embedding of the inputs
-                    return None
+            def score(module, args, output):
+                hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+                hidden = hidden[:, completion_start - 1 : input_ids.size(1) - 1][mask]
+                scored["density"], scored["entropy"] = self.soft_log_density(
+                    unwrapped, hidden, ids, support, stop, log_weights, scored["fed"], std, terms=terms,
+                    perturbed=perturbed,
+                )
+
+        def feed(module, args, output):
+            if scored.get("embedded") or scored.get("feeding"):  # only the model's own embedding of the inputs
+                return None
+            scored["embedded"] = True
+            result = output
+            if any_soft:
                 scored["feeding"] = True
                 try:
                     fed = soft["soft_embeds"][mask] if "soft_embeds" in soft else None
@@ -786,17 +886,15 @@ class SoftGRPOTrainer(GRPOTrainer):
                     scored["feeding"] = False
                 scored["fed"] = fed
                 completion = output[:, completion_start:].masked_scatter(mask[..., None], fed.to(output.dtype))
-                return torch.cat([output[:, :completion_start], completion], dim=1)
+                result = torch.cat([output[:, :completion_start], completion], dim=1)
+            if detach:  # SofT-GRPO's actor feeds detached embeddings (a leaf, so checkpointing still runs)
+                result = result.detach().requires_grad_(output.requires_grad)
+            return result
 
-            def score(module, args, output):
-                hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-                hidden = hidden[:, completion_start - 1 : input_ids.size(1) - 1][mask]
-                scored["density"], scored["entropy"] = self.soft_log_density(
-                    unwrapped, hidden, ids, support, stop, log_weights, scored["fed"], std, terms=terms
-                )
-
-            backbone = _transformers_model(unwrapped).base_model
+        if any_soft or detach:
             handles.append(input_embedding_module(unwrapped).register_forward_hook(feed))
+        if any_soft:
+            backbone = _transformers_model(unwrapped).base_model
             handles.append(backbone.register_forward_hook(score))
         try:
             with self.accelerator.autocast():
@@ -824,24 +922,27 @@ class SoftGRPOTrainer(GRPOTrainer):
             self._step_terms.setdefault("chunks", []).append(chunk)
         return logps, entropies, aux
 
-    def candidate_logits(self, model: nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, model: nn.Module, hidden: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
         """`(n, K)` fp32 logits of the ids `ids` (n, K) from final hidden states `hidden` (n, d).
 
         Gathers the K rows of the output embedding, so no `(n, V)` logits are formed; applies the model's
         logit scale and final soft-capping as its LM head does. An LM head that is not a plain linear layer
         (a LoRA layer on `lm_head`, a quantised head) is evaluated in full at the soft positions only.
+        `ids=None` returns the `(n, V)` logits of the whole vocabulary.
         """
         head = model.get_output_embeddings()
         scale, softcap = _logit_transform(model.config)
         weight = getattr(head, "weight", None)
         with torch.autocast(hidden.device.type, enabled=False):
-            if type(head) is nn.Linear and weight is not None and weight.dtype.is_floating_point:
+            if ids is not None and type(head) is nn.Linear and weight is not None and weight.dtype.is_floating_point:
                 rows = weight[ids].float()  # (n, K, d)
                 logits = torch.einsum("nd,nkd->nk", hidden.to(rows.device).float(), rows)
                 if head.bias is not None:
                     logits = logits + head.bias[ids].float()
             else:
-                logits = head(hidden).float().gather(-1, ids.to(hidden.device))
+                logits = head(hidden).float()
+                if ids is not None:
+                    logits = logits.gather(-1, ids.to(hidden.device))
         logits = logits * scale
         if softcap is not None:
             logits = softcap * torch.tanh(logits / softcap)
@@ -858,6 +959,7 @@ class SoftGRPOTrainer(GRPOTrainer):
         fed: torch.Tensor | None,
         noise_std: torch.Tensor | None,
         terms: dict[str, torch.Tensor] | None = None,
+        perturbed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Log-probability of `n` thinking actions under the current parameters, and the entropy of $p_\theta$.
 
@@ -866,8 +968,12 @@ class SoftGRPOTrainer(GRPOTrainer):
         (gaussian / fuzzy) $\log(1 - p_\theta(S)) + \log \mathcal N(h;\ \mu'_\theta, s^2 I)$ with
         $\mu'_\theta = \sum_{j \notin S} p'_\theta(j)\,E_j$, $p'_\theta$ the renormalised non-stop
         probabilities; (dirichlet) $\log(1 - p_\theta(S)) + \log \mathrm{Dir}(y';\ \alpha p'_\theta)$;
+        (logistic_normal) $\log(1 - p_\theta(S)) + \log \mathrm{LN}(y';\ \log p'_\theta, s)$;
         (gumbel) the Concrete density of $y$ over the whole support (whether $\arg\max y \in S$ is a function
-        of $y$, so that density already covers the decision).
+        of $y$, so that density already covers the decision), or with `soft_density="gumbel_max"` the
+        log-probability of its Gumbel-max id (plus the weighted residual), or with `"soft_grpo"` SofT-GRPO's
+        score of `perturbed` at every step, a sampled EOS included. A full-vocabulary Gaussian mixture is
+        scored over the whole vocabulary (`full_vocabulary_log_density`).
 
         Args:
             model: the (unwrapped) policy or reference model.
@@ -881,11 +987,14 @@ class SoftGRPOTrainer(GRPOTrainer):
             terms: a dict to fill, for gaussian / fuzzy, with `log_p` `(n, K)` ($\log p_\theta$, `-inf` off the
                 support), `stop_set` `(n, K)` (the ids in S) and `mean` `(n, d)` ($\mu'_\theta$): what the exact KL
                 needs.
+            perturbed: `(n, K)` stored $\log w + g$ of Gumbel rollouts (`soft_density="soft_grpo"`), or None.
 
         Returns:
             `(n,)` log-probabilities / log-densities and `(n,)` entropies (nats) of $p_\theta$ over the support.
         """
         config = self.rollout_soft_config
+        if self.full_vocabulary:
+            return self.full_vocabulary_log_density(model, hidden, ids, stop, fed, noise_std)
         logits = self.candidate_logits(model, hidden, ids) / config.temperature
         log_p = torch.log_softmax(logits.masked_fill(~support, -math.inf), dim=-1)
         p = log_p.exp()
@@ -899,8 +1008,10 @@ class SoftGRPOTrainer(GRPOTrainer):
         if config.noise == "gumbel":
             log_y = log_weights.masked_fill(~support, 0.0)
             scores = logits.masked_fill(~support, -math.inf)
-            if self.soft_density == "soft_grpo_approx":
-                density = soft_grpo_gumbel_log_density(scores, log_y, config.gumbel_tau)
+            if self.soft_density == "soft_grpo":  # every step, a sampled EOS included (the reference's)
+                return soft_grpo_gumbel_log_density(scores, perturbed.masked_fill(~support, -math.inf)), entropy
+            if self.soft_density == "gumbel_max":
+                density = gumbel_max_log_density(scores, log_y, config.gumbel_tau, self.args.soft_density_residual)
             else:
                 density = concrete_log_density(scores, log_y, config.gumbel_tau)
             return torch.where(stop, stop_density, density), entropy
@@ -924,8 +1035,45 @@ class SoftGRPOTrainer(GRPOTrainer):
             density = dirichlet_log_density(
                 None, config.dirichlet_alpha * p_continue, log_y=log_weights.masked_fill(~keep, 0.0)
             )
+        elif config.noise == "logistic_normal":
+            density = logistic_normal_log_density(
+                log_p.masked_fill(~keep, -math.inf), log_weights.masked_fill(~keep, 0.0), config.logistic_normal_sigma
+            )
         else:  # pragma: no cover - SoftGRPOConfig sets the noise of every soft rollout
             raise ValueError(f"no soft-step density for noise={config.noise!r}")
+        return torch.where(stop, stop_density, log_continue + density), entropy
+
+    def full_vocabulary_log_density(
+        self,
+        model: nn.Module,
+        hidden: torch.Tensor,
+        ids: torch.Tensor,
+        stop: torch.Tensor,
+        fed: torch.Tensor,
+        noise_std: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Scores of full-vocabulary Gaussian thinking steps ("Soft Tokens, Hard Truths"), and the entropies.
+
+        As `soft_log_density` for gaussian / fuzzy, with $p_\theta$ the thinking distribution over the whole
+        vocabulary (the thinking warpers applied to the policy's `(n, V)` logits, as the decoder applies them):
+        a stop step scores $\log p_\theta(x)$, a continue step
+        $\log(1 - p_\theta(S)) + \log \mathcal N(h;\ p'_\theta E, s^2 I)$ with $E$ the `(V, d)` effective
+        embedding matrix (not differentiated, as in the top-K case). Memory: O(n x V).
+        """
+        config = self.rollout_soft_config
+        logits = thinking_warpers(config)(None, shift_to_zero_max(self.candidate_logits(model, hidden, None)))
+        log_p = torch.log_softmax(logits, dim=-1)
+        p = log_p.exp()
+        entropy = -(p * log_p.masked_fill(p == 0, 0.0)).sum(-1)
+        stop_density = log_p.gather(-1, ids[:, :1].to(log_p.device))[:, 0]
+        is_stop = torch.zeros(log_p.size(-1), dtype=torch.bool, device=log_p.device)
+        is_stop[self.stop_ids.to(log_p.device)] = True
+        non_stop = log_p.masked_fill(is_stop, -math.inf)
+        log_continue = torch.logsumexp(non_stop, dim=-1)
+        p_continue = (non_stop - log_continue[:, None]).exp()
+        with torch.no_grad():
+            table = input_embedding_module(model)(torch.arange(log_p.size(-1), device=hidden.device)).float()
+        density = gaussian_log_density(fed.float(), p_continue @ table, noise_std.float())
         return torch.where(stop, stop_density, log_continue + density), entropy
 
     # ------------------------------------------------------------------------------------------ checkpoints
