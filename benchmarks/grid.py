@@ -68,75 +68,143 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the grid_stages package next to this script
 from grid_stages.common import log, read_json, write_json  # noqa: E402
-from grid_stages.evaluate import eval_run_folder, ood_drift, run_eval, token_logprobs  # noqa: E402
+from grid_stages.evaluate import (  # noqa: E402
+    OWN_NOISE,
+    eval_run_folder,
+    ood_drift,
+    own_noise_mode,
+    problems_digest,
+    run_eval,
+    token_logprobs,
+)
 from grid_stages.report import (  # noqa: E402
     BEGIN,
     END,
+    above_hard,
     drift_table,
+    format_cell,
+    format_gap,
     format_mean_std,
     grid_table,
+    length_collapse,
     length_table,
     mean_std,
     merge_section,
+    paired_gap,
     plot_grid,
     report,
-    row_label,
+    rows_table,
     section_markers,
+    targets_table,
+    within_one_se,
 )
-from grid_stages.rl import rl_dataset, rl_run_folder, run_rl  # noqa: E402
+from grid_stages.rl import config_digest, correct_reward, rl_dataset, rl_run_folder, run_rl  # noqa: E402
+from grid_stages.rows import ROWS, Row, recipe_kwargs, row_label, run_kwargs, training_config  # noqa: E402
 from grid_stages.settings import (  # noqa: E402
+    DEFAULT_INFERENCE_MODES,
+    DEFAULT_ROWS,
     EVAL_KEYS,
     INFERENCE_MODES,
+    OWN,
     RL_KEYS,
     SFT_KEYS,
     START,
-    TRAIN_MODES,
     GridSettings,
-    parse_args,
     settings_hash,
 )
+from grid_stages.settings import parse_args as _parse_args  # noqa: E402
 from grid_stages.sft import run_sft, sft_batch, sft_run_folder  # noqa: E402
-from grid_stages.task import TASK, build_splits, chain_trace, completion_text, ood_texts  # noqa: E402
+from grid_stages.stats import CellStats, cell_stats, paired_stats, per_problem_pass_at_k  # noqa: E402
+from grid_stages.task import (  # noqa: E402
+    build_splits,
+    chain_trace,
+    completion_text,
+    countdown_solutions,
+    ood_texts,
+    problem_row,
+)
 
 #: the stages' helpers, importable from this script (tests, notebooks)
 __all__ = [
     "BEGIN",
+    "DEFAULT_INFERENCE_MODES",
+    "DEFAULT_ROWS",
     "END",
     "EVAL_KEYS",
     "INFERENCE_MODES",
+    "OWN",
+    "OWN_NOISE",
     "RL_KEYS",
+    "ROWS",
     "SFT_KEYS",
     "START",
-    "TRAIN_MODES",
+    "CellStats",
     "GridSettings",
+    "Row",
+    "above_hard",
     "build_splits",
+    "cell_stats",
     "chain_trace",
     "completion_text",
+    "config_digest",
+    "correct_reward",
+    "countdown_solutions",
     "drift_table",
     "eval_run_folder",
+    "format_cell",
+    "format_gap",
     "format_mean_std",
     "grid_table",
+    "length_collapse",
     "length_table",
     "main",
     "mean_std",
     "merge_section",
     "ood_drift",
     "ood_texts",
+    "own_noise_mode",
+    "paired_gap",
+    "paired_stats",
     "parse_args",
+    "per_problem_pass_at_k",
     "plot_grid",
+    "problem_row",
+    "problems_digest",
+    "recipe_kwargs",
     "report",
     "rl_dataset",
     "rl_run_folder",
     "row_label",
+    "rows_table",
     "run_eval",
+    "run_kwargs",
     "run_rl",
     "run_sft",
     "section_markers",
     "settings_hash",
     "sft_batch",
     "sft_run_folder",
+    "targets_table",
+    "task_info",
     "token_logprobs",
+    "training_config",
+    "within_one_se",
 ]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
+    """CLI flags -> `GridSettings`; ``--train-modes`` may name any row of ``grid_stages/rows.py``."""
+    return _parse_args(argv, row_names=tuple(ROWS), epilog=__doc__.split("**Stages.**")[0])
+
+
+def task_info(problems: list[dict[str, Any]]) -> dict[str, float]:
+    """How much the thinking branches on ``problems``: the mean number of solutions, the share with more
+    than one."""
+    counts = [len(row["solutions"]) for row in problems]
+    return {
+        "mean_solutions": sum(counts) / len(counts),
+        "multiple_share": sum(c > 1 for c in counts) / len(counts),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -156,26 +224,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     runs: dict[str, list[dict[str, Any]]] = {}
     folders: dict[str, list[Path]] = {}
-    for mode in settings.train_modes:
+    for row in settings.train_modes:
         for seed in settings.seeds:
-            folder = run_rl(settings, mode, seed, sft_folder, splits, tokenizer)
-            runs.setdefault(mode, []).append(read_json(folder / "run.json"))
-            folders.setdefault(mode, []).append(folder)
+            args = training_config(settings, row, seed)
+            folder = run_rl(settings, row, seed, sft_folder, splits, tokenizer, args)
+            runs.setdefault(row, []).append(read_json(folder / "run.json"))
+            folders.setdefault(row, []).append(folder)
 
     ood = ood_texts(settings, tokenizer)
     evals: dict[str, list[dict[str, Any]]] = {
         START: [run_eval(settings, START, sft_folder, sft_folder, splits, tokenizer, ood)]
     }
-    for mode in settings.train_modes:
-        evals[mode] = [
-            run_eval(settings, f"{mode}-s{seed}", folder / "model", sft_folder, splits, tokenizer, ood)
-            for seed, folder in zip(settings.seeds, folders[mode], strict=True)
+    for row in settings.train_modes:
+        evals[row] = [
+            run_eval(
+                settings, f"{row}-s{seed}", folder / "model", sft_folder, splits, tokenizer, ood, run["rollout_config"]
+            )
+            for seed, folder, run in zip(settings.seeds, folders[row], runs[row], strict=True)
         ]
 
     total = sft_info["seconds"] + sum(r["seconds"] for rs in runs.values() for r in rs)
     total += sum(e["seconds"] for es in evals.values() for e in es)
     command = "python benchmarks/grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    section = report(settings, sft_info, evals, runs, total, command.strip())
+    info = task_info(splits[settings.eval_split])
+    section = report(settings, sft_info, evals, runs, total, command.strip(), info)
     results = Path(settings.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     existing = results.read_text(encoding="utf-8") if results.exists() else None
@@ -186,8 +258,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         evals,
         settings.inference_modes,
         settings.ks,
+        settings.samples,
         settings.plot,
-        title=f"tiny Llama on {TASK} ({settings.terms} terms): training mode x inference mode, "
+        title=f"tiny Llama on {settings.task} ({settings.terms} terms): training row x inference mode, "
         f"seeds {','.join(map(str, settings.seeds))}",
     )
     write_json(
@@ -195,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         {
             "settings": dataclasses.asdict(settings),
             "sft": sft_info,
+            "task": info,
             "runs": runs,
             "evals": evals,
             "total_seconds": total,

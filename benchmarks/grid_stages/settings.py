@@ -14,21 +14,25 @@ from typing import Any
 #: the first line of ``--help``
 DESCRIPTION = 'Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.'
 REPO = Path(__file__).resolve().parents[2]
-#: training modes: grid label -> SoftGRPOConfig.soft_rollout
-TRAIN_MODES = {
-    "hard": "hard",
-    "soft": "gaussian",
-    "fuzzy": "fuzzy",
-    "gumbel": "gumbel",
-    "dirichlet": "dirichlet",
-}
+#: the rows (training recipes) run by default; the table of every row and how its SoftGRPOConfig is built is
+#: ``grid_stages/rows.py`` (kept out of this module so that editing a row never touches the SFT stage's key)
+DEFAULT_ROWS = ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
+#: the tasks of ``--task`` (``grid_stages/task.py``)
+TASKS = ("countdown", "chain_sum")
 #: the problems an evaluation decodes: the grid's held-out test problems, or the dev split (to choose settings
 #: on, so that the test problems choose nothing)
 EVAL_SPLITS = ("test", "dev")
 #: TRL's GRPOConfig.scale_rewards values ("none": advantages centred by the group mean, not scaled, as RLOO
 #: and Dr. GRPO do)
 SCALE_REWARDS = ("group", "batch", "none")
-INFERENCE_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
+#: the evaluation presets of `hf_softthink.evaluation`, plus ``own``: each soft-trained model decoded with its own
+#: training noise (the rollout config of its row, `grid_stages/evaluate.py:own_noise_mode`); rows without soft
+#: rollouts (hard, the SFT start) have no ``own`` column
+PRESET_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
+OWN = "own"
+INFERENCE_MODES = (*PRESET_MODES, OWN)
+#: the inference columns the comparison needs: greedy, the papers' sampled protocol, each model's own noise
+DEFAULT_INFERENCE_MODES = ("hard-greedy", "hard-sample", OWN)
 START = "sft"  # the row of the SFT start
 
 
@@ -41,11 +45,14 @@ class GridSettings:
     plot: str = str(REPO / "benchmarks" / "grid_results.png")
     threads: int = 1
     # task
+    task: str = "countdown"
     terms: int = 3
+    max_value: int = 9
+    max_target: int = 99
     full_question: bool = False
     pool_size: int = 8000
-    test_problems: int = 64
-    dev_problems: int = 100
+    test_problems: int = 500
+    dev_problems: int = 300
     # model
     hidden: int = 128
     layers: int = 4
@@ -59,7 +66,7 @@ class GridSettings:
     sft_eval_every: int = 50
     sft_target: float = 0.4
     # RL
-    train_modes: tuple[str, ...] = tuple(TRAIN_MODES)
+    train_modes: tuple[str, ...] = DEFAULT_ROWS
     seeds: tuple[int, ...] = (0, 1, 2)
     rl_steps: int = 120
     rl_prompts: int = 8
@@ -72,7 +79,7 @@ class GridSettings:
     rl_dirichlet_alpha: float = 1.0
     rl_scale_rewards: str = "group"
     # inference / evaluation
-    inference_modes: tuple[str, ...] = INFERENCE_MODES
+    inference_modes: tuple[str, ...] = DEFAULT_INFERENCE_MODES
     samples: int = 32
     ks: tuple[int, ...] = (1, 32)
     eval_batch: int = 128
@@ -113,7 +120,7 @@ SMOKE = {
 
 
 #: flags with a fixed set of values
-CHOICES = {"eval_split": EVAL_SPLITS, "rl_scale_rewards": SCALE_REWARDS}
+CHOICES = {"eval_split": EVAL_SPLITS, "rl_scale_rewards": SCALE_REWARDS, "task": TASKS}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -133,10 +140,19 @@ def _name_list(allowed: Iterable[str]):
     return parse
 
 
-def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
-    """CLI flags -> `GridSettings` (``--smoke`` first applies the small settings, explicit flags win)."""
+def parse_args(
+    argv: Sequence[str] | None = None, *, row_names: Iterable[str] = DEFAULT_ROWS, epilog: str | None = None
+) -> GridSettings:
+    """CLI flags -> `GridSettings` (``--smoke`` first applies the small settings, explicit flags win).
+
+    ``row_names``: the rows ``--train-modes`` may name (``benchmarks/grid.py`` passes every row of
+    ``grid_stages/rows.py``); ``epilog``: the text at the end of ``--help``.
+    """
     defaults = GridSettings()
-    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter)
+    row_names = tuple(row_names)
+    parser = argparse.ArgumentParser(
+        description=DESCRIPTION, epilog=epilog, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny end-to-end run (~1 min); outputs under --out"
     )
@@ -150,10 +166,18 @@ def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name == "train_modes":
             parser.add_argument(
-                flag, type=_name_list(TRAIN_MODES), default=None, help=f"default {','.join(default)}"
+                flag,
+                type=_name_list(row_names),
+                default=None,
+                help=f"the rows (training recipes) to run, from {','.join(row_names)}; default {','.join(default)}",
             )
         elif f.name == "inference_modes":
-            parser.add_argument(flag, type=_name_list(INFERENCE_MODES), default=None, help="default: all six")
+            parser.add_argument(
+                flag,
+                type=_name_list(INFERENCE_MODES),
+                default=None,
+                help=f"from {','.join(INFERENCE_MODES)}; default {','.join(default)}",
+            )
         elif f.name in CHOICES:
             parser.add_argument(flag, choices=CHOICES[f.name], default=None, help=f"default {default}")
         elif f.name == "section":
@@ -193,7 +217,10 @@ def settings_hash(settings: GridSettings, keys: Iterable[str], *extra: Any) -> s
 # (task settings) are made once and shared: they are in SFT_KEYS, and the RL and evaluation keys hold the SFT
 # folder's name. `threads` and the output paths are in no key: they change how fast and where, not what.
 SFT_KEYS = (
+    "task",
     "terms",
+    "max_value",
+    "max_target",
     "full_question",
     "pool_size",
     "test_problems",

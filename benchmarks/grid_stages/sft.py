@@ -1,5 +1,6 @@
-"""Stage 1: supervised fine-tuning of a tiny random Llama on the chain_sum traces, until its greedy dev
-accuracy reaches ``--sft-target`` (or ``--sft-max-steps``)."""
+"""Stage 1: supervised fine-tuning of a tiny random Llama on the task's traces (a countdown problem's trace
+drawn at random from its solutions each time), until its greedy dev accuracy reaches ``--sft-target`` (or
+``--sft-max-steps``)."""
 
 from __future__ import annotations
 
@@ -47,12 +48,15 @@ def greedy_accuracy(model, tokenizer, rows: list[dict[str, Any]], settings: Grid
     return correct / len(rows)
 
 
-def sft_batch(tokenizer, rows: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``(input_ids, attention_mask, labels)``; the loss is on the completion only."""
+def sft_batch(
+    tokenizer, rows: list[dict[str, Any]], rng: random.Random | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask, labels)``; the loss is on the completion only (each row's
+    completion drawn from its solutions with ``rng``; the first without one)."""
     ids, labels = [], []
     for row in rows:
         prompt = tokenizer(prompt_text(tokenizer, row["content"]), add_special_tokens=False)["input_ids"]
-        completion = tokenizer(completion_text(row["expression"]), add_special_tokens=False)["input_ids"]
+        completion = tokenizer(completion_text(row, rng), add_special_tokens=False)["input_ids"]
         ids.append(prompt + completion)
         labels.append([-100] * len(prompt) + completion)
     length = max(map(len, ids))
@@ -101,7 +105,7 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
     accuracy = 0.0
     while step < settings.sft_max_steps:
         batch = rng.sample(splits["train"], min(settings.sft_batch, len(splits["train"])))
-        input_ids, mask, labels = sft_batch(tokenizer, batch)
+        input_ids, mask, labels = sft_batch(tokenizer, batch, rng)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
