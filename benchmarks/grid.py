@@ -1,35 +1,55 @@
 """Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.
 
-    python benchmarks/grid.py                 # the full grid: 33 min on one quiet CPU core, 86 min on busy shared cores
+    python benchmarks/grid.py --threads 1     # the issue-16 grid (below)
     python benchmarks/grid.py --smoke         # ~1 minute end-to-end check (used by tests/test_grid.py)
-    python benchmarks/grid.py --help          # every knob
+    python benchmarks/grid.py --help          # this text and every knob
 
-What it does, each stage saved under ``--out`` (default ``runs/grid``) and skipped when rerun:
+**How to run the issue-16 grid.** The defaults are that grid: reasoning-gym ``countdown`` (3 numbers in 1..12,
+``+ - *``; its thinking branches: a problem has 1.9 solutions on average and the SFT trace is drawn from all of
+them), 500 held-out test problems and 300 dev problems, 5 rows x 3 seeds, each model evaluated greedy, with 32
+samples at T 0.6 (pass@1 = mean@32, pass@32), and the soft rows also with their own training noise; cells with
+standard errors over seeds and over problems, and a targets block (each row against hard, paired by seed).
+
+1. Choose settings on the dev split only: ``--eval-split dev`` evaluates the same models on the dev problems
+   (the RL runs are shared with the test grid, the evaluations are not), e.g.
+   ``python benchmarks/grid.py --threads 1 --eval-split dev --seeds 0 --train-modes hard,gumbel --section dev``.
+2. Run the test grid once, with the chosen settings: ``python benchmarks/grid.py --threads 1`` writes the block
+   between the markers of ``benchmarks/RESULTS_grid.md`` and ``grid_results.png``; every stage is cached, so an
+   interrupted run resumes.
+3. The rows are ``grid_stages/rows.py:ROWS`` (row name -> how its ``SoftGRPOConfig`` is built); add one there
+   (e.g. the presets ``SoftGRPOConfig.softgrpo`` / ``.stht``) and name it in ``--train-modes`` or in
+   ``settings.DEFAULT_ROWS``: only the new row's runs and evaluations are computed, the others are reused.
+
+The grid before issue 16 (chain_sum, 64 test problems, the six inference presets) is
+``--task chain_sum --test-problems 64 --dev-problems 100 --sft-max-steps 1500
+--inference-modes hard-greedy,hard-sample,soft-greedy,soft-sample,fuzzy-greedy,fuzzy-sample`` (its rows are now
+named ``gaussian`` for ``soft``; the reward is now 1/0 and the splits a random partition, so its figures differ
+slightly).
+
+**Stages.** Each stage is saved under ``--out`` (default ``runs/grid``) and skipped when rerun:
 
 1. **SFT.** A tiny random Llama (byte-level tokenizer with ``<think>``/``</think>`` tokens) is trained with a
-   plain torch loop on reasoning-gym ``chain_sum`` problems (three single-digit terms, ``+``/``-``), with a
-   chain-of-thought trace written out step by step::
+   plain torch loop on the task's traces (``grid_stages/task.py``)::
 
-       <|im_start|>user\\n4 - 1 + 7 =<|im_end|>\\n<|im_start|>assistant\\n
-       <think>4 - 1 = 3, 3 + 7 = 10</think>10<|im_end|>
+       <|im_start|>user\n7, 5, 1 -> 2<|im_end|>\n<|im_start|>assistant\n
+       <think>7 - 5 = 2, 2 * 1 = 2</think>(7 - 5) * 1<|im_end|>
 
-   until it is *partly* right: greedy accuracy on a dev split reaches ``--sft-target`` (or
-   ``--sft-max-steps``). Held-out problems (the test and dev splits, drawn with seeds 10**6 and 2*10**6) are
-   removed from the SFT and RL data, so the evaluation is on problems never trained on.
+   until it is *partly* right: greedy accuracy on the dev split reaches ``--sft-target`` (or
+   ``--sft-max-steps``). The distinct problems of one pool are split at random into test, dev and train, so
+   the evaluation is on problems never trained on.
 2. **RL.** From the SFT checkpoint, `SoftGRPOTrainer` (full fine-tune, the model is 0.7M parameters) for the
-   same number of steps in each training mode: ``hard`` (plain GRPO), ``soft`` (``soft_rollout="gaussian"``:
-   concept tokens at the sampling temperature plus Gaussian noise on the input embedding), ``fuzzy``
-   (``soft_rollout="fuzzy"``: thinking temperature 1e-4 plus the same noise), ``gumbel`` and ``dirichlet``
-   (SofT-GRPO's ``soft_rollout="gumbel"``: Gumbel-Softmax mixture weights, and ``"dirichlet"``: Dirichlet
-   weights), for each seed. Reward: the reasoning-gym verifier (`hf_softthink.rewards.reasoning_gym_reward`).
-3. **Evaluation.** Every model (the SFT start and each RL run) with every inference preset of
-   `hf_softthink.evaluation` (hard/soft/fuzzy x greedy/sample) on the same held-out problems, ``--samples``
-   completions per problem, pass@1 and pass@k (unbiased estimator).
+   same number of steps in each row of ``grid_stages/rows.py`` (today: ``hard`` = plain GRPO, ``gumbel``,
+   ``dirichlet``, ``gaussian``, ``fuzzy`` soft rollouts with the grid's recipe, the ``--rl-*`` flags), for
+   each seed. Reward: 1 when reasoning-gym's verifier gives full marks, else 0.
+3. **Evaluation.** Every model (the SFT start and each RL run) in the ``--inference-modes`` (default
+   ``hard-greedy``, ``hard-sample`` and ``own``: the model's own rollout noise) on the same held-out
+   problems, ``--samples`` completions per problem, pass@1 and pass@k (unbiased estimator); the number of
+   correct samples of every problem is kept for the standard errors (``grid_stages/stats.py``).
 4. **Out-of-domain drift.** Mean token NLL of each model on reasoning-gym ``basic_arithmetic`` question/answer
    chats (another task and format), minus the SFT start's, and the mean per-token KL(SFT || model) there.
-5. **Report.** Mean +- sample std over seeds: a Markdown table (rows: training mode, columns: inference mode x
-   {pass@1, pass@k}), drift and wall times, written between the markers of ``--results``
-   (default ``benchmarks/RESULTS_grid.md``; text outside the markers is kept), and a PNG plot (``--plot``).
+5. **Report.** Markdown tables (pass@k with SEs, targets, rows, drift and cost, lengths), written between the
+   markers of ``--results`` (default ``benchmarks/RESULTS_grid.md``; text outside the markers is kept), and a
+   PNG plot (``--plot``).
 
 **Cache rule.** A stage folder's name ends with a hash of everything the stage's output depends on, so a
 rerun reuses a folder only when the stage would compute the same thing, and changing a flag or the code
@@ -37,9 +57,13 @@ recomputes what it affects and reuses the rest. The hash covers:
 
 * the settings the stage reads (``SFT_KEYS``, ``RL_KEYS``, ``EVAL_KEYS`` in ``grid_stages/settings.py``;
   ``tests/test_grid.py`` checks that a stage module reads no setting outside its key);
-* the folders of the stages it starts from: an RL run names its SFT folder (and its training mode and seed
-  are in its own folder name); an evaluation names the folder that made the model (``rl/<mode>-s<seed>-<hash>``
-  or the SFT folder, hence every RL setting and the SFT start) and the SFT folder (the OOD reference);
+* the folders of the stages it starts from: an RL run names its SFT folder (its row and seed are in its own
+  folder name); an evaluation names the folder that made the model (``rl/<row>-s<seed>-<hash>`` or the SFT
+  folder, hence every RL setting and the SFT start), the SFT folder (the OOD reference) and the rollout config
+  its own-noise mode decodes with;
+* for an RL run, the `SoftGRPOConfig` its row built (``to_dict()`` less the output paths), not the source of
+  ``grid_stages/rows.py``: the row table is in no stage's code digest, so adding or editing a row reruns that
+  row only;
 * the code: a digest of the source of every module the stage runs, in ``grid_stages`` and ``hf_softthink``
   (its import closure, e.g. ``hf_softthink/trainer/`` for RL, ``hf_softthink/evaluation/`` for the
   evaluation), and of the versions of the libraries those modules import
@@ -51,7 +75,7 @@ plot, ``grid.json``) is not cached: it is rewritten from the stage records on ev
 stage leaves no record and is redone (an evaluation resumes from its ``samples.jsonl``).
 
 This script is the driver (:func:`main`); the stages live in ``benchmarks/grid_stages/``, one concern a
-module (settings and CLI, task, SFT, RL, evaluation and drift, report).
+module (settings and CLI, task, rows, SFT, RL, evaluation and drift, statistics, report).
 """
 
 from __future__ import annotations
@@ -194,7 +218,7 @@ __all__ = [
 
 def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
     """CLI flags -> `GridSettings`; ``--train-modes`` may name any row of ``grid_stages/rows.py``."""
-    return _parse_args(argv, row_names=tuple(ROWS), epilog=__doc__.split("**Stages.**")[0])
+    return _parse_args(argv, row_names=tuple(ROWS), epilog=__doc__.split("**Stages.**")[0].split("\n", 2)[2])
 
 
 def task_info(problems: list[dict[str, Any]]) -> dict[str, float]:
@@ -243,11 +267,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for seed, folder, run in zip(settings.seeds, folders[row], runs[row], strict=True)
         ]
 
-    total = sft_info["seconds"] + sum(r["seconds"] for rs in runs.values() for r in rs)
-    total += sum(e["seconds"] for es in evals.values() for e in es)
+    stages = [sft_info, *(r for rs in runs.values() for r in rs), *(e for es in evals.values() for e in es)]
+    total = sum(stage["seconds"] for stage in stages)
+    total_cpu = sum(stage.get("cpu_seconds", 0.0) for stage in stages)
     command = "python benchmarks/grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     info = task_info(splits[settings.eval_split])
-    section = report(settings, sft_info, evals, runs, total, command.strip(), info)
+    section = report(settings, sft_info, evals, runs, total, command.strip(), info, total_cpu)
     results = Path(settings.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     existing = results.read_text(encoding="utf-8") if results.exists() else None
@@ -272,11 +297,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "runs": runs,
             "evals": evals,
             "total_seconds": total,
+            "total_cpu_seconds": total_cpu,
         },
     )
-    log(f"done: {results} and {settings.plot} ({total / 60:.1f} min of stage time)")
+    log(f"done: {results} and {settings.plot} ({total / 60:.1f} min of stage time, {total_cpu / 60:.1f} min CPU)")
     print(section)
-    return {"evals": evals, "runs": runs, "sft": sft_info, "total_seconds": total}
+    return {"evals": evals, "runs": runs, "sft": sft_info, "total_seconds": total, "total_cpu_seconds": total_cpu}
 
 
 if __name__ == "__main__":

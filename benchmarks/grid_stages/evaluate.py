@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .common import load_model, log, read_json, write_json
+from .common import clock, load_model, log, read_json, since, write_json
 from .fingerprint import stage_code_digest
 from .settings import EVAL_KEYS, OWN, GridSettings, settings_hash
 from .task import THINK_END, prompt_text
@@ -142,7 +141,7 @@ def run_eval(
         }
         for r in problems
     ]
-    start = time.perf_counter()
+    start = clock()
     result = evaluate_modes(
         model,
         tokenizer,
@@ -160,7 +159,7 @@ def run_eval(
         task_name=problems[0]["task"],
         progress=False,
     )
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = since(start)
     reference = load_model(sft_folder)
     drift = ood_drift(model, reference, tokenizer, ood)
     summary = {
@@ -171,6 +170,7 @@ def run_eval(
         "model": str(model_folder),
         "code": stage_code_digest("evaluate"),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "summary": summary,
         "samples": settings.samples,
         "problems": problems_digest(problems),

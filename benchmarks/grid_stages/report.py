@@ -232,7 +232,7 @@ def drift_table(
     evals: Mapping[str, Sequence[Mapping[str, Any]]],
     runs: Mapping[str, Sequence[Mapping[str, Any]]],
 ) -> str:
-    """Markdown table: OOD drift, RL reward and wall times per training mode."""
+    """Markdown table: OOD drift, RL reward, and wall and CPU times per training row."""
     headers = [
         "training",
         "OOD NLL",
@@ -240,7 +240,9 @@ def drift_table(
         "OOD KL(SFT‖model)",
         "train reward first→last 20%",
         "RL wall s",
+        "RL CPU s",
         "eval wall s",
+        "eval CPU s",
     ]
     rows = []
     for train, records in evals.items():
@@ -254,7 +256,9 @@ def drift_table(
             format_mean_std([r["ood"]["kl"] for r in records], 3),
             reward,
             rl_seconds,
+            format_mean_std([r["cpu_seconds"] for r in trained if "cpu_seconds" in r], 0),
             format_mean_std([r["seconds"] for r in records], 0),
+            format_mean_std([r["cpu_seconds"] for r in records if "cpu_seconds" in r], 0),
         ]
         rows.append(cells)
     return markdown_table(headers, rows)
@@ -473,6 +477,7 @@ def report(
     total_seconds: float,
     command: str,
     task_info: Mapping[str, Any] | None = None,
+    total_cpu_seconds: float | None = None,
 ) -> str:
     s = settings
     seeds = ",".join(map(str, s.seeds))
@@ -513,8 +518,11 @@ def report(
         "`grid_stages/stats.py`).",
         f"* OOD drift: {s.ood_size} reasoning-gym `{OOD_TASK}` question/answer chats (seed 0), "
         "all tokens scored.",
-        f"* Wall time of all stages: {total_seconds / 60:.1f} min (sum of the stage times recorded by the "
-        f"runs that produced them; CPU, `torch.set_num_threads({s.threads})`).",
+        f"* Wall time of all stages: {total_seconds / 60:.1f} min"
+        + ("" if total_cpu_seconds is None else f", CPU time {total_cpu_seconds / 60:.1f} min")
+        + " (sums of the stage times recorded by the runs that produced them, splits not included; "
+        f"`torch.set_num_threads({s.threads})`; with one thread the CPU time is about the wall time on one quiet "
+        "core).",
         "",
         f"**pass@k on {problems}** (mean ± SE over seeds / SE over problems; the SFT row is one model):",
         "",

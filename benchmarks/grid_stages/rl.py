@@ -7,10 +7,9 @@ import hashlib
 import json
 import random
 import shutil
-import time
 from pathlib import Path
 
-from .common import load_model, log, mean_or_nan, write_json
+from .common import clock, load_model, log, mean_or_nan, since, write_json
 from .fingerprint import stage_code_digest
 from .settings import RL_KEYS, GridSettings, settings_hash
 from .task import THINK_END
@@ -78,9 +77,9 @@ def run_rl(settings: GridSettings, row: str, seed: int, sft_folder: Path, splits
     )
     rollout = args.rollout_config()
     log(f"RL {row} (soft_rollout={args.soft_rollout!r}) seed {seed}: {settings.rl_steps} steps")
-    start = time.perf_counter()
+    start = clock()
     trainer.train()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = since(start)
     tmp = folder / "model.partial"
     trainer.save_model(str(tmp))
     shutil.rmtree(folder / "model", ignore_errors=True)
@@ -111,6 +110,7 @@ def run_rl(settings: GridSettings, row: str, seed: int, sft_folder: Path, splits
             "config": {k: v for k, v in args.to_dict().items() if k not in PLACE_FIELDS},
             "seed": seed,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "code": stage_code_digest("rl"),
             "steps": settings.rl_steps,
             "rewards": rewards,

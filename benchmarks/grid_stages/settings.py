@@ -47,7 +47,7 @@ class GridSettings:
     # task
     task: str = "countdown"
     terms: int = 3
-    max_value: int = 9
+    max_value: int = 12
     max_target: int = 99
     full_question: bool = False
     pool_size: int = 8000
@@ -61,7 +61,7 @@ class GridSettings:
     # SFT
     sft_batch: int = 32
     sft_lr: float = 2e-3
-    sft_max_steps: int = 1500
+    sft_max_steps: int = 4000
     sft_min_steps: int = 200
     sft_eval_every: int = 50
     sft_target: float = 0.4
@@ -119,6 +119,18 @@ SMOKE = {
 }
 
 
+#: what a flag means, where its name does not say it (``--help``)
+HELP = {
+    "task": "the reasoning-gym task: countdown (thinking with real alternatives) or chain_sum (the grid "
+    "before issue 16)",
+    "terms": "countdown: how many numbers; chain_sum: how many terms",
+    "max_value": "countdown: the largest source number (1..max-value)",
+    "max_target": "countdown: the largest target (1..max-target)",
+    "pool_size": "draws of the generator whose distinct problems are split into test, dev and train",
+    "sft_target": "stop SFT at the first dev greedy accuracy at or above this",
+    "samples": "completions per problem of a sampled mode (pass@1 is their mean: mean@samples)",
+    "eval_split": "the problems the models are evaluated on: test (the grid) or dev (to choose settings on)",
+}
 #: flags with a fixed set of values
 CHOICES = {"eval_split": EVAL_SPLITS, "rl_scale_rewards": SCALE_REWARDS, "task": TASKS}
 
@@ -179,7 +191,9 @@ def parse_args(
                 help=f"from {','.join(INFERENCE_MODES)}; default {','.join(default)}",
             )
         elif f.name in CHOICES:
-            parser.add_argument(flag, choices=CHOICES[f.name], default=None, help=f"default {default}")
+            parser.add_argument(
+                flag, choices=CHOICES[f.name], default=None, help=f"{HELP.get(f.name, '')}; default {default}".lstrip("; ")
+            )
         elif f.name == "section":
             parser.add_argument(
                 flag,
@@ -192,7 +206,9 @@ def parse_args(
                 flag, type=_int_list, default=None, help=f"default {','.join(map(str, default))}"
             )
         else:
-            parser.add_argument(flag, type=kinds[type(default)], default=None, help=f"default {default}")
+            parser.add_argument(
+                flag, type=kinds[type(default)], default=None, help=f"{HELP.get(f.name, '')}; default {default}".lstrip("; ")
+            )
     namespace = vars(parser.parse_args(argv))
     values = dataclasses.asdict(defaults)
     if namespace.pop("smoke"):

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .common import log, write_json
+from .common import clock, log, since, write_json
 from .fingerprint import stage_code_digest
 from .settings import SFT_KEYS, GridSettings, settings_hash
 from .task import THINK_END, completion_text, prompt_text
@@ -100,7 +99,7 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
     rng = random.Random(settings.model_seed)
     torch.manual_seed(settings.model_seed)
     curve = []
-    start = time.perf_counter()
+    start = clock()
     step = 0
     accuracy = 0.0
     while step < settings.sft_max_steps:
@@ -120,13 +119,13 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
                     "step": step,
                     "loss": round(loss.item(), 4),
                     "dev_greedy_accuracy": accuracy,
-                    "seconds": round(time.perf_counter() - start, 1),
+                    "seconds": round(since(start)[0], 1),
                 }
             )
             log(f"SFT step {step}: loss {loss.item():.3f}, dev greedy accuracy {accuracy:.2f}")
             if step >= settings.sft_min_steps and accuracy >= settings.sft_target:
                 break
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = since(start)
     model.eval()
     tmp = folder.with_name(folder.name + ".partial")
     model.save_pretrained(tmp)
@@ -136,6 +135,7 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
         {
             "steps": step,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "code": stage_code_digest("sft"),
             "parameters": params,
             "dev_greedy_accuracy": accuracy,
