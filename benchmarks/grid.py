@@ -259,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     evals: dict[str, list[dict[str, Any]]] = {
         START: [run_eval(settings, START, sft_folder, sft_folder, splits, tokenizer, ood)]
     }
+    # the SFT start on the dev split, where settings are chosen (the same evaluation when --eval-split dev)
+    dev = dataclasses.replace(settings, eval_split="dev")
+    dev_name = START if settings.eval_split == "dev" else f"{START}-dev"
+    dev_start = run_eval(dev, dev_name, sft_folder, sft_folder, splits, tokenizer, ood)
     for row in settings.train_modes:
         evals[row] = [
             run_eval(
@@ -268,11 +272,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ]
 
     stages = [sft_info, *(r for rs in runs.values() for r in rs), *(e for es in evals.values() for e in es)]
+    if settings.eval_split != "dev":
+        stages.append(dev_start)
     total = sum(stage["seconds"] for stage in stages)
     total_cpu = sum(stage.get("cpu_seconds", 0.0) for stage in stages)
     command = "python benchmarks/grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     info = task_info(splits[settings.eval_split])
-    section = report(settings, sft_info, evals, runs, total, command.strip(), info, total_cpu)
+    section = report(settings, sft_info, evals, runs, total, command.strip(), info, total_cpu, dev_start)
     results = Path(settings.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     existing = results.read_text(encoding="utf-8") if results.exists() else None
@@ -296,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "task": info,
             "runs": runs,
             "evals": evals,
+            "sft_dev": dev_start,
             "total_seconds": total,
             "total_cpu_seconds": total_cpu,
         },

@@ -508,6 +508,7 @@ def test_smoke_end_to_end(smoke_grid):
     ):
         assert f"| {label} |" in results
     assert "own-noise pass@1 (mean@4)" in results and "**Targets**" in results and "OOD KL" in results
+    assert "The SFT start on the dev split (8 problems): hard-greedy pass@1" in results
     png = (out / "grid_results.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     runs = [json.loads(p.read_text()) for p in (out / "rl").glob("*/run.json")]
@@ -520,7 +521,8 @@ def test_smoke_rerun_reuses_every_stage(smoke_grid):
     again = _run_grid(out)
     modes = ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
     assert first.count("reusing") == 0
-    assert again.count("reusing") == 1 + len(modes) + (1 + len(modes)), again  # SFT, RL runs, evaluations
+    # SFT, RL runs, evaluations (the SFT start on test and on dev, and each RL model)
+    assert again.count("reusing") == 1 + len(modes) + (2 + len(modes)), again
     assert all(f"eval {mode}-s0: reusing" in again for mode in modes)
 
 
@@ -530,10 +532,10 @@ def test_smoke_changed_rl_setting_redoes_rl_and_its_evaluation(smoke_grid):
     before = json.loads((out / "grid.json").read_text())
     changed = _run_grid(out, "--train-modes", "gaussian", "--rl-max-topk", "1")
     # the SFT start and its evaluation do not depend on the RL settings: reused
-    assert "SFT: reusing" in changed and "eval sft: reusing" in changed
+    assert "SFT: reusing" in changed and "eval sft: reusing" in changed and "eval sft-dev: reusing" in changed
     # the RL run and the evaluation of the model it made are redone
     assert "RL gaussian seed 0: reusing" not in changed and "eval gaussian-s0: reusing" not in changed
-    assert changed.count("reusing") == 2, changed
+    assert changed.count("reusing") == 3, changed
     after = json.loads((out / "grid.json").read_text())
     new_eval, old_eval = after["evals"]["gaussian"][0], before["evals"]["gaussian"][0]
     assert new_eval["model"] != old_eval["model"] and Path(new_eval["model"]).parent.is_dir()

@@ -469,6 +469,20 @@ def task_line(settings: GridSettings, task_info: Mapping[str, Any], train_proble
     )
 
 
+def start_on_dev(record: Mapping[str, Any] | None, settings: GridSettings) -> str:
+    """`` The SFT start on the dev split (300 problems): hard-greedy pass@1 0.40 ± –/0.03, ...``: each inference
+    column of the SFT start's dev evaluation, mean ± SE over problems."""
+    if record is None:
+        return ""
+    cells = []
+    for mode, k in grid_columns(settings.inference_modes, settings.ks):
+        values = values_by_seed([record], mode, k)
+        if values is not None:
+            cells.append(f"{column_header(mode, k, record['samples'])} {format_cell(cell_stats(values))}")
+    problems = len(next(iter(record["correct_counts"].values()), []))
+    return f" The SFT start on the dev split ({problems} problems): " + ", ".join(cells) + "."
+
+
 def report(
     settings: GridSettings,
     sft_info: Mapping[str, Any],
@@ -478,6 +492,7 @@ def report(
     command: str,
     task_info: Mapping[str, Any] | None = None,
     total_cpu_seconds: float | None = None,
+    dev_start: Mapping[str, Any] | None = None,
 ) -> str:
     s = settings
     seeds = ",".join(map(str, s.seeds))
@@ -502,7 +517,7 @@ def report(
         f"{sft_info['parameters'] / 1e6:.2f}M parameters, random init.",
         f"* SFT: AdamW lr {s.sft_lr}, batch {s.sft_batch}, {sft_info['steps']} steps "
         f"({sft_info['seconds']:.0f} s), stopped at dev greedy accuracy "
-        f"{sft_info['dev_greedy_accuracy']:.2f} (target {s.sft_target}).",
+        f"{sft_info['dev_greedy_accuracy']:.2f} (target {s.sft_target})." + start_on_dev(dev_start, s),
         f"* RL: `SoftGRPOTrainer`, full fine-tune, {s.rl_steps} steps x {s.rl_prompts} prompts x "
         f"{s.rl_generations} generations, at most {s.max_new_tokens} new tokens ({s.max_thinking_tokens} "
         f"thinking); seeds {seeds}; reward 1 if reasoning-gym's verifier gives full marks, else 0. Each row's "
