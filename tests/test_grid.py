@@ -276,6 +276,8 @@ def test_parse_args(grid, tmp_path):
         grid.parse_args(["--train-modes", "hard,soft"])  # not a row of grid_stages/rows.py
     with pytest.raises(SystemExit):
         grid.parse_args(["--task", "sudoku"])
+    with pytest.raises(SystemExit):
+        grid.parse_args(["--inference-modes", "own"])  # nothing to decode the SFT start and hard with
     assert grid.parse_args(["--task", "chain_sum"]).task == "chain_sum"
     with pytest.raises(SystemExit):
         grid.parse_args(["--samples", "8", "--ks", "1,32"])

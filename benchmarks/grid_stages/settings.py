@@ -219,6 +219,11 @@ def parse_args(
     settings = GridSettings(**values)
     if max(settings.ks) > settings.samples:
         parser.error(f"--ks {settings.ks} has a k larger than --samples {settings.samples}")
+    if OWN in settings.inference_modes and len(settings.inference_modes) == 1:
+        parser.error(
+            f"--inference-modes {OWN}: add a preset (e.g. hard-sample), the SFT start and the hard row have no "
+            "own noise to decode with"
+        )
     return settings
 
 
