@@ -10,17 +10,20 @@ Each row is one training recipe. Its builder gets two dicts and returns the row'
 
 After the build the grid sets the task's limits in ``soft_thinking`` (its think-end marker and the thinking
 budget: facts of the task, not of a recipe; :func:`training_config`). Adding a row is one entry, e.g. the
-presets of issue 16 once ``SoftGRPOConfig.softgrpo`` / ``.stht`` exist::
+presets of issue 16 once ``SoftGRPOConfig.softgrpo`` / ``.stht`` exist, or another estimator of a family
+(``soft_density`` names an option of `SoftGRPOConfig`)::
 
     "softgrpo": Row("SofT-GRPO preset", lambda run, recipe: SoftGRPOConfig.softgrpo(**run)),
     "stht": Row("STHT preset", lambda run, recipe: SoftGRPOConfig.stht(**run)),
+    "gumbel-<estimator>": Row("soft (gumbel, <estimator>)", lambda run, recipe: SoftGRPOConfig(
+        soft_rollout="gumbel", soft_density="<estimator>", **run, **recipe)),
 
 then ``--train-modes hard,softgrpo,stht,...`` (or add the name to ``settings.DEFAULT_ROWS``). Nothing else
 changes: the RL folder of a run is keyed by the config its row builds (``rl.config_digest``, not by this
 file's source, so adding or editing one row reruns only that row), and the evaluation decodes each soft-trained
 model with its own rollout noise read from the built config (``SoftGRPOConfig.rollout_config()``).
 
-This module is imported by the driver only (``benchmarks/grid.py``): no stage module imports it, so its source
+Only the driver (``benchmarks/grid.py``) and the report import this module: no stage module does, so its source
 is in no stage's code digest.
 """
 
@@ -29,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from hf_softthink.trainer import SoftGRPOConfig
 
 from .settings import START, GridSettings
 from .task import THINK_END
@@ -39,27 +44,20 @@ class Row:
     """One row of the grid: its label in tables and plots, and the builder of its config."""
 
     label: str
-    build: Callable[[dict[str, Any], dict[str, Any]], Any]  # (run, recipe) -> SoftGRPOConfig
-
-
-def _rollout(kind: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
-    """The builder of a row that is the grid's recipe with ``soft_rollout=kind``."""
-
-    def build(run: dict[str, Any], recipe: dict[str, Any]):
-        from hf_softthink.trainer import SoftGRPOConfig
-
-        return SoftGRPOConfig(soft_rollout=kind, **run, **recipe)
-
-    return build
+    build: Callable[[dict[str, Any], dict[str, Any]], SoftGRPOConfig]  # (run, recipe) -> the run's config
 
 
 #: row name -> Row. The order is the order of the tables.
 ROWS: dict[str, Row] = {
-    "hard": Row("hard", _rollout("hard")),
-    "gumbel": Row("soft (gumbel)", _rollout("gumbel")),
-    "dirichlet": Row("soft (dirichlet)", _rollout("dirichlet")),
-    "gaussian": Row("soft (gaussian)", _rollout("gaussian")),
-    "fuzzy": Row("fuzzy", _rollout("fuzzy")),
+    "hard": Row("hard", lambda run, recipe: SoftGRPOConfig(soft_rollout="hard", **run, **recipe)),
+    "gumbel": Row("soft (gumbel)", lambda run, recipe: SoftGRPOConfig(soft_rollout="gumbel", **run, **recipe)),
+    "dirichlet": Row(
+        "soft (dirichlet)", lambda run, recipe: SoftGRPOConfig(soft_rollout="dirichlet", **run, **recipe)
+    ),
+    "gaussian": Row(
+        "soft (gaussian)", lambda run, recipe: SoftGRPOConfig(soft_rollout="gaussian", **run, **recipe)
+    ),
+    "fuzzy": Row("fuzzy", lambda run, recipe: SoftGRPOConfig(soft_rollout="fuzzy", **run, **recipe)),
 }
 
 
@@ -103,7 +101,7 @@ def recipe_kwargs(settings: GridSettings) -> dict[str, Any]:
     }
 
 
-def training_config(settings: GridSettings, row: str, seed: int):
+def training_config(settings: GridSettings, row: str, seed: int) -> SoftGRPOConfig:
     """The `SoftGRPOConfig` of one run: the row's builder, then the task's limits in ``soft_thinking``
     (think-end marker, thinking budget), validated (``rollout_config()``)."""
     if row not in ROWS:
