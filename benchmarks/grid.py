@@ -18,7 +18,7 @@ standard errors over seeds and over problems, and a targets block (each row agai
    interrupted run resumes.
 3. The rows are ``grid_stages/rows.py:ROWS`` (row name -> how its ``SoftGRPOConfig`` is built); add one there
    (e.g. the presets ``SoftGRPOConfig.softgrpo`` / ``.stht``) and name it in ``--train-modes`` or in
-   ``settings.DEFAULT_ROWS``: only the new row's runs and evaluations are computed, the others are reused.
+   ``rows.DEFAULT_ROWS``: only the new row's runs and evaluations are computed, the others are reused.
 
 The grid before issue 16 (chain_sum, 64 test problems, the six inference presets) is
 ``--task chain_sum --test-problems 64 --dev-problems 100 --sft-max-steps 1500
@@ -91,6 +91,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the grid_stages package next to this script
+from grid_stages.cli import parse_args as _parse_args  # noqa: E402
 from grid_stages.common import log, read_json, write_json  # noqa: E402
 from grid_stages.evaluate import (  # noqa: E402
     OWN_NOISE,
@@ -123,10 +124,17 @@ from grid_stages.report import (  # noqa: E402
     within_one_se,
 )
 from grid_stages.rl import config_digest, correct_reward, rl_dataset, rl_run_folder, run_rl  # noqa: E402
-from grid_stages.rows import ROWS, Row, recipe_kwargs, row_label, run_kwargs, training_config  # noqa: E402
+from grid_stages.rows import (  # noqa: E402
+    DEFAULT_ROWS,
+    ROWS,
+    Row,
+    recipe_kwargs,
+    row_label,
+    run_kwargs,
+    training_config,
+)
 from grid_stages.settings import (  # noqa: E402
     DEFAULT_INFERENCE_MODES,
-    DEFAULT_ROWS,
     EVAL_KEYS,
     INFERENCE_MODES,
     OWN,
@@ -136,7 +144,6 @@ from grid_stages.settings import (  # noqa: E402
     GridSettings,
     settings_hash,
 )
-from grid_stages.settings import parse_args as _parse_args  # noqa: E402
 from grid_stages.sft import run_sft, sft_batch, sft_run_folder  # noqa: E402
 from grid_stages.stats import CellStats, cell_stats, paired_stats, per_problem_pass_at_k  # noqa: E402
 from grid_stages.task import (  # noqa: E402
@@ -218,7 +225,8 @@ __all__ = [
 
 def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
     """CLI flags -> `GridSettings`; ``--train-modes`` may name any row of ``grid_stages/rows.py``."""
-    return _parse_args(argv, row_names=tuple(ROWS), epilog=__doc__.split("**Stages.**")[0].split("\n", 2)[2])
+    epilog = __doc__.split("**Stages.**")[0].split("\n", 2)[2]
+    return _parse_args(argv, row_names=tuple(ROWS), default_rows=DEFAULT_ROWS, epilog=epilog)
 
 
 def task_info(problems: list[dict[str, Any]]) -> dict[str, float]:

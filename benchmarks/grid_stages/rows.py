@@ -18,7 +18,7 @@ presets of issue 16 once ``SoftGRPOConfig.softgrpo`` / ``.stht`` exist, or anoth
     "gumbel-<estimator>": Row("soft (gumbel, <estimator>)", lambda run, recipe: SoftGRPOConfig(
         soft_rollout="gumbel", soft_density="<estimator>", **run, **recipe)),
 
-then ``--train-modes hard,softgrpo,stht,...`` (or add the name to ``settings.DEFAULT_ROWS``). Nothing else
+then ``--train-modes hard,softgrpo,stht,...`` (or add the name to :data:`DEFAULT_ROWS`). Nothing else
 changes: the RL folder of a run is keyed by the config its row builds (``rl.config_digest``, not by this
 file's source, so adding or editing one row reruns only that row), and the evaluation decodes each soft-trained
 model with its own rollout noise read from the built config (``SoftGRPOConfig.rollout_config()``).
@@ -47,6 +47,8 @@ class Row:
     build: Callable[[dict[str, Any], dict[str, Any]], SoftGRPOConfig]  # (run, recipe) -> the run's config
 
 
+#: the rows run when ``--train-modes`` is not given
+DEFAULT_ROWS = ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
 #: row name -> Row. The order is the order of the tables.
 ROWS: dict[str, Row] = {
     "hard": Row("hard", lambda run, recipe: SoftGRPOConfig(soft_rollout="hard", **run, **recipe)),
