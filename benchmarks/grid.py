@@ -1,14 +1,15 @@
 """Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.
 
-    python benchmarks/grid.py --threads 1     # the issue-16 grid (below)
+    python benchmarks/grid.py --threads 1     # the issue-16 grid (below): about 1.5 h on one quiet core
     python benchmarks/grid.py --smoke         # ~1 minute end-to-end check (used by tests/test_grid.py)
     python benchmarks/grid.py --help          # this text and every knob
 
 **How to run the issue-16 grid.** The defaults are that grid: reasoning-gym ``countdown`` (3 numbers in 1..12,
-``+ - *``; its thinking branches: a problem has 1.9 solutions on average and the SFT trace is drawn from all of
-them), 500 held-out test problems and 300 dev problems, 5 rows x 3 seeds, each model evaluated greedy, with 32
-samples at T 0.6 (pass@1 = mean@32, pass@32), and the soft rows also with their own training noise; cells with
-standard errors over seeds and over problems, and a targets block (each row against hard, paired by seed).
+``+ - *``; its thinking branches: a test problem has 1.86 solutions on average, 46% more than one, and the SFT
+trace is drawn from all of them; the SFT start stops at dev greedy 0.40, mean@32 0.36), 500 held-out test
+problems and 300 dev problems, 5 rows x 3 seeds, each model evaluated greedy, with 32 samples at T 0.6 (pass@1 =
+mean@32, pass@32), and the soft rows also with their own training noise; cells with standard errors over seeds
+and over problems, and a targets block (each row against hard, paired by seed and problem).
 
 1. Choose settings on the dev split only: ``--eval-split dev`` evaluates the same models on the dev problems
    (the RL runs are shared with the test grid, the evaluations are not), e.g.
@@ -19,6 +20,16 @@ standard errors over seeds and over problems, and a targets block (each row agai
 3. The rows are ``grid_stages/rows.py:ROWS`` (row name -> how its ``SoftGRPOConfig`` is built); add one there
    (e.g. the presets ``SoftGRPOConfig.softgrpo`` / ``.stht``) and name it in ``--train-modes`` or in
    ``rows.DEFAULT_ROWS``: only the new row's runs and evaluations are computed, the others are reused.
+
+Measured pilot (``--threads 1 --seeds 0 --train-modes hard,gumbel``; block ``issue16-pilot`` of
+``RESULTS_grid.md``), in CPU seconds of the process, which with one thread is about the wall time on one quiet
+core (the machine was shared with other jobs, load 2-12 on 2 cores, and the wall times were 1.1-3.2x longer):
+splits 9 s; SFT 618 s (2200 steps); RL, 120 steps: hard 118 s, gumbel 133 s; evaluation on the 500 test
+problems (greedy once, 16,000 hard-sample sequences, and for a soft row 16,000 own-noise ones): SFT start 94 s,
+hard 96 s, gumbel 194 s; the SFT start on the 300 dev problems 63 s. Extrapolated to the whole grid (3 seeds x
+5 rows; dirichlet's RL taken as 1.3x gumbel's, its ratio in the chain_sum grid): SFT 10 min + RL 15 runs 35 min
++ 17 evaluations 46 min = about 91 min. Rows built otherwise (a preset's support or estimator) cost what their
+rollouts cost: measure one run before adding several.
 
 The grid before issue 16 (chain_sum, 64 test problems, the six inference presets) is
 ``--task chain_sum --test-problems 64 --dev-problems 100 --sft-max-steps 1500
