@@ -42,6 +42,8 @@ SMOKE = {
 
 #: what a flag means, where its name does not say it (``--help``)
 HELP = {
+    "train_modes": "the rows (training recipes) to run, comma-separated",
+    "inference_modes": "comma-separated",
     "task": "the reasoning-gym task: countdown (thinking with real alternatives) or chain_sum (the grid "
     "before issue 16)",
     "terms": "countdown: how many numbers; chain_sum: how many terms",
@@ -94,6 +96,11 @@ def parse_args(
         "--smoke", action="store_true", help="tiny end-to-end run (~1 min); outputs under --out"
     )
     kinds = {int: int, float: float, str: str}
+    names = {"train_modes": row_names, "inference_modes": INFERENCE_MODES}  # flags that take names from a list
+
+    def text(name: str, default: str) -> str:
+        return "; ".join(part for part in (HELP.get(name), f"default {default}") if part)
+
     for f in dataclasses.fields(GridSettings):
         if f.name == "smoke":
             continue
@@ -101,24 +108,13 @@ def parse_args(
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "train_modes":
+        elif f.name in names:
+            allowed = ", ".join(names[f.name])
             parser.add_argument(
-                flag,
-                type=_name_list(row_names),
-                default=None,
-                help=f"the rows (training recipes) to run, from {','.join(row_names)}; default {','.join(default)}",
-            )
-        elif f.name == "inference_modes":
-            parser.add_argument(
-                flag,
-                type=_name_list(INFERENCE_MODES),
-                default=None,
-                help=f"from {','.join(INFERENCE_MODES)}; default {','.join(default)}",
+                flag, type=_name_list(names[f.name]), default=None, help=text(f.name, ",".join(default)) + f"; from {allowed}"
             )
         elif f.name in CHOICES:
-            parser.add_argument(
-                flag, choices=CHOICES[f.name], default=None, help=f"{HELP.get(f.name, '')}; default {default}".lstrip("; ")
-            )
+            parser.add_argument(flag, choices=CHOICES[f.name], default=None, help=text(f.name, default))
         elif f.name == "section":
             parser.add_argument(
                 flag,
@@ -131,9 +127,7 @@ def parse_args(
                 flag, type=_int_list, default=None, help=f"default {','.join(map(str, default))}"
             )
         else:
-            parser.add_argument(
-                flag, type=kinds[type(default)], default=None, help=f"{HELP.get(f.name, '')}; default {default}".lstrip("; ")
-            )
+            parser.add_argument(flag, type=kinds[type(default)], default=None, help=text(f.name, default))
     namespace = vars(parser.parse_args(argv))
     values = dataclasses.asdict(defaults)
     if namespace.pop("smoke"):
