@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hf_softthink.evaluation import SAMPLE_TEMPERATURE
+
 from .common import mean_or_nan
 from .evaluate import OWN_NOISE
 from .rows import row_label
@@ -24,8 +26,14 @@ from .task import OOD_TASK, THINK_END, chain_trace, countdown_solutions
 DETERMINISTIC = ("hard-greedy", "soft-greedy")
 #: the row the targets compare the soft rows against, and the inference of its own policy
 HARD_ROW, HARD_SAMPLE = "hard", "hard-sample"
-#: a length collapse: the thinking length falls below this fraction of the reference (module `length_collapse`)
+#: a length collapse: the thinking length falls below this fraction of the reference (:func:`length_collapse`)
 COLLAPSE_RATIO = 0.5
+#: the scale of each noise kind, as (name, SoftThinkingConfig field)
+NOISE_SCALES = {
+    "gumbel": ("tau", "gumbel_tau"),
+    "gaussian": ("sigma", "gaussian_sigma"),
+    "dirichlet": ("alpha", "dirichlet_alpha"),
+}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -75,7 +83,7 @@ def values_by_seed(records: Sequence[Mapping[str, Any]], mode: str, k: int) -> l
     return [per_problem_pass_at_k(r["correct_counts"][mode], r["samples"], k) for r in records]
 
 
-def format_cell(stats: CellStats | None, digits: int = 3, signed: bool = False) -> str:
+def format_cell(stats: CellStats | None, digits: int = 3) -> str:
     """``"0.623 ± 0.015/0.011"``: mean ± SE over seeds / SE over problems (``–`` where undefined)."""
     if stats is None:
         return "–"
@@ -83,8 +91,7 @@ def format_cell(stats: CellStats | None, digits: int = 3, signed: bool = False) 
     def se(value: float | None) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    mean = f"{stats.mean:+.{digits}f}" if signed else f"{stats.mean:.{digits}f}"
-    return f"{mean} ± {se(stats.se_seeds)}/{se(stats.se_problems)}"
+    return f"{stats.mean:.{digits}f} ± {se(stats.se_seeds)}/{se(stats.se_problems)}"
 
 
 def noise_label(rollout: Mapping[str, Any] | None) -> str:
@@ -92,12 +99,11 @@ def noise_label(rollout: Mapping[str, Any] | None) -> str:
     if rollout is None:
         return "–"
     noise = rollout["noise"]
-    name, key = {"gumbel": ("tau", "gumbel_tau"), "gaussian": ("sigma", "gaussian_sigma"),
-                 "dirichlet": ("alpha", "dirichlet_alpha")}.get(noise, ("", ""))
+    name, key = NOISE_SCALES.get(noise, ("", ""))
     scale = f" {name} {rollout[key]:g}" if key in rollout else ""
     support = f"top-{rollout['max_topk']}" if rollout.get("max_topk") else "full vocabulary"
-    temperature = rollout["temperature"]
-    return f"{noise}{scale}, {support}" + (f", thinking T {temperature:g}" if temperature < 0.6 else "")
+    temperature = rollout["temperature"]  # own-noise inference keeps a thinking T below the protocol's
+    return f"{noise}{scale}, {support}" + (f", thinking T {temperature:g}" if temperature < SAMPLE_TEMPERATURE else "")
 
 
 def grid_table(
@@ -176,11 +182,7 @@ def length_collapse(
     series = logged(runs, "soft/thinking_length")
     if not series or not all(series):
         series = logged(runs, "completions/mean_length")
-    rl = [
-        mean_or_nan(values[-max(1, len(values) // 5) :]) / max(mean_or_nan(values[: max(1, len(values) // 5)]), 1e-9)
-        for values in series
-        if values
-    ]
+    rl = [last / max(first, 1e-9) for first, last in map(first_last_means, series) if not math.isnan(first)]
     rl_ratio = min(rl) if rl else float("nan")
     collapsed = ratio < COLLAPSE_RATIO or rl_ratio < COLLAPSE_RATIO
     text = f"{statistics.fmean(evaluated):.1f} vs {statistics.fmean(reference):.1f} tokens"
@@ -269,10 +271,14 @@ def first_last(series: Sequence[Sequence[float]], digits: int = 2) -> str:
     last 20%, mean ± std over the runs; ``"–"`` without runs or when a run's series is empty."""
     if not series or not all(series):
         return "–"
-    tails = [max(1, len(values) // 5) for values in series]
-    firsts = [mean_or_nan(values[:tail]) for values, tail in zip(series, tails, strict=True)]
-    lasts = [mean_or_nan(values[-tail:]) for values, tail in zip(series, tails, strict=True)]
+    firsts, lasts = zip(*map(first_last_means, series), strict=True)
     return f"{format_mean_std(firsts, digits)} → {format_mean_std(lasts, digits)}"
+
+
+def first_last_means(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of the first and of the last 20% of ``values`` (at least one value each; NaN for none)."""
+    tail = max(1, len(values) // 5)
+    return mean_or_nan(values[:tail]), mean_or_nan(values[-tail:])
 
 
 def logged(runs: Sequence[Mapping[str, Any]], key: str) -> list[list[float]]:
