@@ -237,7 +237,7 @@ __all__ = [
 def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
     """CLI flags -> `GridSettings`; ``--train-modes`` may name any row of ``grid_stages/rows.py``."""
     epilog = __doc__.split("**Stages.**")[0].split("\n", 2)[2]
-    return _parse_args(argv, row_names=tuple(ROWS), default_rows=DEFAULT_ROWS, epilog=epilog)
+    return _parse_args(argv, epilog=epilog)
 
 
 def task_info(problems: list[dict[str, Any]]) -> dict[str, float]:

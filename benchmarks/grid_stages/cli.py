@@ -78,17 +78,20 @@ def _name_list(allowed: Iterable[str]):
 def parse_args(
     argv: Sequence[str] | None = None,
     *,
-    row_names: Iterable[str],
-    default_rows: Sequence[str],
+    row_names: Iterable[str] | None = None,
+    default_rows: Sequence[str] | None = None,
     epilog: str | None = None,
 ) -> GridSettings:
     """CLI flags -> `GridSettings` (``--smoke`` first applies the small settings, explicit flags win).
 
-    ``row_names``: the rows ``--train-modes`` may name, ``default_rows`` those it runs when not given
-    (``benchmarks/grid.py`` passes ``rows.ROWS`` and ``rows.DEFAULT_ROWS``); ``epilog``: the end of ``--help``.
+    ``row_names``: the rows ``--train-modes`` may name, ``default_rows`` those it runs when not given (default:
+    ``rows.ROWS`` and ``rows.DEFAULT_ROWS``); ``epilog``: the end of ``--help``.
     """
-    defaults = dataclasses.replace(GridSettings(), train_modes=tuple(default_rows))
-    row_names = tuple(row_names)
+    from .rows import DEFAULT_ROWS, ROWS
+
+    row_names = tuple(ROWS if row_names is None else row_names)
+    default_rows = tuple(DEFAULT_ROWS if default_rows is None else default_rows)
+    defaults = dataclasses.replace(GridSettings(), train_modes=default_rows)
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, epilog=epilog, formatter_class=argparse.RawTextHelpFormatter
     )

@@ -33,6 +33,7 @@ NOISE_SCALES = {
     "gumbel": ("tau", "gumbel_tau"),
     "gaussian": ("sigma", "gaussian_sigma"),
     "dirichlet": ("alpha", "dirichlet_alpha"),
+    "logistic_normal": ("s", "logistic_normal_sigma"),
 }
 
 
@@ -101,6 +102,8 @@ def noise_label(rollout: Mapping[str, Any] | None) -> str:
     noise = rollout["noise"]
     name, key = NOISE_SCALES.get(noise, ("", ""))
     scale = f" {name} {rollout[key]:g}" if key in rollout else ""
+    if rollout.get("gumbel_noise_clamp"):
+        scale += f" (noise clamped to {list(rollout['gumbel_noise_clamp'])})"
     support = f"top-{rollout['max_topk']}" if rollout.get("max_topk") else "full vocabulary"
     temperature = rollout["temperature"]  # own-noise inference keeps a thinking T below the protocol's
     return f"{noise}{scale}, {support}" + (f", thinking T {temperature:g}" if temperature < SAMPLE_TEMPERATURE else "")
