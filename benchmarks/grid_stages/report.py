@@ -428,7 +428,7 @@ def rows_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
         "sampling T",
         "learning rate",
         "beta",
-        "advantages scaled by",
+        "advantages",
         "loss",
     ]
     rows = []
@@ -443,7 +443,7 @@ def rows_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
                 f"{config['temperature']:g}" if "temperature" in config else "–",
                 f"{config['learning_rate']:g}" if "learning_rate" in config else "–",
                 f"{config['beta']:g}" if "beta" in config else "–",
-                str(config.get("scale_rewards", "–")),
+                f"{config.get('advantage_estimator', 'grpo')}, scaled by {config.get('scale_rewards', '–')}",
                 str(config.get("loss_type", "–")),
             ]
         )
