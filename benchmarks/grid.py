@@ -34,8 +34,8 @@ rollouts cost: measure one run before adding several.
 The grid before issue 16 (chain_sum, 64 test problems, the six inference presets) is
 ``--task chain_sum --test-problems 64 --dev-problems 100 --sft-max-steps 1500
 --inference-modes hard-greedy,hard-sample,soft-greedy,soft-sample,fuzzy-greedy,fuzzy-sample`` (its rows are now
-named ``gaussian`` for ``soft``; the reward is now 1/0 and the splits a random partition, so its figures differ
-slightly).
+named ``gaussian`` for ``soft``; the reward is now 1/0 and the splits a random partition of distinct problems, so
+its figures will not repeat the old block's to the digit: not rerun).
 
 **Stages.** Each stage is saved under ``--out`` (default ``runs/grid``) and skipped when rerun:
 
