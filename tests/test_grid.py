@@ -25,22 +25,75 @@ def grid():
     return module
 
 
-def _record(values: dict[str, tuple[float, float]], nll: float = 1.0, kl: float = 0.0, seconds: float = 2.0):
-    summary = {
-        mode: {"pass@1": p1, "pass@32": p32, "mean_thinking_tokens": 20.0}
-        for mode, (p1, p32) in values.items()
+def _record(
+    counts: dict[str, list[int]], samples: int = 4, nll: float = 1.0, kl: float = 0.0, seconds: float = 2.0, **extra
+):
+    """An evaluation record: per mode, the number of correct samples of each problem."""
+    summary = {mode: {"mean_thinking_tokens": 20.0, "mean_answer_tokens": 3.0} for mode in counts}
+    return {
+        "summary": summary,
+        "samples": samples,
+        "problems": "p",
+        "correct_counts": counts,
+        "ood": {"nll": nll, "delta_nll": nll - 1.0, "kl": kl},
+        "seconds": seconds,
+        **extra,
     }
-    return {"summary": summary, "ood": {"nll": nll, "delta_nll": nll - 1.0, "kl": kl}, "seconds": seconds}
 
 
 def test_chain_trace(grid):
     assert grid.chain_trace("4 - 1 + 7") == ("4 - 1 = 3, 3 + 7 = 10", "10")
     assert grid.chain_trace("0 - 4") == ("0 - 4 = -4", "-4")
     assert grid.chain_trace("0 - 4 - 8") == ("0 - 4 = -4, -4 - 8 = -12", "-12")
-    assert grid.completion_text("2 + 3") == "<think>2 + 3 = 5</think>5<|im_end|>"
+    assert grid.completion_text({"solutions": [("2 + 3 = 5", "5")]}) == "<think>2 + 3 = 5</think>5<|im_end|>"
     for bad in ("4 -", "4 * 2", "4"):
         with pytest.raises(ValueError):
             grid.chain_trace(bad)
+
+
+def test_countdown_solutions_are_every_way_and_the_verifier_accepts_them(grid):
+    from hf_softthink.data import grade_sample, reasoning_gym_dataset
+
+    assert grid.countdown_solutions([7, 5, 1], 2) == [
+        ("5 * 1 = 5, 7 - 5 = 2", "7 - (5 * 1)"),
+        ("7 * 1 = 7, 7 - 5 = 2", "(7 * 1) - 5"),
+        ("7 - 5 = 2, 2 * 1 = 2", "(7 - 5) * 1"),
+    ]
+    assert grid.countdown_solutions([3, 4, 5], 35) == [("4 + 3 = 7, 7 * 5 = 35", "(4 + 3) * 5")]
+    # every step's result is positive (Countdown's rule): 2 from [3, 5, 4], never through 3 - 5 = -2
+    solutions = grid.countdown_solutions([3, 5, 4], 2)
+    assert ("4 + 3 = 7, 7 - 5 = 2", "(4 + 3) - 5") in solutions
+    assert all(int(step.split(" = ")[1]) > 0 for trace, _ in solutions for step in trace.split(", "))
+    assert grid.countdown_solutions([2, 2], 5) == []
+    settings = grid.parse_args(["--smoke"])
+    config = {"min_numbers": 3, "max_numbers": 3, "min_value": 1, "max_value": 9, "min_target": 1,
+              "max_target": 99, "operators": ("+", "-", "*")}
+    for row in reasoning_gym_dataset("countdown", size=40, seed=3, config=config, thinking_instruction=None):
+        problem = grid.problem_row(settings, row)
+        assert problem["solutions"], problem["content"]
+        for trace, answer in problem["solutions"]:
+            assert grade_sample(problem, f"<think>{trace}</think>{answer}", think_end="</think>").correct
+
+
+def test_sft_completion_is_drawn_from_every_solution(grid):
+    import random
+
+    row = {"solutions": grid.countdown_solutions([7, 5, 1], 2)}
+    rng = random.Random(0)
+    drawn = {grid.completion_text(row, rng) for _ in range(60)}
+    assert drawn == {f"<think>{t}</think>{a}<|im_end|>" for t, a in row["solutions"]}
+
+
+def test_splits_are_a_partition_of_distinct_problems(grid):
+    settings = grid.parse_args(["--smoke"])
+    splits = grid.build_splits(settings)
+    keys = {name: [row["key"] for row in rows] for name, rows in splits.items()}
+    assert len(keys["test"]) == settings.test_problems and len(keys["dev"]) == settings.dev_problems
+    everything = keys["test"] + keys["dev"] + keys["train"]
+    assert len(everything) == len(set(everything))  # distinct, and no problem in two splits
+    assert grid.build_splits(settings)["test"] == splits["test"]  # seeded
+    with pytest.raises(ValueError, match="--pool-size"):
+        grid.build_splits(dataclasses.replace(settings, test_problems=10_000))
 
 
 def test_format_mean_std(grid):
@@ -53,30 +106,120 @@ def test_format_mean_std(grid):
     assert mean == 1.0 and std is None
 
 
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def test_cell_standard_errors_against_a_hand_computation(grid):
+    # 3 seeds x 4 problems
+    x = [[1.0, 0.5, 0.0, 0.5], [0.75, 0.5, 0.25, 0.5], [1.0, 1.0, 0.0, 0.25]]
+    stats = grid.cell_stats(x)
+    # per-seed means 0.5, 0.5, 0.5625: mean 0.520833; sd = 0.0360844; SE = sd / sqrt(3) = 0.0208333
+    assert stats.per_seed == pytest.approx((0.5, 0.5, 0.5625))
+    assert stats.mean == pytest.approx(0.5208333333)
+    assert stats.se_seeds == pytest.approx(0.0208333333)
+    # per-problem means over seeds 11/12, 8/12, 1/12, 5/12 (mean 25/48): squared deviations sum to 0.3802083,
+    # sd = sqrt(0.3802083 / 3) = 0.3560002; SE = sd / sqrt(4)
+    assert stats.se_problems == pytest.approx(0.1780001, rel=1e-6)
+    assert stats.se == pytest.approx((0.0208333333**2 + 0.1780001**2) ** 0.5, rel=1e-6)
+    one = grid.cell_stats([[1.0, 0.0, 0.0, 1.0]])  # one model: SE over problems only
+    assert one.se_seeds is None and one.se_problems == pytest.approx(0.5773503 / 2) and one.se == one.se_problems
+    with pytest.raises(ValueError):
+        grid.cell_stats([[1.0, 0.0], [1.0]])
+
+
+def test_paired_gap_against_a_hand_computation(grid):
+    soft = [[1.0, 0.5, 0.0], [0.5, 0.5, 0.5]]
+    hard = [[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]]
+    gap = grid.paired_stats(soft, hard)
+    # differences [[0.5, 0, -0.5], [-0.5, 0.5, 0.5]]: per seed 0 and 1/6 -> mean 1/12, sd 0.117851, SE / sqrt 2
+    assert gap.mean == pytest.approx(1 / 12)
+    assert gap.se_seeds == pytest.approx(0.117851130 / 2**0.5)
+    # per problem 0, 0.25, 0: sd 0.1443376, SE / sqrt 3
+    assert gap.se_problems == pytest.approx(0.1443376 / 3**0.5)
+    with pytest.raises(ValueError):
+        grid.paired_stats(soft, hard[:1])
+
+
+def test_pass_at_1_is_the_mean_over_the_samples_per_problem(grid):
+    # mean@32: a problem with 8 of 32 correct counts 0.25; pass@32 of it is 1; of 0 correct 0
+    assert grid.per_problem_pass_at_k([8, 0, 32], 32, 1) == pytest.approx([0.25, 0.0, 1.0])
+    assert grid.per_problem_pass_at_k([8, 0, 32], 32, 32) == pytest.approx([1.0, 0.0, 1.0])
+    assert grid.per_problem_pass_at_k([1], 4, 2) == [pytest.approx(0.5)]  # 1 - C(3,2)/C(4,2)
+
+
 def test_grid_table(grid):
-    modes = ("hard-greedy", "soft-sample")
+    modes = ("hard-greedy", "hard-sample", "own")
     evals = {
-        "sft": [_record({"hard-greedy": (0.5, 0.5), "soft-sample": (0.4, 0.7)})],
+        "sft": [_record({"hard-greedy": [0, 4], "hard-sample": [1, 3]})],
         "hard": [
-            _record({"hard-greedy": (0.6, 0.6), "soft-sample": (0.5, 0.8)}),
-            _record({"hard-greedy": (0.8, 0.8), "soft-sample": (0.5, 0.9)}),
+            _record({"hard-greedy": [4, 4], "hard-sample": [2, 4]}),
+            _record({"hard-greedy": [0, 4], "hard-sample": [2, 2]}),
+        ],
+        "gumbel": [
+            _record({"hard-greedy": [4, 4], "hard-sample": [2, 4], "own-noise": [4, 0]}, rollout=_GUMBEL),
+            _record({"hard-greedy": [4, 4], "hard-sample": [2, 4], "own-noise": [4, 4]}, rollout=_GUMBEL),
         ],
     }
-    table = grid.grid_table(evals, modes, [1, 32]).splitlines()
+    table = grid.grid_table(evals, modes, [1, 4], 4).splitlines()
     assert table[0] == (
-        "| training \\ inference | hard-greedy pass@1 | hard-greedy pass@32 | soft-sample pass@1 | "
-        "soft-sample pass@32 |"
+        "| training \\ inference | own noise | hard-greedy pass@1 | hard-sample pass@1 (mean@4) | hard-sample pass@4 | "
+        "own-noise pass@1 (mean@4) | own-noise pass@4 |"
     )
-    assert table[1] == "|---|---:|---:|---:|---:|"
-    assert table[2] == "| SFT start (no RL) | 0.50 | 0.50 | 0.40 | 0.70 |"
-    assert table[3] == "| hard | 0.70 ± 0.14 | 0.70 ± 0.14 | 0.50 ± 0.00 | 0.85 ± 0.07 |"
+    assert table[1] == "|---|---:|---:|---:|---:|---:|---:|"
+    # the SFT start: one model, SE over problems only: hard-sample per problem 0.25, 0.75 -> 0.5 ± 0.25
+    assert table[2] == "| SFT start (no RL) | – | 0.500 ± –/0.500 | 0.500 ± –/0.250 | 1.000 ± –/0.000 | – | – |"
+    # hard, hard-sample pass@1: seeds (0.5+1)/2 = 0.75 and 0.5: SE over seeds 0.125; per problem 0.5, 0.75:
+    # SE over problems 0.125
+    assert table[3].startswith("| hard | – | 0.750 ± 0.250/0.250 | 0.625 ± 0.125/0.125 | 1.000 ± 0.000/0.000 |")
+    assert table[4].startswith("| soft (gumbel) | gumbel tau 0.3, top-10 |")
+    assert table[4].endswith("| 0.750 ± 0.250/0.250 | 0.750 ± 0.250/0.250 |")  # 0 of 4 right: pass@4 is 0
 
     runs = {"hard": [{"rewards": [0.1, 0.2, 0.3, 0.4, 0.5], "seconds": 10.0}] * 2}
     drift = grid.drift_table(evals, runs).splitlines()
-    assert len(drift) == 4
+    assert len(drift) == 5
     assert drift[3].startswith(
         "| hard | 1.000 ± 0.000 | +0.000 ± 0.000 | 0.000 ± 0.000 | 0.10 ± 0.00 → 0.50 ± 0.00 |"
     )
+
+
+_GUMBEL = {"noise": "gumbel", "gumbel_tau": 0.3, "max_topk": 10, "temperature": 1.0}
+
+
+def test_targets_block(grid):
+    hard = [_record({"hard-sample": [2, 2, 4]}), _record({"hard-sample": [2, 0, 4]})]
+    soft = [
+        _record({"hard-sample": [2, 2, 4], "own-noise": [4, 2, 4]}, rollout=_GUMBEL),
+        _record({"hard-sample": [0, 2, 4], "own-noise": [4, 2, 4]}, rollout=_GUMBEL),
+    ]
+    evals = {"sft": [_record({"hard-sample": [1, 1, 1]})], "hard": hard, "gumbel": soft}
+    history = [{"completions/mean_length": 30.0, "soft/thinking_length": 20.0}] * 5
+    runs = {"hard": [{"history": history}] * 2, "gumbel": [{"history": history}] * 2}
+    # pass@1 gap with hard-sample inference: d = [[0,0,0],[-0.5,0.5,0]]: per seed 0, 0 -> mean 0, SE_s 0;
+    # per problem -0.25, 0.25, 0 -> sd 0.25, SE_p 0.144338
+    gap = grid.paired_gap(evals, "gumbel", "hard-sample", 1)
+    assert gap.mean == pytest.approx(0.0) and gap.se_seeds == pytest.approx(0.0)
+    assert gap.se_problems == pytest.approx(0.25 / 3**0.5)
+    # own noise vs hard's hard-sample: d = [[0.5,0,0],[0.5,0.5,0]] -> per seed 1/6, 1/3: mean 0.25
+    own = grid.paired_gap(evals, "gumbel", "own-noise", 1)
+    assert own.mean == pytest.approx(0.25)
+    assert grid.within_one_se(gap) == "yes" and grid.above_hard(own) == "above"
+    table = grid.targets_table(evals, runs, ("hard-sample", "own"), [1, 4], 4).splitlines()
+    assert table[0].startswith("| training | pass@1 (mean@4) gap, hard-sample | ≥ hard − 1 SE | pass@1 (mean@4) gap, own")
+    assert len(table) == 4  # header, rule, hard, gumbel: the SFT start has no targets
+    assert table[2].startswith("| hard | – | – | – | – | – | – | – | – | no (20.0 vs 20.0 tokens")
+    cells = [c.strip() for c in table[3].split("|")[1:-1]]
+    assert cells[0] == "soft (gumbel)"
+    assert cells[1] == f"+0.000 ± {gap.se:.3f} (0.000/{gap.se_problems:.3f})" and cells[2] == "yes"
+    assert cells[3].startswith("+0.250 ± ") and cells[4] == ("yes" if own.mean >= -own.se else "no")
+    assert cells[-1].startswith("no (")
+    # a row below hard by more than one SE misses the target; a thinking length that halves is a collapse
+    worse = [_record({"hard-sample": [0, 0, 2]}), _record({"hard-sample": [0, 0, 2]})]
+    short = [{"history": [{"soft/thinking_length": 20.0}] * 5 + [{"soft/thinking_length": 5.0}] * 5}]
+    assert grid.within_one_se(grid.paired_gap({**evals, "worse": worse}, "worse", "hard-sample", 1)) == "no"
+    assert grid.length_collapse(worse, short, evals["sft"]).startswith("yes")
+    # evaluations on other problems are not paired
+    other = [dict(r, problems="q") for r in soft]
+    assert grid.paired_gap({**evals, "gumbel": other}, "gumbel", "hard-sample", 1) is None
 
 
 def test_merge_section_keeps_text_outside_markers(grid):
@@ -104,16 +247,18 @@ def test_named_section_is_a_block_of_its_own(grid):
 
 
 def test_length_table(grid):
-    evals = {"sft": [_record({"hard-greedy": (0.5, 0.5)})], "gumbel": [_record({"hard-greedy": (0.6, 0.6)})]}
-    for records in evals.values():
-        records[0]["summary"]["hard-greedy"]["mean_answer_tokens"] = 3.0
+    evals = {
+        "sft": [_record({"hard-greedy": [1]})],
+        "gumbel": [_record({"hard-greedy": [1], "own-noise": [1]})],
+    }
+    evals["gumbel"][0]["summary"]["own-noise"]["mean_thinking_tokens"] = 12.0
     history = [{"completions/mean_length": float(n), "soft/thinking_length": n - 5.0} for n in range(20, 30)]
     runs = {"gumbel": [{"rewards": [0.5] * 10, "seconds": 1.0, "history": history}]}
-    table = grid.length_table(evals, runs, ("hard-greedy",)).splitlines()
+    table = grid.length_table(evals, runs, ("hard-greedy", "own")).splitlines()
     assert table[0].startswith("| training | RL completion tokens first→last 20% |")
-    assert table[2] == "| SFT start (no RL) | – | – | – | 20.0 | 3.0 |"
+    assert table[2] == "| SFT start (no RL) | – | – | – | 20.0 | – | 3.0 | – |"
     # first and last 2 of 10 steps: (20+21)/2 and (28+29)/2; the EOS rate was not logged
-    assert table[3] == "| soft (gumbel) | 20.5 → 28.5 | 15.5 → 23.5 | – | 20.0 | 3.0 |"
+    assert table[3] == "| soft (gumbel) | 20.5 → 28.5 | 15.5 → 23.5 | – | 20.0 | 12.0 | 3.0 | 3.0 |"
 
 
 def test_parse_args(grid, tmp_path):
@@ -123,10 +268,17 @@ def test_parse_args(grid, tmp_path):
     full = grid.parse_args(["--seeds", "0,1", "--train-modes", "hard,fuzzy", "--rl-lr", "1e-4"])
     assert full.seeds == (0, 1) and full.train_modes == ("hard", "fuzzy") and full.rl_lr == 1e-4
     assert full.results.endswith("benchmarks/RESULTS_grid.md") and not full.smoke
-    assert grid.parse_args([]).train_modes == ("hard", "soft", "fuzzy", "gumbel", "dirichlet")
+    assert grid.parse_args([]).train_modes == ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
+    assert grid.parse_args([]).inference_modes == ("hard-greedy", "hard-sample", "own")
+    assert grid.parse_args([]).task == "countdown" and grid.parse_args([]).test_problems >= 500
     assert grid.parse_args(["--train-modes", "gumbel,dirichlet"]).train_modes == ("gumbel", "dirichlet")
     with pytest.raises(SystemExit):
-        grid.parse_args(["--train-modes", "hard,gaussian"])  # the grid's label of that rollout is "soft"
+        grid.parse_args(["--train-modes", "hard,soft"])  # not a row of grid_stages/rows.py
+    with pytest.raises(SystemExit):
+        grid.parse_args(["--task", "sudoku"])
+    with pytest.raises(SystemExit):
+        grid.parse_args(["--inference-modes", "own"])  # nothing to decode the SFT start and hard with
+    assert grid.parse_args(["--task", "chain_sum"]).task == "chain_sum"
     with pytest.raises(SystemExit):
         grid.parse_args(["--samples", "8", "--ks", "1,32"])
     assert grid.parse_args(["--eval-split", "dev"]).eval_split == "dev"
@@ -163,6 +315,8 @@ def test_each_stage_key_covers_the_settings_the_stage_reads(grid):
     where = {"out"}  # the output folder: where, not what
     assert _settings_read(stages / "sft.py") - where <= set(grid.SFT_KEYS)
     assert _settings_read(stages / "rl.py") - where <= set(grid.RL_KEYS)
+    # the row table builds the run's config: its settings are RL settings (and the config is in the RL key)
+    assert _settings_read(stages / "rows.py") <= set(grid.RL_KEYS)
     assert _settings_read(stages / "evaluate.py") - where <= set(grid.EVAL_KEYS)
     # the splits are made once for all stages (SFT_KEYS; RL and evaluation name the SFT folder), the OOD
     # texts are the evaluation's
@@ -174,10 +328,15 @@ def test_each_stage_key_covers_the_settings_the_stage_reads(grid):
     assert fields - in_keys == {"out", "results", "plot", "section", "threads", "train_modes", "seeds", "smoke"}
 
 
+def _rl_folder(grid, settings, row, seed, sft):
+    return grid.rl_run_folder(settings, row, seed, sft, grid.training_config(settings, row, seed))
+
+
 def test_evaluation_folder_follows_the_rl_folder_that_made_the_model(grid, tmp_path):
     base = grid.parse_args(["--smoke", "--out", str(tmp_path)])
     sft = grid.sft_run_folder(base)
-    rl = grid.rl_run_folder(base, "gumbel", 0, sft)
+    rl = _rl_folder(grid, base, "gumbel", 0, sft)
+    assert rl.parent == tmp_path / "rl" and rl.name.startswith("gumbel-s0-")
     evaluation = grid.eval_run_folder(base, "gumbel-s0", rl / "model", sft)
     assert grid.eval_run_folder(base, "gumbel-s0", rl / "model", sft) == evaluation
     for flag, value in [
@@ -190,24 +349,58 @@ def test_evaluation_folder_follows_the_rl_folder_that_made_the_model(grid, tmp_p
     ]:
         changed = grid.parse_args(["--smoke", "--out", str(tmp_path), flag, value])
         assert grid.sft_run_folder(changed) == sft
-        rl_changed = grid.rl_run_folder(changed, "gumbel", 0, sft)
+        rl_changed = _rl_folder(grid, changed, "gumbel", 0, sft)
         assert rl_changed != rl, flag
         assert grid.eval_run_folder(changed, "gumbel-s0", rl_changed / "model", sft) != evaluation, flag
     # another SFT start changes the RL folder, and so the evaluation of its model
     other = grid.parse_args(["--smoke", "--out", str(tmp_path), "--sft-lr", "1e-3"])
     other_sft = grid.sft_run_folder(other)
-    assert other_sft != sft and grid.rl_run_folder(other, "gumbel", 0, other_sft) != rl
-    # the rollout of a training mode, and evaluation settings
-    assert grid.rl_run_folder(base, "soft", 0, sft).name.split("-")[-1] != rl.name.split("-")[-1]
+    assert other_sft != sft and _rl_folder(grid, other, "gumbel", 0, other_sft) != rl
+    # the task is an SFT setting
+    assert grid.sft_run_folder(grid.parse_args(["--smoke", "--task", "chain_sum"])) != grid.sft_run_folder(
+        grid.parse_args(["--smoke"])
+    )
+    # the rollout of a row, and evaluation settings
+    assert _rl_folder(grid, base, "gaussian", 0, sft).name.split("-")[-1] != rl.name.split("-")[-1]
     batch = grid.parse_args(["--smoke", "--out", str(tmp_path), "--eval-batch", "8"])
     assert grid.eval_run_folder(batch, "sft", sft, sft) != grid.eval_run_folder(base, "sft", sft, sft)
     # the dev split is another evaluation of the same models: the RL run is shared, the evaluation is not
     dev = grid.parse_args(["--smoke", "--out", str(tmp_path), "--eval-split", "dev"])
-    assert grid.rl_run_folder(dev, "gumbel", 0, sft) == rl
+    assert _rl_folder(grid, dev, "gumbel", 0, sft) == rl
     assert grid.eval_run_folder(dev, "gumbel-s0", rl / "model", sft) != evaluation
+    # the own-noise mode decodes with the run's rollout config: another config, another evaluation
+    rollout = grid.training_config(base, "gumbel", 0).rollout_config().to_dict()
+    own = grid.eval_run_folder(base, "gumbel-s0", rl / "model", sft, rollout)
+    assert own != evaluation
+    assert grid.eval_run_folder(base, "gumbel-s0", rl / "model", sft, {**rollout, "gumbel_tau": 0.1}) != own
     # where the report goes changes nothing that is computed
     named = grid.parse_args(["--smoke", "--out", str(tmp_path), "--section", "tuned"])
     assert grid.eval_run_folder(named, "gumbel-s0", rl / "model", sft) == evaluation
+
+
+def test_a_row_is_keyed_by_the_config_it_builds(grid, tmp_path, monkeypatch):
+    """Adding or editing one row reruns that row only; the row table is in no stage's code digest."""
+    settings = grid.parse_args(["--smoke", "--out", str(tmp_path)])
+    sft = grid.sft_run_folder(settings)
+    before = {row: _rl_folder(grid, settings, row, 0, sft) for row in ("hard", "gumbel")}
+    assert before["hard"] != before["gumbel"]
+    gumbel = grid.ROWS["gumbel"].build
+    tuned = grid.Row("gumbel, tau 0.1", lambda run, recipe: gumbel(
+        run, {**recipe, "soft_thinking": {**recipe["soft_thinking"], "gumbel_tau": 0.1}}
+    ))
+    monkeypatch.setitem(grid.ROWS, "gumbel", tuned)
+    monkeypatch.setitem(grid.ROWS, "gumbel_copy", grid.Row("copy", grid.ROWS["hard"].build))
+    assert _rl_folder(grid, settings, "hard", 0, sft) == before["hard"]
+    assert _rl_folder(grid, settings, "gumbel", 0, sft) != before["gumbel"]
+    # the same config under another row name: another folder (the name is in it), the same key
+    copy = _rl_folder(grid, settings, "gumbel_copy", 0, sft)
+    assert copy.name.split("-")[-1] == before["hard"].name.split("-")[-1]
+    # the task's limits are set whatever the builder does, and a bad one is refused at build time
+    args = grid.training_config(settings, "gumbel", 0)
+    assert args.soft_thinking["think_end"] == "</think>"
+    assert args.soft_thinking["max_thinking_tokens"] == settings.max_thinking_tokens
+    with pytest.raises(KeyError, match="grid_stages/rows.py"):
+        grid.training_config(settings, "no-such-row", 0)
 
 
 @pytest.fixture(scope="module")
@@ -239,8 +432,9 @@ def test_stage_code_closures(fingerprint):
     } <= set(eval_files)
     for stage in ("sft", "evaluate"):  # hf_softthink's lazy loader of the trainer is not followed
         assert not any(name.startswith("hf_softthink.trainer") for name in closures[stage][0]), stage
-    for stage in ("sft", "rl", "evaluate"):  # the report never invalidates a stage
-        assert "grid_stages.report" not in closures[stage][0], stage
+    for stage in ("sft", "rl", "evaluate"):  # the report, the rows and the command line invalidate no stage
+        for module in ("grid_stages.report", "grid_stages.rows", "grid_stages.cli"):
+            assert module not in closures[stage][0], (stage, module)
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -315,7 +509,8 @@ def test_smoke_end_to_end(smoke_grid):
         "soft (dirichlet)",
     ):
         assert f"| {label} |" in results
-    assert "fuzzy-sample pass@4" in results and "OOD KL" in results
+    assert "own-noise pass@1 (mean@4)" in results and "**Targets**" in results and "OOD KL" in results
+    assert "The SFT start on the dev split (8 problems): hard-greedy pass@1" in results
     png = (out / "grid_results.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     runs = [json.loads(p.read_text()) for p in (out / "rl").glob("*/run.json")]
@@ -326,9 +521,10 @@ def test_smoke_end_to_end(smoke_grid):
 def test_smoke_rerun_reuses_every_stage(smoke_grid):
     out, first = smoke_grid
     again = _run_grid(out)
-    modes = ("hard", "soft", "fuzzy", "gumbel", "dirichlet")
+    modes = ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
     assert first.count("reusing") == 0
-    assert again.count("reusing") == 1 + len(modes) + (1 + len(modes)), again  # SFT, RL runs, evaluations
+    # SFT, RL runs, evaluations (the SFT start on test and on dev, and each RL model)
+    assert again.count("reusing") == 1 + len(modes) + (2 + len(modes)), again
     assert all(f"eval {mode}-s0: reusing" in again for mode in modes)
 
 
@@ -336,13 +532,50 @@ def test_smoke_rerun_reuses_every_stage(smoke_grid):
 def test_smoke_changed_rl_setting_redoes_rl_and_its_evaluation(smoke_grid):
     out, _ = smoke_grid
     before = json.loads((out / "grid.json").read_text())
-    changed = _run_grid(out, "--train-modes", "soft", "--rl-max-topk", "1")
+    changed = _run_grid(out, "--train-modes", "gaussian", "--rl-max-topk", "1")
     # the SFT start and its evaluation do not depend on the RL settings: reused
-    assert "SFT: reusing" in changed and "eval sft: reusing" in changed
+    assert "SFT: reusing" in changed and "eval sft: reusing" in changed and "eval sft-dev: reusing" in changed
     # the RL run and the evaluation of the model it made are redone
-    assert "RL soft seed 0: reusing" not in changed and "eval soft-s0: reusing" not in changed
-    assert changed.count("reusing") == 2, changed
+    assert "RL gaussian seed 0: reusing" not in changed and "eval gaussian-s0: reusing" not in changed
+    assert changed.count("reusing") == 3, changed
     after = json.loads((out / "grid.json").read_text())
-    new_eval, old_eval = after["evals"]["soft"][0], before["evals"]["soft"][0]
+    new_eval, old_eval = after["evals"]["gaussian"][0], before["evals"]["gaussian"][0]
     assert new_eval["model"] != old_eval["model"] and Path(new_eval["model"]).parent.is_dir()
     assert after["settings"]["rl_max_topk"] == 1
+
+
+@pytest.mark.slow
+def test_smoke_own_noise_and_mean_at_k_records(smoke_grid):
+    """Each soft-trained model is decoded with its own training noise; pass@1 is the mean over the samples."""
+    out, _ = smoke_grid
+    result = json.loads((out / "grid.json").read_text())
+    folders = {}  # (name, model) -> evaluation folder
+    for path in (out / "eval").glob("*/grid_eval.json"):
+        saved = json.loads(path.read_text())
+        folders[(saved["name"], saved["model"])] = path.parent
+    for row, runs in result["runs"].items():
+        for run, record in zip(runs, result["evals"][row], strict=True):
+            folder = Path(record["model"]).parent
+            evaluation = folders[(record["name"], record["model"])]
+            evaluated = json.loads((evaluation / "results.json").read_text())["modes"]
+            if run["rollout_config"] is None:  # hard: no own noise
+                assert row == "hard" and "own-noise" not in evaluated and "own-noise" not in record["correct_counts"]
+                continue
+            mode = evaluated["own-noise"]["mode"]
+            rollout = run["rollout_config"]
+            assert mode["soft_thinking"]["noise"] == rollout["noise"] == {"fuzzy": "gaussian"}.get(row, row)
+            for key in ("gumbel_tau", "gaussian_sigma", "dirichlet_alpha", "max_topk", "top_p", "min_p"):
+                assert mode["soft_thinking"][key] == rollout[key], (row, key)
+            assert mode["soft_thinking"]["temperature"] == min(rollout["temperature"], 0.6)
+            assert mode["do_sample"] and mode["temperature"] == 0.6
+            assert json.loads((folder / "run.json").read_text())["rollout_config"] == rollout
+    start = result["evals"]["sft"][0]
+    assert "own-noise" not in start["correct_counts"]
+    # mean@samples: the summary's pass@1 is the mean over problems of (correct samples / samples), and the
+    # counts kept for the standard errors are those of the saved per-sample records
+    eval_folder = folders[(start["name"], start["model"])]
+    saved = [json.loads(line) for line in (eval_folder / "samples.jsonl").read_text().splitlines() if line]
+    for mode, counts in start["correct_counts"].items():
+        per_problem = {r["problem"]: sum(r["correct"]) for r in saved if r["mode"] == mode}
+        assert counts == [per_problem[i] for i in range(len(counts))]
+        assert start["summary"][mode]["pass@1"] == pytest.approx(sum(counts) / (len(counts) * start["samples"]))

@@ -26,6 +26,17 @@ def log(message: str) -> None:
     print(f"[grid {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def clock() -> tuple[float, float]:
+    """Now, as (wall seconds, CPU seconds of this process): the start of a timed stage."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: tuple[float, float]) -> tuple[float, float]:
+    """(wall, CPU) seconds since ``start`` (:func:`clock`). With one thread the CPU seconds are about what the
+    stage takes on a quiet core; on cores shared with other jobs the wall time is longer."""
+    return time.perf_counter() - start[0], time.process_time() - start[1]
+
+
 def mean_or_nan(values: Sequence[float]) -> float:
     """The mean of ``values``; NaN for none."""
     return sum(values) / len(values) if values else float("nan")

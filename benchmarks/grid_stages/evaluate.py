@@ -1,19 +1,50 @@
-"""Stages 3 and 4: every inference preset on the held-out problems (``eval_split``: the test problems, or the
-dev split to choose settings on; through `evaluate_modes`, resumable),
-and the out-of-domain drift of each model from the SFT start."""
+"""Stages 3 and 4: the inference modes on the held-out problems (``eval_split``: the test problems, or the dev
+split to choose settings on; through `evaluate_modes`, resumable), and the out-of-domain drift of each model
+from the SFT start.
+
+Inference modes (``--inference-modes``): the presets of `hf_softthink.evaluation`, and ``own``: a soft-trained
+model decoded with its own training noise (:func:`own_noise_mode`). Each evaluation also keeps, per mode, the
+number of correct samples of every problem (in problem order), from which the report computes pass@k per
+problem, standard errors and paired differences.
+"""
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .common import load_model, log, read_json, write_json
+from .common import clock, load_model, log, read_json, since, write_json
 from .fingerprint import stage_code_digest
-from .settings import EVAL_KEYS, GridSettings, settings_hash
-from .task import TASK, THINK_END, prompt_text
+from .settings import EVAL_KEYS, OWN, GridSettings, settings_hash
+from .task import THINK_END, prompt_text
+
+#: the name of the own-noise mode in evaluation records
+OWN_NOISE = "own-noise"
+
+
+def own_noise_mode(rollout: dict[str, Any]):
+    """The `DecodingMode` that decodes a soft-trained model with its own training noise: the rollout config
+    of its run (``SoftGRPOConfig.rollout_config()``: noise kind and scale, e.g. Gumbel at the training tau or
+    Gaussian at the training sigma, the support, the thinking budget, sampled stop decisions), at the
+    evaluation protocol's temperature (T 0.6, or the rollout's own thinking temperature where that is lower, as
+    fuzzy's 1e-4), with the answer sampled as the ``hard-sample`` preset (T 0.6, top-k 30, top-p 0.95)."""
+    from hf_softthink.config import SoftThinkingConfig
+    from hf_softthink.evaluation import SAMPLE_TEMPERATURE, SAMPLE_TOP_K, SAMPLE_TOP_P, DecodingMode
+
+    values = dict(rollout)
+    values["temperature"] = min(float(values["temperature"]), SAMPLE_TEMPERATURE)
+    return DecodingMode(
+        OWN_NOISE,
+        soft_thinking=SoftThinkingConfig.from_dict(values),
+        do_sample=True,
+        temperature=SAMPLE_TEMPERATURE,
+        top_k=SAMPLE_TOP_K,
+        top_p=SAMPLE_TOP_P,
+    )
 
 
 @torch.no_grad()
@@ -52,30 +83,54 @@ def ood_drift(model, reference, tokenizer, texts: list[str]) -> dict[str, float]
     }
 
 
-def eval_run_folder(settings: GridSettings, name: str, model_folder: Path, sft_folder: Path) -> Path:
+def problems_digest(problems: list[dict[str, Any]]) -> str:
+    """A digest of the problems an evaluation decoded, in order: two evaluations are paired problem by problem
+    only when theirs are equal."""
+    keys = json.dumps([row["key"] for row in problems])
+    return hashlib.sha1(keys.encode()).hexdigest()[:12]
+
+
+def eval_run_folder(
+    settings: GridSettings, name: str, model_folder: Path, sft_folder: Path, rollout: dict[str, Any] | None = None
+) -> Path:
     """One model's evaluation folder: ``eval/<name>-<hash>`` of EVAL_KEYS, the path of the stage folder that
-    made the model (its name holds that stage's key: for an RL model every RL setting, the SFT start and the
-    trainer code), the SFT folder (the OOD reference and the test problems) and the stage's code."""
+    made the model (its name holds that stage's key: for an RL model every RL setting, the row's config, the SFT
+    start and the trainer code), the SFT folder (the OOD reference and the test problems), the rollout config
+    the own-noise mode decodes with, and the stage's code."""
     made_by = model_folder.resolve().relative_to(Path(settings.out).resolve()).as_posix()
-    tag = settings_hash(settings, EVAL_KEYS, made_by, sft_folder.name, stage_code_digest("evaluate"))
+    tag = settings_hash(settings, EVAL_KEYS, made_by, sft_folder.name, rollout, stage_code_digest("evaluate"))
     return Path(settings.out) / "eval" / f"{name}-{tag}"
 
 
 def run_eval(
-    settings: GridSettings, name: str, model_folder: Path, sft_folder: Path, splits, tokenizer, ood: list[str]
+    settings: GridSettings,
+    name: str,
+    model_folder: Path,
+    sft_folder: Path,
+    splits,
+    tokenizer,
+    ood: list[str],
+    rollout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate one model in every inference mode (resumable through `evaluate_modes`), plus OOD drift."""
+    """Evaluate one model in every inference mode (resumable through `evaluate_modes`), plus OOD drift.
+
+    ``rollout``: the rollout config (``SoftThinkingConfig.to_dict()``) the model was trained with, for the
+    ``own`` mode; ``None`` (the SFT start, hard RL) leaves that mode out."""
     from transformers import GenerationConfig
 
     from hf_softthink.evaluation import evaluate_modes
 
-    folder = eval_run_folder(settings, name, model_folder, sft_folder)
+    folder = eval_run_folder(settings, name, model_folder, sft_folder, rollout)
     if (folder / "grid_eval.json").exists():
         log(f"eval {name}: reusing {folder}")
         return read_json(folder / "grid_eval.json")
     model = load_model(model_folder)
     # the GRPO trainer saves its own generation settings: decode every model with the SFT start's
     model.generation_config = GenerationConfig.from_pretrained(sft_folder)
+    problems = splits[settings.eval_split]
+    modes = [m for m in settings.inference_modes if m != OWN]
+    if OWN in settings.inference_modes and rollout is not None:
+        modes.append(own_noise_mode(rollout))
     rows = [
         {
             "prompt_text": prompt_text(tokenizer, r["content"]),
@@ -84,14 +139,14 @@ def run_eval(
             "task": r["task"],
             "entry": r["entry"],
         }
-        for r in splits[settings.eval_split]
+        for r in problems
     ]
-    start = time.perf_counter()
+    start = clock()
     result = evaluate_modes(
         model,
         tokenizer,
         rows,
-        list(settings.inference_modes),
+        modes,
         samples=settings.samples,
         ks=list(settings.ks),
         batch_size=settings.eval_batch,
@@ -101,10 +156,10 @@ def run_eval(
         seed=settings.eval_seed,
         output_dir=folder,
         model_name=name,
-        task_name=TASK,
+        task_name=problems[0]["task"],
         progress=False,
     )
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = since(start)
     reference = load_model(sft_folder)
     drift = ood_drift(model, reference, tokenizer, ood)
     summary = {
@@ -115,7 +170,14 @@ def run_eval(
         "model": str(model_folder),
         "code": stage_code_digest("evaluate"),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "summary": summary,
+        "samples": settings.samples,
+        "problems": problems_digest(problems),
+        "correct_counts": {
+            mode: [sum(map(bool, r["correct"])) for r in records] for mode, records in result.records.items()
+        },
+        "rollout": rollout,
         "ood": drift,
     }
     write_json(folder / "grid_eval.json", record)

@@ -1,15 +1,17 @@
-"""Stage 2: one `SoftGRPOTrainer` run from the SFT start per training mode and seed."""
+"""Stage 2: one `SoftGRPOTrainer` run from the SFT start per grid row (training recipe, ``grid_stages/rows.py``)
+and seed. Reward: 1 when reasoning-gym's verifier gives full marks, else 0."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import shutil
-import time
 from pathlib import Path
 
-from .common import load_model, log, mean_or_nan, write_json
+from .common import clock, load_model, log, mean_or_nan, since, write_json
 from .fingerprint import stage_code_digest
-from .settings import RL_KEYS, TRAIN_MODES, GridSettings, settings_hash
+from .settings import RL_KEYS, GridSettings, settings_hash
 from .task import THINK_END
 
 
@@ -29,69 +31,55 @@ def rl_dataset(settings: GridSettings, splits, seed: int):
     )
 
 
-def rl_run_folder(settings: GridSettings, mode: str, seed: int, sft_folder: Path) -> Path:
-    """One RL run's folder: ``rl/<mode>-s<seed>-<hash of RL_KEYS, the SFT folder, the rollout, the code>``."""
-    tag = settings_hash(settings, RL_KEYS, sft_folder.name, TRAIN_MODES[mode], stage_code_digest("rl"))
-    return Path(settings.out) / "rl" / f"{mode}-s{seed}-{tag}"
+#: `SoftGRPOConfig.to_dict()` entries that say where, not what
+PLACE_FIELDS = ("output_dir", "logging_dir", "run_name")
 
 
-def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, splits, tokenizer) -> Path:
-    """One RL run (or reuse); returns its folder (the trained model and ``run.json``)."""
-    from hf_softthink import SoftThinkingConfig
+def config_digest(args) -> str:
+    """A digest of everything a run's `SoftGRPOConfig` sets (``to_dict()`` less :data:`PLACE_FIELDS`): the part
+    of an RL folder's key that names the row's recipe (whatever code built the config)."""
+    values = {k: v for k, v in args.to_dict().items() if k not in PLACE_FIELDS}
+    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def rl_run_folder(settings: GridSettings, row: str, seed: int, sft_folder: Path, args) -> Path:
+    """One RL run's folder: ``rl/<row>-s<seed>-<hash of RL_KEYS, the SFT folder, the run's config, the code>``."""
+    tag = settings_hash(settings, RL_KEYS, sft_folder.name, config_digest(args), stage_code_digest("rl"))
+    return Path(settings.out) / "rl" / f"{row}-s{seed}-{tag}"
+
+
+def correct_reward(prompts, completions, **columns) -> list[float]:
+    """1.0 when reasoning-gym's verifier gives the completion its full score, else 0.0 (no partial credit:
+    countdown's 0.05 for a wrong expression would otherwise rank wrong answers inside a group)."""
     from hf_softthink.rewards import reasoning_gym_reward
-    from hf_softthink.trainer import SoftGRPOConfig, SoftGRPOTrainer
 
-    folder = rl_run_folder(settings, mode, seed, sft_folder)
+    scores = reasoning_gym_reward(prompts, completions, think_end=THINK_END, **columns)
+    return [1.0 if score is not None and score >= 1.0 else 0.0 for score in scores]
+
+
+def run_rl(settings: GridSettings, row: str, seed: int, sft_folder: Path, splits, tokenizer, args) -> Path:
+    """One RL run of grid row ``row`` with its `SoftGRPOConfig` ``args`` (``grid_stages/rows.py``), or reuse;
+    returns its folder (the trained model and ``run.json``). ``args.output_dir`` is set to the run's folder."""
+    from hf_softthink.trainer import SoftGRPOTrainer
+
+    folder = rl_run_folder(settings, row, seed, sft_folder, args)
     if (folder / "run.json").exists():
-        log(f"RL {mode} seed {seed}: reusing {folder}")
+        log(f"RL {row} seed {seed}: reusing {folder}")
         return folder
+    args.output_dir = str(folder / "trainer")
     model = load_model(sft_folder).train()
-    soft = SoftThinkingConfig(
-        max_topk=settings.rl_max_topk,
-        temperature=settings.rl_temperature,
-        top_k=None,
-        top_p=1.0,
-        gaussian_sigma=settings.rl_sigma,
-        gumbel_tau=settings.rl_gumbel_tau,
-        dirichlet_alpha=settings.rl_dirichlet_alpha,
-        think_end=THINK_END,
-        max_thinking_tokens=settings.max_thinking_tokens,
-    )
-    args = SoftGRPOConfig(
-        output_dir=str(folder / "trainer"),
-        soft_rollout=TRAIN_MODES[mode],
-        soft_thinking=soft,
-        num_generations=settings.rl_generations,
-        per_device_train_batch_size=settings.rl_prompts * settings.rl_generations,
-        gradient_accumulation_steps=1,
-        max_completion_length=settings.max_new_tokens,
-        temperature=settings.rl_temperature,
-        learning_rate=settings.rl_lr,
-        lr_scheduler_type="constant",
-        max_steps=settings.rl_steps,
-        beta=0.0,
-        scale_rewards=settings.rl_scale_rewards,
-        seed=seed,
-        use_cpu=True,
-        bf16=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        gradient_checkpointing=False,
-        optim="adamw_torch",
-    )
     trainer = SoftGRPOTrainer(
         model=model,
-        reward_funcs=[reasoning_gym_reward],
+        reward_funcs=[correct_reward],
         args=args,
         train_dataset=rl_dataset(settings, splits, seed),
         processing_class=tokenizer,
     )
-    log(f"RL {mode} (soft_rollout={TRAIN_MODES[mode]!r}) seed {seed}: {settings.rl_steps} steps")
-    start = time.perf_counter()
+    rollout = args.rollout_config()
+    log(f"RL {row} (soft_rollout={args.soft_rollout!r}) seed {seed}: {settings.rl_steps} steps")
+    start = clock()
     trainer.train()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = since(start)
     tmp = folder / "model.partial"
     trainer.save_model(str(tmp))
     shutil.rmtree(folder / "model", ignore_errors=True)
@@ -115,10 +103,14 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
     write_json(
         folder / "run.json",
         {
-            "mode": mode,
-            "soft_rollout": TRAIN_MODES[mode],
+            "mode": row,
+            "soft_rollout": args.soft_rollout,
+            "soft_density": args.soft_density,
+            "rollout_config": None if rollout is None else rollout.to_dict(),
+            "config": {k: v for k, v in args.to_dict().items() if k not in PLACE_FIELDS},
             "seed": seed,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "code": stage_code_digest("rl"),
             "steps": settings.rl_steps,
             "rewards": rewards,
@@ -127,7 +119,7 @@ def run_rl(settings: GridSettings, mode: str, seed: int, sft_folder: Path, split
     )
     tail = max(1, len(rewards) // 5)
     log(
-        f"RL {mode} seed {seed}: {seconds:.0f} s, train reward {mean_or_nan(rewards[:tail]):.2f} "
+        f"RL {row} seed {seed}: {seconds:.0f} s, train reward {mean_or_nan(rewards[:tail]):.2f} "
         f"(first {tail} steps) -> {mean_or_nan(rewards[-tail:]):.2f} (last {tail})"
     )
     del trainer, model

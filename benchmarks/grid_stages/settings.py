@@ -1,34 +1,37 @@
-"""Every knob of the grid (:class:`GridSettings`), the command line, the ``--smoke`` sizes, and the
-settings each stage's cache key covers (the rule is in ``benchmarks/grid.py``'s docstring)."""
+"""Every knob of the grid (:class:`GridSettings`) and the settings each stage's cache key covers (the rule is
+in ``benchmarks/grid.py``'s docstring).
+
+Every stage imports this module, so its source is in every stage's code digest: it holds only what the stages
+read. The command line (``grid_stages/cli.py``) and the rows (``grid_stages/rows.py``, with the default rows)
+live elsewhere, so that editing them recomputes nothing.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-#: the first line of ``--help``
-DESCRIPTION = 'Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.'
 REPO = Path(__file__).resolve().parents[2]
-#: training modes: grid label -> SoftGRPOConfig.soft_rollout
-TRAIN_MODES = {
-    "hard": "hard",
-    "soft": "gaussian",
-    "fuzzy": "fuzzy",
-    "gumbel": "gumbel",
-    "dirichlet": "dirichlet",
-}
+#: the tasks of ``--task`` (``grid_stages/task.py``)
+TASKS = ("countdown", "chain_sum")
 #: the problems an evaluation decodes: the grid's held-out test problems, or the dev split (to choose settings
 #: on, so that the test problems choose nothing)
 EVAL_SPLITS = ("test", "dev")
 #: TRL's GRPOConfig.scale_rewards values ("none": advantages centred by the group mean, not scaled, as RLOO
 #: and Dr. GRPO do)
 SCALE_REWARDS = ("group", "batch", "none")
-INFERENCE_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
+#: the evaluation presets of `hf_softthink.evaluation`, plus ``own``: each soft-trained model decoded with its own
+#: training noise (the rollout config of its row, `grid_stages/evaluate.py:own_noise_mode`); rows without soft
+#: rollouts (hard, the SFT start) have no ``own`` column
+PRESET_MODES = ("hard-greedy", "hard-sample", "soft-greedy", "soft-sample", "fuzzy-greedy", "fuzzy-sample")
+OWN = "own"
+INFERENCE_MODES = (*PRESET_MODES, OWN)
+#: the inference columns the comparison needs: greedy, the papers' sampled protocol, each model's own noise
+DEFAULT_INFERENCE_MODES = ("hard-greedy", "hard-sample", OWN)
 START = "sft"  # the row of the SFT start
 
 
@@ -41,11 +44,14 @@ class GridSettings:
     plot: str = str(REPO / "benchmarks" / "grid_results.png")
     threads: int = 1
     # task
+    task: str = "countdown"
     terms: int = 3
+    max_value: int = 12
+    max_target: int = 99
     full_question: bool = False
     pool_size: int = 8000
-    test_problems: int = 64
-    dev_problems: int = 100
+    test_problems: int = 500
+    dev_problems: int = 300
     # model
     hidden: int = 128
     layers: int = 4
@@ -54,12 +60,12 @@ class GridSettings:
     # SFT
     sft_batch: int = 32
     sft_lr: float = 2e-3
-    sft_max_steps: int = 1500
+    sft_max_steps: int = 4000
     sft_min_steps: int = 200
     sft_eval_every: int = 50
     sft_target: float = 0.4
     # RL
-    train_modes: tuple[str, ...] = tuple(TRAIN_MODES)
+    train_modes: tuple[str, ...] = ()  # the rows to run; the command line's default: rows.DEFAULT_ROWS
     seeds: tuple[int, ...] = (0, 1, 2)
     rl_steps: int = 120
     rl_prompts: int = 8
@@ -72,7 +78,7 @@ class GridSettings:
     rl_dirichlet_alpha: float = 1.0
     rl_scale_rewards: str = "group"
     # inference / evaluation
-    inference_modes: tuple[str, ...] = INFERENCE_MODES
+    inference_modes: tuple[str, ...] = DEFAULT_INFERENCE_MODES
     samples: int = 32
     ks: tuple[int, ...] = (1, 32)
     eval_batch: int = 128
@@ -87,101 +93,6 @@ class GridSettings:
     smoke: bool = False
 
 
-SMOKE = {
-    "terms": 2,
-    "pool_size": 400,
-    "test_problems": 4,
-    "dev_problems": 8,
-    "hidden": 32,
-    "layers": 1,
-    "sft_batch": 16,
-    "sft_max_steps": 20,
-    "sft_min_steps": 20,
-    "sft_eval_every": 10,
-    "sft_target": 1.1,
-    "seeds": (0,),
-    "rl_steps": 2,
-    "rl_prompts": 2,
-    "rl_generations": 4,
-    "samples": 4,
-    "ks": (1, 4),
-    "eval_batch": 16,
-    "max_new_tokens": 24,
-    "max_thinking_tokens": 16,
-    "ood_size": 8,
-}
-
-
-#: flags with a fixed set of values
-CHOICES = {"eval_split": EVAL_SPLITS, "rl_scale_rewards": SCALE_REWARDS}
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
-def _name_list(allowed: Iterable[str]):
-    allowed = tuple(allowed)
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(part.strip() for part in text.split(",") if part.strip())
-        bad = [name for name in names if name not in allowed]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)} (got {text!r})")
-        return names
-
-    return parse
-
-
-def parse_args(argv: Sequence[str] | None = None) -> GridSettings:
-    """CLI flags -> `GridSettings` (``--smoke`` first applies the small settings, explicit flags win)."""
-    defaults = GridSettings()
-    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny end-to-end run (~1 min); outputs under --out"
-    )
-    kinds = {int: int, float: float, str: str}
-    for f in dataclasses.fields(GridSettings):
-        if f.name == "smoke":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "train_modes":
-            parser.add_argument(
-                flag, type=_name_list(TRAIN_MODES), default=None, help=f"default {','.join(default)}"
-            )
-        elif f.name == "inference_modes":
-            parser.add_argument(flag, type=_name_list(INFERENCE_MODES), default=None, help="default: all six")
-        elif f.name in CHOICES:
-            parser.add_argument(flag, choices=CHOICES[f.name], default=None, help=f"default {default}")
-        elif f.name == "section":
-            parser.add_argument(
-                flag,
-                default=None,
-                help="name of the generated block of --results to write (default: the grid's main block);\n"
-                "e.g. a tuned run next to the main grid: --section tuned",
-            )
-        elif isinstance(default, tuple):
-            parser.add_argument(
-                flag, type=_int_list, default=None, help=f"default {','.join(map(str, default))}"
-            )
-        else:
-            parser.add_argument(flag, type=kinds[type(default)], default=None, help=f"default {default}")
-    namespace = vars(parser.parse_args(argv))
-    values = dataclasses.asdict(defaults)
-    if namespace.pop("smoke"):
-        values.update(SMOKE, smoke=True, out=str(REPO / "runs" / "grid-smoke"))
-        values["results"] = str(Path(namespace["out"] or values["out"]) / "RESULTS_grid.md")
-        values["plot"] = str(Path(namespace["out"] or values["out"]) / "grid_results.png")
-    values.update({key: value for key, value in namespace.items() if value is not None})
-    settings = GridSettings(**values)
-    if max(settings.ks) > settings.samples:
-        parser.error(f"--ks {settings.ks} has a k larger than --samples {settings.samples}")
-    return settings
-
-
 def settings_hash(settings: GridSettings, keys: Iterable[str], *extra: Any) -> str:
     """Short hash of the named settings (and extra values): the name suffix of a stage folder."""
     payload = {key: getattr(settings, key) for key in keys}
@@ -193,7 +104,10 @@ def settings_hash(settings: GridSettings, keys: Iterable[str], *extra: Any) -> s
 # (task settings) are made once and shared: they are in SFT_KEYS, and the RL and evaluation keys hold the SFT
 # folder's name. `threads` and the output paths are in no key: they change how fast and where, not what.
 SFT_KEYS = (
+    "task",
     "terms",
+    "max_value",
+    "max_target",
     "full_question",
     "pool_size",
     "test_problems",

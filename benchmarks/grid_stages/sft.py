@@ -1,17 +1,17 @@
-"""Stage 1: supervised fine-tuning of a tiny random Llama on the chain_sum traces, until its greedy dev
-accuracy reaches ``--sft-target`` (or ``--sft-max-steps``)."""
+"""Stage 1: supervised fine-tuning of a tiny random Llama on the task's traces (a countdown problem's trace
+drawn at random from its solutions each time), until its greedy dev accuracy reaches ``--sft-target`` (or
+``--sft-max-steps``)."""
 
 from __future__ import annotations
 
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .common import log, write_json
+from .common import clock, log, since, write_json
 from .fingerprint import stage_code_digest
 from .settings import SFT_KEYS, GridSettings, settings_hash
 from .task import THINK_END, completion_text, prompt_text
@@ -47,12 +47,15 @@ def greedy_accuracy(model, tokenizer, rows: list[dict[str, Any]], settings: Grid
     return correct / len(rows)
 
 
-def sft_batch(tokenizer, rows: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``(input_ids, attention_mask, labels)``; the loss is on the completion only."""
+def sft_batch(
+    tokenizer, rows: list[dict[str, Any]], rng: random.Random | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask, labels)``; the loss is on the completion only (each row's
+    completion drawn from its solutions with ``rng``; the first without one)."""
     ids, labels = [], []
     for row in rows:
         prompt = tokenizer(prompt_text(tokenizer, row["content"]), add_special_tokens=False)["input_ids"]
-        completion = tokenizer(completion_text(row["expression"]), add_special_tokens=False)["input_ids"]
+        completion = tokenizer(completion_text(row, rng), add_special_tokens=False)["input_ids"]
         ids.append(prompt + completion)
         labels.append([-100] * len(prompt) + completion)
     length = max(map(len, ids))
@@ -96,12 +99,12 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
     rng = random.Random(settings.model_seed)
     torch.manual_seed(settings.model_seed)
     curve = []
-    start = time.perf_counter()
+    start = clock()
     step = 0
     accuracy = 0.0
     while step < settings.sft_max_steps:
         batch = rng.sample(splits["train"], min(settings.sft_batch, len(splits["train"])))
-        input_ids, mask, labels = sft_batch(tokenizer, batch)
+        input_ids, mask, labels = sft_batch(tokenizer, batch, rng)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -116,13 +119,13 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
                     "step": step,
                     "loss": round(loss.item(), 4),
                     "dev_greedy_accuracy": accuracy,
-                    "seconds": round(time.perf_counter() - start, 1),
+                    "seconds": round(since(start)[0], 1),
                 }
             )
             log(f"SFT step {step}: loss {loss.item():.3f}, dev greedy accuracy {accuracy:.2f}")
             if step >= settings.sft_min_steps and accuracy >= settings.sft_target:
                 break
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = since(start)
     model.eval()
     tmp = folder.with_name(folder.name + ".partial")
     model.save_pretrained(tmp)
@@ -132,6 +135,7 @@ def run_sft(settings: GridSettings, splits, tokenizer) -> Path:
         {
             "steps": step,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "code": stage_code_digest("sft"),
             "parameters": params,
             "dev_greedy_accuracy": accuracy,
