@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the grid_stages package next to this script
+from grid_stages.cli import parse_args  # noqa: E402
 from grid_stages.common import load_model  # noqa: E402
-from grid_stages.settings import parse_args  # noqa: E402
 from grid_stages.sft import run_sft  # noqa: E402
 from grid_stages.task import build_splits, completion_text, prompt_text  # noqa: E402
 
@@ -60,15 +60,15 @@ def main(argv: list[str] | None = None) -> str:
     gsm = reasoning_gym_dataset("gsm_symbolic", size=200, seed=0, thinking_instruction=None)
     gsm_texts = [row["question"] + " " + row["answer"] for row in gsm]
 
-    def chain(tok):
-        return [prompt_text(tok, r["content"]) + completion_text(r["expression"]) for r in rows]
+    def task_texts(tok):
+        return [prompt_text(tok, r["content"]) + completion_text(r) for r in rows]
 
     lines = ["| model | rows | rms | / all rows |", "|---|---|---:|---:|"]
-    lines += rms_row("grid SFT start", sft, tokenizer, {"chain_sum": chain(tokenizer)})
+    lines += rms_row("grid SFT start", sft, tokenizer, {settings.task: task_texts(tokenizer)})
     if not args.smoke:
         model, tok = load_packaged("smollm2-135m")
         tok.chat_template = tok.chat_template or tokenizer.chat_template
-        lines += rms_row("SmolLM2-135M-Instruct", model, tok, {"chain_sum": chain(tok), "gsm_symbolic": gsm_texts})
+        lines += rms_row("SmolLM2-135M-Instruct", model, tok, {settings.task: task_texts(tok), "gsm_symbolic": gsm_texts})
     report = "\n".join(lines)
     print(report)
     return report

@@ -35,8 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the grid_stages package next to this script
 from embedding_rms import task_ids as token_ids  # noqa: E402
+from grid_stages.cli import parse_args  # noqa: E402
 from grid_stages.common import load_model, log, write_json  # noqa: E402
-from grid_stages.settings import REPO, parse_args  # noqa: E402
+from grid_stages.settings import REPO  # noqa: E402
 from grid_stages.sft import run_sft  # noqa: E402
 from grid_stages.task import THINK_END, build_splits, completion_text, prompt_text  # noqa: E402
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sft_folder = run_sft(settings, splits, tokenizer)
     start_model = load_model(sft_folder)
     # the rows of the task's chats (prompt, trace, answer), as benchmarks/embedding_rms.py counts them
-    task_ids = token_ids(tokenizer, [prompt_text(tokenizer, r["content"]) + completion_text(r["expression"])
+    task_ids = token_ids(tokenizer, [prompt_text(tokenizer, r["content"]) + completion_text(r)
                                      for r in splits["train"][:2000]])
     table = start_model.get_input_embeddings().weight
     rms_all, rms_used = table.square().mean().sqrt().item(), table[task_ids].square().mean().sqrt().item()
