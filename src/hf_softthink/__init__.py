@@ -1,6 +1,7 @@
 """hf_softthink: soft thinking (concept tokens) for HuggingFace transformers, TRL and PEFT."""
 
 from ._quiet import quiet_third_party_notices
+from ._version import __version__ as __version__
 from .config import SoftThinkingConfig
 from .enabled_check import SoftThinkingNotEnabledError, install_generate_check
 from .generation import (
@@ -18,8 +19,6 @@ from .processors import (
     LogisticNormalNoiseLogitsProcessor,
     ThinkingBudgetLogitsProcessor,
 )
-
-__version__ = "0.1.0"
 
 quiet_third_party_notices()  # before anything imports peft / bitsandbytes
 install_generate_check()  # `soft_thinking=` on a model that was not enabled: an error naming the fix

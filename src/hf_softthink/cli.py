@@ -384,7 +384,7 @@ def version_text() -> str:
     """``hf-softthink 0.1.0 (transformers 5.24.0, torch 2.13.0)``."""
     import transformers
 
-    from . import __version__
+    from ._version import __version__
 
     return f"hf-softthink {__version__} (transformers {transformers.__version__}, torch {torch.__version__})"
 

@@ -528,14 +528,14 @@ def _framework_versions() -> str:
             lines.append(f"- {shown}: {version(distribution)}")
         except PackageNotFoundError:
             if distribution == "hf-softthink":  # run from a source tree that is not installed
-                from . import __version__
+                from ._version import __version__
 
                 lines.append(f"- {shown}: {__version__}")
     return "\n".join(lines)
 
 
 def _citations(soft_rollout: str) -> str:
-    from . import __version__
+    from ._version import __version__
 
     keys = ("hf_softthink", "soft_thinking", *_ROLLOUT_CITATIONS.get(soft_rollout, ()), "grpo", "trl")
     names = {"hf_softthink": "hf_softthink", "soft_thinking": "Soft Thinking", "stht": "Soft Tokens, Hard Truths",
