@@ -64,7 +64,8 @@ COLD_STOPS = (None, (0.1, 4), (0.3, 8))
 #: answer tokens allowed after the thinking budget
 ANSWER_TOKENS = 48
 #: candidate texts of a forced end of thinking (stage 3): None is the marker alone
-FORCED_END_TEXTS = (None, "</think>\nThe answer is \\boxed{", "</think>\n\\boxed{")
+FORCED_END_TEXTS = (None, "</think>\n\n", "</think>\nThe answer is ", "</think>\nThe answer is \\boxed{",
+                    "</think>\n\\boxed{")
 #: the SoftThinkingConfig field of the soft decoder's forced end text
 SOFT_FORCED_END_FIELD = "forced_end_text"
 
