@@ -7,6 +7,7 @@ import json
 import signal
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 from hf_softthink import threads as cpu_threads
@@ -400,3 +401,24 @@ def test_quickstart_task_is_the_default():
     entry = decode_entry(dataset[0]["entry"])
     assert entry["task_config"]["max_digits"] == QUICKSTART_TASK_CONFIG["max_digits"] == 1
     assert [m["role"] for m in dataset[0]["prompt"]] == ["user"]  # no system prompt, as in the quickstart
+
+
+@pytest.mark.parametrize("command", [["demo"], ["generate", "q"], ["eval", "--task", "chain_sum", "--out", "OUT"]])
+def test_demo_generate_and_eval_take_threads_and_refuse_a_bad_count(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("hf_softthink.models.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    argv = [part.replace("OUT", str(tmp_path / "ev")) for part in command]
+    assert main([*argv, "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_use_cpu_threads_sets_torch_threads_and_warns_on_a_busy_machine(monkeypatch, capsys):
+    from hf_softthink.cli import use_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert use_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(cpu_threads, "load_average", lambda: 40.0)
+        use_cpu_threads(1)
+        assert "busier" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

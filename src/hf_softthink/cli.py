@@ -151,6 +151,7 @@ def config_from_arguments(args: argparse.Namespace, tokenizer=None) -> SoftThink
 #: the integer flags and their ranges: counts fit a 32-bit index, torch seeds are unsigned 64-bit integers
 INT_FLAG_RANGES = {
     "seed": (0, 2**64 - 1),
+    "threads": (1, 2**31 - 1),
     "samples": (1, 2**31 - 1),
     "batch_size": (1, 2**31 - 1),
     "num_problems": (1, 2**31 - 1),
@@ -189,12 +190,28 @@ def _check_token_ids(model, tokenizer, config: SoftThinkingConfig) -> None:
     check_soft_thinking(model, config, tokenizer)
 
 
+THREADS_HELP = ("torch CPU threads (default on a CPU: one per core the load average leaves idle; a warning says "
+                "when the machine is busier than its cores)")
+
+
+def use_cpu_threads(threads: int | None, *, on_gpu: bool = False) -> int:
+    """Set torch's CPU threads for a command (`hf_softthink.threads.configure_cpu_threads`: `--threads`, else a
+    load-aware default on a CPU), print its busy-machine warning, and return the thread count."""
+    from .threads import configure_cpu_threads
+
+    chosen, warning = configure_cpu_threads(threads, on_gpu=on_gpu)
+    if warning:
+        print(f"hf-softthink: warning: {warning}", file=sys.stderr)
+    return chosen
+
+
 def command_demo(args: argparse.Namespace) -> int:
     """`hf-softthink demo`: standard decoding, ordinary and soft thinking on the built-in questions."""
     from .demo import run_demo
     from .models import load_model
 
     _check_int_flags(args)
+    use_cpu_threads(args.threads)
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
     _check_token_ids(model, tokenizer, config)
@@ -213,6 +230,7 @@ def command_generate(args: argparse.Namespace) -> int:
     _check_int_flags(args)
     config_from_arguments(args)  # bad flags fail before the model loads
     check_model_path(args.model, "--model")
+    use_cpu_threads(args.threads)
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     config = config_from_arguments(args, tokenizer)
@@ -328,6 +346,7 @@ def command_eval(args: argparse.Namespace) -> int:
 
     out = prepare_output_dir(args.out, "--out")
     with output_folder_lock(out):  # a second run on the same --out stops here, before loading the model
+        use_cpu_threads(args.threads)
         model, tokenizer = load_model(args.model)
         result = evaluate_modes(
             model, tokenizer, dataset, args.modes, samples=args.samples, ks=ks, batch_size=args.batch_size,
@@ -666,9 +685,7 @@ loss_type, gradient_accumulation_steps, soft_thinking: {{...}}); flags on the co
     output.add_argument("--report-to", "--report_to", dest="report_to", nargs="+", metavar="TRACKER",
                         help="experiment trackers: tensorboard, wandb, trackio, ... (installed separately), or none "
                         "(default: none)")
-    output.add_argument("--threads", type=int, metavar="N",
-                        help="torch CPU threads (default on a CPU: one per core the load average leaves idle; a "
-                        "warning says when the machine is busier than its cores)")
+    output.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     output.add_argument("--no-progress", action="store_true", default=None,
                         help="no progress bar (the per-step log lines stay)")
     train.set_defaults(handler=command_train, config_settings={})
@@ -858,7 +875,6 @@ def _train(args: argparse.Namespace) -> int:
     import importlib.util
 
     from .hub import reward_summary
-    from .threads import configure_cpu_threads
 
     # everything that can be checked without the model is checked first (loading takes seconds to minutes)
     on_gpu = torch.cuda.is_available() and not (args.config_settings or {}).get("use_cpu")
@@ -878,9 +894,7 @@ def _train(args: argparse.Namespace) -> int:
             f"--resume-from-checkpoint {args.resume_from_checkpoint!r}: no such folder; give a checkpoint folder a run "
             "saved (OUTPUT_DIR/checkpoint-N)."
         )
-    threads, warning = configure_cpu_threads(args.threads, on_gpu=on_gpu)
-    if warning:
-        print(f"hf-softthink: warning: {warning}", file=sys.stderr)
+    threads = use_cpu_threads(args.threads, on_gpu=on_gpu)
     dataset = train_dataset_from_arguments(args)
     think_end = config.rollout_config().think_end if config.soft_rollout != "hard" else "</think>"
     reward_funcs = train_rewards_from_arguments(args, dataset, think_end)
@@ -997,6 +1011,7 @@ questions (benchmarks/demo_settings.py); the flags below change them.""",
                       help="tokens per answer, thinking included, in every mode (default: the thinking "
                       f"budget + {DEMO_ANSWER_TOKENS})")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     add_config_arguments(demo)
     demo.set_defaults(handler=command_demo)
 
@@ -1029,6 +1044,7 @@ thinking budget, Cold Stop, the switch limit); a forced marker of several tokens
     generate.add_argument("--gold-answer", default=None, metavar="ANSWER",
                           help="the right answer: each decoding's answer is graded against it (as eval grades), "
                           "in the text and the trace page")
+    generate.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     add_config_arguments(generate)
     generate.set_defaults(handler=command_generate)
 
@@ -1088,6 +1104,7 @@ mode gets the same thinking budget (--max-thinking-tokens):
     evaluate.add_argument("--system", default=None, metavar="TEXT",
                           help="system prompt (default: the package's thinking instruction; '' for none)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     evaluate.set_defaults(handler=command_eval)
     add_train_command(commands)
 
