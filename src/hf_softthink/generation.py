@@ -216,7 +216,11 @@ def check_soft_generation_mode(generation_config: GenerationConfig, assistant_mo
 
 def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str) -> int:
     """The token id of a marker that must be one token (a blended embedding needs exactly one row of E)."""
-    resolved = resolve_think_end(marker, tokenizer, vocab_size, name)
+    return single_token_id(name, marker, resolve_think_end(marker, tokenizer, vocab_size, name), why)
+
+
+def single_token_id(name: str, marker: str | int, resolved: ThinkEnd, why: str) -> int:
+    """The token id of an already resolved marker (`resolve_think_end`) that must be one token."""
     if len(resolved.token_ids) != 1:
         raise ValueError(
             f"SoftThinkingConfig.{name}={marker!r} is {len(resolved.token_ids)} tokens of this tokenizer "
@@ -435,9 +439,10 @@ def plan_soft_thinking(
                 raise missing_tokenizer_error(name, value)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
     think_end_marker_id = think_start_marker_id = first_step_marker_id = None
+    # think_end is resolved once (above): the blend and switch_after_think_end only need it to be one token
     if switching and config.switch_beta < 1:
-        think_end_marker_id = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
-                                                   f"the switch blend switch_beta={config.switch_beta}")
+        think_end_marker_id = single_token_id("think_end", config.think_end, think_end,
+                                              f"the switch blend switch_beta={config.switch_beta}")
     if switching and config.switch_alpha < 1:
         think_start_marker_id = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
                                                      f"the switch blend switch_alpha={config.switch_alpha}")
@@ -446,8 +451,8 @@ def plan_soft_thinking(
             "first_step_marker", config.first_step_marker, tokenizer, vocab_size,
             f"the first-step blend first_step_blend={config.first_step_blend}")
     if switching and config.switch_after_think_end:
-        resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
-                             "switch_after_think_end (a row that draws the marker stops switching back to soft)")
+        single_token_id("think_end", config.think_end, think_end,
+                        "switch_after_think_end (a row that draws the marker stops switching back to soft)")
     final_answer_ids: tuple[int, ...] = ()
     if switching and config.final_answer is not None:
         final_answer_ids = encode_text("final_answer", config.final_answer, tokenizer)
