@@ -230,13 +230,18 @@ def single_token_id(name: str, marker: str | int, resolved: ThinkEnd, why: str) 
     return resolved.token_ids[0]
 
 
-def missing_tokenizer_error(name: str, value: str) -> ValueError:
-    """The error for a string marker on the `custom_generate` path, where transformers drops `tokenizer=`."""
+def missing_tokenizer_error(name: str, value: str | bool) -> ValueError:
+    """The error for a setting that needs the tokenizer (a string marker, `explicit_math_tokens=True`) on the
+    `custom_generate` path, where transformers drops `tokenizer=`."""
+    if isinstance(value, str):
+        needs, instead = "is a string, so soft thinking needs a tokenizer to find its tokens", "a token id"
+    else:
+        needs, instead = "builds its token ids with the tokenizer", f"{name}=False"
     return ValueError(
-        f"SoftThinkingConfig.{name}={value!r} is a string, so soft thinking needs a tokenizer to find its tokens, "
-        "and transformers does not pass `tokenizer=` on to a custom_generate callable. Use "
-        "`custom_generate=functools.partial(soft_thinking_sample, tokenizer=tokenizer)`, or "
-        "`enable_soft_thinking(model, tokenizer=tokenizer)` and `generate(..., soft_thinking=...)`, or a token id."
+        f"SoftThinkingConfig.{name}={value!r} {needs}, and transformers does not pass `tokenizer=` on to a "
+        "custom_generate callable. Use `custom_generate=functools.partial(soft_thinking_sample, "
+        "tokenizer=tokenizer)`, or `enable_soft_thinking(model, tokenizer=tokenizer)` and `generate(..., "
+        f"soft_thinking=...)`, or {instead}."
     )
 
 
@@ -437,6 +442,8 @@ def plan_soft_thinking(
         for name, value in markers.items():
             if isinstance(value, str):
                 raise missing_tokenizer_error(name, value)
+        if switching and config.explicit_math_tokens:
+            raise missing_tokenizer_error("explicit_math_tokens", True)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
     think_end_marker_id = think_start_marker_id = first_step_marker_id = None
     # think_end is resolved once (above): the blend and switch_after_think_end only need it to be one token
