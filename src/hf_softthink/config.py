@@ -540,14 +540,17 @@ class SoftThinkingConfig:
         if isinstance(saved, cls):
             return saved
         fix = "Correct the entry or delete it (generate then uses the defaults or its soft_thinking= argument)."
-        if isinstance(saved, str):
+        if isinstance(saved, str):  # a JSON object string is read as the object, so a bad field is named below
             try:
-                return cls.from_json(saved)
-            except (TypeError, ValueError):
+                parsed = json.loads(saved)
+            except json.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
                 raise ValueError(
                     f"{source}: the soft_thinking entry is the string {saved!r:.80}, not an object of "
                     f"SoftThinkingConfig fields such as {{\"max_topk\": 5}}. {fix}"
-                ) from None
+                )
+            saved = parsed
         if not isinstance(saved, Mapping):
             kind = _JSON_KINDS.get(type(saved), type(saved).__name__)
             raise ValueError(
