@@ -180,6 +180,10 @@ def test_marker_blend_needs_a_one_token_marker(model):
     cfg = SoftThinkingConfig(**FULL_T1, switch_beta=0.7, think_end="Done:")
     with pytest.raises(ValueError, match="needs the embedding of one token"):
         generate(model, cfg, [1.0], new_tokens=2)
+    cfg = SoftThinkingConfig(**FULL_T1, switch_after_think_end=True, think_end="Done:")
+    with pytest.raises(ValueError, match=r"switch_after_think_end=True compares each drawn token with the marker's one "
+                                         r"token.*or set switch_after_think_end=False\.$"):
+        generate(model, cfg, [1.0], new_tokens=2)
 
 
 def test_swireasoning_preset_is_the_published_method():

@@ -214,18 +214,19 @@ def check_soft_generation_mode(generation_config: GenerationConfig, assistant_mo
 
 
 
-def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str) -> int:
+def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str, off: str) -> int:
     """The token id of a marker that must be one token (a blended embedding needs exactly one row of E)."""
-    return single_token_id(name, marker, resolve_think_end(marker, tokenizer, vocab_size, name), why)
+    return single_token_id(name, marker, resolve_think_end(marker, tokenizer, vocab_size, name), why, off)
 
 
-def single_token_id(name: str, marker: str | int, resolved: ThinkEnd, why: str) -> int:
-    """The token id of an already resolved marker (`resolve_think_end`) that must be one token."""
+def single_token_id(name: str, marker: str | int, resolved: ThinkEnd, why: str, off: str) -> int:
+    """The token id of an already resolved marker (`resolve_think_end`) that must be one token; else a
+    `ValueError` that says `why` it must and names `off`, the setting that does without."""
     if len(resolved.token_ids) != 1:
         raise ValueError(
             f"SoftThinkingConfig.{name}={marker!r} is {len(resolved.token_ids)} tokens of this tokenizer "
-            f"({list(resolved.token_ids)}), but {why} needs the embedding of one token. Use a marker that is one "
-            "token (or its token id), or turn the blend off."
+            f"({list(resolved.token_ids)}), but {why}. Use a marker that is one token (or its token id), or set "
+            f"{off}."
         )
     return resolved.token_ids[0]
 
@@ -448,18 +449,24 @@ def plan_soft_thinking(
     think_end_marker_id = think_start_marker_id = first_step_marker_id = None
     # think_end is resolved once (above): the blend and switch_after_think_end only need it to be one token
     if switching and config.switch_beta < 1:
-        think_end_marker_id = single_token_id("think_end", config.think_end, think_end,
-                                              f"the switch blend switch_beta={config.switch_beta}")
+        think_end_marker_id = single_token_id(
+            "think_end", config.think_end, think_end,
+            f"the switch blend switch_beta={config.switch_beta} needs the embedding of one token",
+            "switch_beta=1.0 (no blend)")
     if switching and config.switch_alpha < 1:
-        think_start_marker_id = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
-                                                     f"the switch blend switch_alpha={config.switch_alpha}")
+        think_start_marker_id = resolve_single_token(
+            "think_start", config.think_start, tokenizer, vocab_size,
+            f"the switch blend switch_alpha={config.switch_alpha} needs the embedding of one token",
+            "switch_alpha=1.0 (no blend)")
     if switching and config.first_step_blend < 1:
         first_step_marker_id = resolve_single_token(
             "first_step_marker", config.first_step_marker, tokenizer, vocab_size,
-            f"the first-step blend first_step_blend={config.first_step_blend}")
+            f"the first-step blend first_step_blend={config.first_step_blend} needs the embedding of one token",
+            "first_step_blend=1.0 (no blend)")
     if switching and config.switch_after_think_end:
         single_token_id("think_end", config.think_end, think_end,
-                        "switch_after_think_end (a row that draws the marker stops switching back to soft)")
+                        "switch_after_think_end=True compares each drawn token with the marker's one token (a row "
+                        "that draws it stops switching back to soft)", "switch_after_think_end=False")
     final_answer_ids: tuple[int, ...] = ()
     if switching and config.final_answer is not None:
         final_answer_ids = encode_text("final_answer", config.final_answer, tokenizer)
