@@ -24,7 +24,8 @@ def test_json_round_trip():
         ("top_p", 1.5), ("min_p", 1.0), ("noise", "uniform"), ("dirichlet_alpha", 0), ("gumbel_tau", -1.0),
         ("gaussian_sigma", -0.1), ("cold_stop_entropy", 0.0), ("cold_stop_patience", 0), ("think_end", ""),
         ("think_end", -3), ("max_thinking_tokens", -1), ("mode", "hard"), ("switch_window", 0),
-        ("max_switches", 0), ("max_topk", True),
+        ("max_switches", 0), ("max_topk", True), ("think_end", True), ("think_start", ""), ("think_start", 2.0),
+        ("first_step_marker", -1), ("first_step_marker", False),
     ],
 )
 def test_bad_values_name_the_field_and_range(field, value):

@@ -66,6 +66,7 @@ def test_a_saved_entry_is_honoured_however_the_file_was_written(entry, marked, f
 BROKEN = {
     "a field out of range": ({"max_topk": -3}, ["max_topk=-3", "max_topk must be"]),
     "a string": ("abc", ["the soft_thinking entry is the string 'abc'"]),
+    "a JSON object string with a field out of range": ('{"max_topk": -3}', ["max_topk=-3", "max_topk must be"]),
     "an unknown field": ({"max_topk": 3, "nope": 1}, ["Unknown SoftThinkingConfig field(s) ['nope']"]),
     "an array": ([1], ["the soft_thinking entry is an array"]),
     "a number": (3, ["the soft_thinking entry is a number"]),

@@ -180,6 +180,10 @@ def test_marker_blend_needs_a_one_token_marker(model):
     cfg = SoftThinkingConfig(**FULL_T1, switch_beta=0.7, think_end="Done:")
     with pytest.raises(ValueError, match="needs the embedding of one token"):
         generate(model, cfg, [1.0], new_tokens=2)
+    cfg = SoftThinkingConfig(**FULL_T1, switch_after_think_end=True, think_end="Done:")
+    with pytest.raises(ValueError, match=r"switch_after_think_end=True compares each drawn token with the marker's one "
+                                         r"token.*or set switch_after_think_end=False\.$"):
+        generate(model, cfg, [1.0], new_tokens=2)
 
 
 def test_swireasoning_preset_is_the_published_method():
@@ -194,6 +198,24 @@ def test_swireasoning_preset_is_the_published_method():
     assert SoftThinkingConfig.swireasoning().final_answer is None
     assert "\b" not in SoftThinkingConfig.swireasoning.__doc__ and "\a" not in SoftThinkingConfig.swireasoning.__doc__
     assert SoftThinkingConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_math_tokens_through_custom_generate_without_a_tokenizer_name_the_partial():
+    """transformers does not pass `tokenizer=` on to a custom_generate callable: the fix is functools.partial."""
+    import functools
+
+    from hf_softthink.generation import soft_thinking_sample
+
+    model, tokenizer = tiny_model("llama", seed=0), tiny_tokenizer()
+    cfg = SoftThinkingConfig.swireasoning(think_end=THINK_END_ID, first_step_blend=1.0)
+    prompt = torch.tensor([[5, 6, 7]])
+    with pytest.raises(ValueError, match=r"explicit_math_tokens=True builds its token ids.*does not pass `tokenizer=` "
+                                         r"on to a custom_generate callable.*functools.*explicit_math_tokens=False"):
+        model.generate(input_ids=prompt, max_new_tokens=2, custom_generate=soft_thinking_sample, soft_thinking=cfg,
+                       tokenizer=tokenizer)
+    out = model.generate(input_ids=prompt, max_new_tokens=2, soft_thinking=cfg,
+                         custom_generate=functools.partial(soft_thinking_sample, tokenizer=tokenizer))
+    assert out.shape == (1, 5)
 
 
 def test_explicit_steps_follow_the_callers_sampling_settings():

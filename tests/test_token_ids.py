@@ -104,6 +104,19 @@ def test_the_hard_thinking_budget_names_a_marker_beyond_the_scores():
                                      logits_processor=LogitsProcessorList([budget]))  # fmt: skip
 
 
+def test_the_hard_thinking_budget_names_a_forced_text_beyond_the_scores():
+    from transformers import LogitsProcessorList
+
+    from hf_softthink.processors import HardThinkingBudgetProcessor
+
+    tok = marked_tokenizer()
+    budget = HardThinkingBudgetProcessor(tok, "</think>", max_thinking_tokens=1, prompt_length=3,
+                                         forced_text="</think><mark>")
+    with pytest.raises(ValueError, match=r"forced_text='</think><mark>' is token ids \[262, 263\], of which \[263\]"):
+        tiny_model("llama").generate(**tok(["1 +"], return_tensors="pt"), max_new_tokens=4, do_sample=False,
+                                     logits_processor=LogitsProcessorList([budget]))  # fmt: skip
+
+
 def test_a_marker_beyond_a_shrunk_embedding_is_refused():
     tok = tiny_tokenizer()
     model = enable_soft_thinking(tiny_model("llama"), tokenizer=tok)

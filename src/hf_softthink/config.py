@@ -74,6 +74,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_marker(value: Any) -> bool:
+    """A marker field's value (`think_end`, `think_start`, `first_step_marker`): None, a non-empty string or an id."""
+    return value is None or (isinstance(value, str) and value != "") or (_is_int(value) and value >= 0)
+
+
 def _is_float32_scale(value: Any) -> bool:
     """A positive number that float32 represents as a normal number (no underflow to 0, no overflow to inf)."""
     return _is_number(value) and FLOAT32.tiny <= value <= FLOAT32.max
@@ -316,9 +321,7 @@ class SoftThinkingConfig:
                "cold_stop_entropy", self.cold_stop_entropy, f"None (off) or, in nats, {FLOAT32_RANGE}")
         _check(_is_int(self.cold_stop_patience) and self.cold_stop_patience >= 1, "cold_stop_patience",
                self.cold_stop_patience, "an integer >= 1")
-        _check(self.think_end is None or (isinstance(self.think_end, str) and self.think_end != "")
-               or (_is_int(self.think_end) and self.think_end >= 0), "think_end", self.think_end,
-               "a non-empty string, a token id >= 0, or None")
+        _check(_is_marker(self.think_end), "think_end", self.think_end, "a non-empty string, a token id >= 0, or None")
         _check(self.max_thinking_tokens is None or (_is_int(self.max_thinking_tokens) and self.max_thinking_tokens >= 0),
                "max_thinking_tokens", self.max_thinking_tokens, "None or an integer >= 0")
         _check(self.mode in MODES, "mode", self.mode, f"one of {MODES}")
@@ -331,8 +334,7 @@ class SoftThinkingConfig:
         for name in ("switch_beta", "switch_alpha"):
             value = getattr(self, name)
             _check(_is_number(value) and 0 <= value <= 1, name, value, "in [0, 1] (1: no marker blend)")
-        _check(self.think_start is None or (isinstance(self.think_start, str) and self.think_start != "")
-               or (_is_int(self.think_start) and self.think_start >= 0), "think_start", self.think_start,
+        _check(_is_marker(self.think_start), "think_start", self.think_start,
                "a non-empty string, a token id >= 0, or None")
         if self.switch_alpha < 1 and self.think_start is None:
             raise ValueError(
@@ -361,9 +363,8 @@ class SoftThinkingConfig:
                 )
         _check(_is_number(self.first_step_blend) and 0 <= self.first_step_blend <= 1, "first_step_blend",
                self.first_step_blend, "in [0, 1] (1: no blend)")
-        _check(self.first_step_marker is None or (isinstance(self.first_step_marker, str) and self.first_step_marker != "")
-               or (_is_int(self.first_step_marker) and self.first_step_marker >= 0), "first_step_marker",
-               self.first_step_marker, "a non-empty string, a token id >= 0, or None")
+        _check(_is_marker(self.first_step_marker), "first_step_marker", self.first_step_marker,
+               "a non-empty string, a token id >= 0, or None")
         if self.first_step_blend < 1 and self.first_step_marker is None:
             raise ValueError(
                 f"SoftThinkingConfig.first_step_marker=None is invalid with first_step_blend={self.first_step_blend}: "
@@ -540,14 +541,17 @@ class SoftThinkingConfig:
         if isinstance(saved, cls):
             return saved
         fix = "Correct the entry or delete it (generate then uses the defaults or its soft_thinking= argument)."
-        if isinstance(saved, str):
+        if isinstance(saved, str):  # a JSON object string is read as the object, so a bad field is named below
             try:
-                return cls.from_json(saved)
-            except (TypeError, ValueError):
+                parsed = json.loads(saved)
+            except json.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
                 raise ValueError(
                     f"{source}: the soft_thinking entry is the string {saved!r:.80}, not an object of "
                     f"SoftThinkingConfig fields such as {{\"max_topk\": 5}}. {fix}"
-                ) from None
+                )
+            saved = parsed
         if not isinstance(saved, Mapping):
             kind = _JSON_KINDS.get(type(saved), type(saved).__name__)
             raise ValueError(

@@ -214,25 +214,35 @@ def check_soft_generation_mode(generation_config: GenerationConfig, assistant_mo
 
 
 
-def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str) -> int:
+def resolve_single_token(name: str, marker: str | int, tokenizer: Any, vocab_size: int, why: str, off: str) -> int:
     """The token id of a marker that must be one token (a blended embedding needs exactly one row of E)."""
-    resolved = resolve_think_end(marker, tokenizer, vocab_size, name)
+    return single_token_id(name, marker, resolve_think_end(marker, tokenizer, vocab_size, name), why, off)
+
+
+def single_token_id(name: str, marker: str | int, resolved: ThinkEnd, why: str, off: str) -> int:
+    """The token id of an already resolved marker (`resolve_think_end`) that must be one token; else a
+    `ValueError` that says `why` it must and names `off`, the setting that does without."""
     if len(resolved.token_ids) != 1:
         raise ValueError(
             f"SoftThinkingConfig.{name}={marker!r} is {len(resolved.token_ids)} tokens of this tokenizer "
-            f"({list(resolved.token_ids)}), but {why} needs the embedding of one token. Use a marker that is one "
-            "token (or its token id), or turn the blend off."
+            f"({list(resolved.token_ids)}), but {why}. Use a marker that is one token (or its token id), or set "
+            f"{off}."
         )
     return resolved.token_ids[0]
 
 
-def missing_tokenizer_error(name: str, value: str) -> ValueError:
-    """The error for a string marker on the `custom_generate` path, where transformers drops `tokenizer=`."""
+def missing_tokenizer_error(name: str, value: str | bool) -> ValueError:
+    """The error for a setting that needs the tokenizer (a string marker, `explicit_math_tokens=True`) on the
+    `custom_generate` path, where transformers drops `tokenizer=`."""
+    if isinstance(value, str):
+        needs, instead = "is a string, so soft thinking needs a tokenizer to find its tokens", "a token id"
+    else:
+        needs, instead = "builds its token ids with the tokenizer", f"{name}=False"
     return ValueError(
-        f"SoftThinkingConfig.{name}={value!r} is a string, so soft thinking needs a tokenizer to find its tokens, "
-        "and transformers does not pass `tokenizer=` on to a custom_generate callable. Use "
-        "`custom_generate=functools.partial(soft_thinking_sample, tokenizer=tokenizer)`, or "
-        "`enable_soft_thinking(model, tokenizer=tokenizer)` and `generate(..., soft_thinking=...)`, or a token id."
+        f"SoftThinkingConfig.{name}={value!r} {needs}, and transformers does not pass `tokenizer=` on to a "
+        "custom_generate callable. Use `custom_generate=functools.partial(soft_thinking_sample, "
+        "tokenizer=tokenizer)`, or `enable_soft_thinking(model, tokenizer=tokenizer)` and `generate(..., "
+        f"soft_thinking=...)`, or {instead}."
     )
 
 
@@ -433,21 +443,30 @@ def plan_soft_thinking(
         for name, value in markers.items():
             if isinstance(value, str):
                 raise missing_tokenizer_error(name, value)
+        if switching and config.explicit_math_tokens:
+            raise missing_tokenizer_error("explicit_math_tokens", True)
     think_end = resolve_think_end(config.think_end, tokenizer, vocab_size)
     think_end_marker_id = think_start_marker_id = first_step_marker_id = None
+    # think_end is resolved once (above): the blend and switch_after_think_end only need it to be one token
     if switching and config.switch_beta < 1:
-        think_end_marker_id = resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
-                                                   f"the switch blend switch_beta={config.switch_beta}")
+        think_end_marker_id = single_token_id(
+            "think_end", config.think_end, think_end,
+            f"the switch blend switch_beta={config.switch_beta} needs the embedding of one token",
+            "switch_beta=1.0 (no blend)")
     if switching and config.switch_alpha < 1:
-        think_start_marker_id = resolve_single_token("think_start", config.think_start, tokenizer, vocab_size,
-                                                     f"the switch blend switch_alpha={config.switch_alpha}")
+        think_start_marker_id = resolve_single_token(
+            "think_start", config.think_start, tokenizer, vocab_size,
+            f"the switch blend switch_alpha={config.switch_alpha} needs the embedding of one token",
+            "switch_alpha=1.0 (no blend)")
     if switching and config.first_step_blend < 1:
         first_step_marker_id = resolve_single_token(
             "first_step_marker", config.first_step_marker, tokenizer, vocab_size,
-            f"the first-step blend first_step_blend={config.first_step_blend}")
+            f"the first-step blend first_step_blend={config.first_step_blend} needs the embedding of one token",
+            "first_step_blend=1.0 (no blend)")
     if switching and config.switch_after_think_end:
-        resolve_single_token("think_end", config.think_end, tokenizer, vocab_size,
-                             "switch_after_think_end (a row that draws the marker stops switching back to soft)")
+        single_token_id("think_end", config.think_end, think_end,
+                        "switch_after_think_end=True compares each drawn token with the marker's one token (a row "
+                        "that draws it stops switching back to soft)", "switch_after_think_end=False")
     final_answer_ids: tuple[int, ...] = ()
     if switching and config.final_answer is not None:
         final_answer_ids = encode_text("final_answer", config.final_answer, tokenizer)

@@ -409,8 +409,8 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
         self.tokenizer = tokenizer
         self.think_end = think_end
         self.forced_text = think_end if forced_text is None else forced_text
-        self.marker_ids = list(tokenizer.encode(self.forced_text, add_special_tokens=False))  # the tokens forced
-        if not self.marker_ids:
+        self.forced_ids = list(tokenizer.encode(self.forced_text, add_special_tokens=False))
+        if not self.forced_ids:
             raise ValueError(f"think_end={think_end!r} encodes to no tokens with this tokenizer")
         self.max_thinking_tokens = max_thinking_tokens
         self.prompt_length = prompt_length
@@ -423,9 +423,10 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
         batch = input_ids.shape[0]
         if self.done is None:
             self.done, self.progress = [False] * batch, [0] * batch
-            # the marker is forced through these scores: an id beyond them is named, not an IndexError
+            # the text is forced through these scores: an id beyond them is named (by its setting), not an IndexError
             width = scores.shape[-1]
-            check_token_ids(None, {f"think_end={self.think_end!r}": self.marker_ids}, tokenizer=self.tokenizer,
+            setting = "think_end" if self.forced_text == self.think_end else "forced_text"
+            check_token_ids(None, {f"{setting}={self.forced_text!r}": self.forced_ids}, tokenizer=self.tokenizer,
                             sizes=EmbeddingSizes(width, width))
         rows = torch.zeros(batch, dtype=torch.bool, device=scores.device)
         next_ids = torch.zeros(batch, dtype=torch.long, device=scores.device)
@@ -433,13 +434,13 @@ class HardThinkingBudgetProcessor(LogitsProcessor):
             if self.done[row]:
                 continue
             checks_marker = self.progress[row] == 0 or self.forced_text == self.think_end  # not mid-prefix
-            if self.progress[row] >= len(self.marker_ids) or checks_marker and self.think_end in self.tokenizer.decode(
+            if self.progress[row] >= len(self.forced_ids) or checks_marker and self.think_end in self.tokenizer.decode(
                 input_ids[row, self.prompt_length :]
             ):
                 self.done[row] = True
                 continue
             rows[row] = True
-            next_ids[row] = self.marker_ids[self.progress[row]]
+            next_ids[row] = self.forced_ids[self.progress[row]]
             self.progress[row] += 1
         if not bool(rows.any()):
             return scores
