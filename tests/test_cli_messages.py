@@ -29,7 +29,10 @@ def test_version_names_the_package_and_its_main_libraries(capsys):
 
 @pytest.fixture
 def without_lm_eval(monkeypatch):
-    """As on a machine without the lm-eval extra: importing lm_eval fails."""
+    """As on a machine without the lm-eval extra: importing lm_eval (or any of its modules an earlier test
+    imported) fails."""
+    for name in [name for name in sys.modules if name == "lm_eval" or name.startswith("lm_eval.")]:
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "lm_eval", None)
     monkeypatch.delitem(sys.modules, "hf_softthink.lm_eval_harness", raising=False)
 

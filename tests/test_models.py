@@ -331,7 +331,8 @@ def test_hub_id_without_network_fails_fast_with_one_line(network, tmp_path, sile
     assert done.returncode == 2, done.stderr
     elapsed = float(done.stdout.split("ELAPSED")[1])
     assert elapsed < models.HUB_TIMEOUT_SECONDS + 5, f"took {elapsed:.1f} s"
-    errors = [line for line in done.stderr.splitlines() if line.startswith("hf-softthink")]
+    errors = [line for line in done.stderr.splitlines()
+              if line.startswith("hf-softthink") and not line.startswith("hf-softthink: warning:")]  # a busy CPU warns
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
     line = errors[0]
     assert line.startswith("hf-softthink: error: cannot load 'Qwen/Qwen3-0.6B'")
