@@ -700,6 +700,9 @@ class SoftGRPOTrainer(GRPOTrainer):
     def _gaussian_kl_loss(self, inputs, terms) -> torch.Tensor:
         r"""The KL penalty of gaussian / fuzzy rollouts, aggregated as TRL aggregates its loss (`loss_type`).
 
+        As TRL's k3 term, it covers every completion token the loss does: `top_entropy_quantile` masks the policy
+        term only (TRL adds the KL after that mask).
+
         At answer tokens, TRL's k3 estimate $e^{r - l} - (r - l) - 1$ ($l$, $r$: policy and reference
         log-probs). At thinking steps the exact KL of the step's distribution given its prefix: with $p$, $q$
         the policy's and the reference's thinking distributions over the stored support, $S$ the stop set,
@@ -732,8 +735,6 @@ class SoftGRPOTrainer(GRPOTrainer):
             if self.importance_sampling_level == "sequence":
                 log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0))[:, None]
             per_token_kl = per_token_kl * torch.exp(log_ratio)
-        if self.top_entropy_quantile < 1.0:
-            mask = mask * self.get_high_entropy_mask(terms["entropies"], mask, 1 - self.top_entropy_quantile)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl.detach(), mask))
         self._metrics[mode]["soft/kl"].append(
