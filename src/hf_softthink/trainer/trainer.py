@@ -682,11 +682,15 @@ class SoftGRPOTrainer(GRPOTrainer):
             old = inputs.get("old_per_token_logps")
             log_ratio = (logps - old) if old is not None else torch.zeros_like(logps)
             outside = (log_ratio.exp() < 1 - self.epsilon_low) | (log_ratio.exp() > 1 + self.epsilon_high)
-            metrics["soft/log_ratio_abs_mean"].append(self._global_masked_mean(log_ratio.abs(), thinking))
-            metrics["soft/ratio_clip_frac"].append(self._global_masked_mean(outside.float(), thinking))
+            means = {
+                "soft/log_ratio_abs_mean": (log_ratio.abs(), thinking),
+                "soft/ratio_clip_frac": (outside.float(), thinking),
+            }
             if self.beta != 0.0 and self.rollout_soft_config.noise != "gaussian":
                 diff = inputs["ref_per_token_logps"] - logps
-                metrics["soft/k3"].append(self._global_masked_mean(diff.exp() - diff - 1, thinking))
+                means["soft/k3"] = (diff.exp() - diff - 1, thinking)
+            for name, mean in zip(means, self._global_masked_means(*means.values()), strict=True):
+                metrics[name].append(mean)
         if self.args.log_soft_grad_norms and mode == "train" and logps.requires_grad:
             params = [p for p in model.parameters() if p.requires_grad]
             (upstream,) = torch.autograd.grad(loss, logps, retain_graph=True)
@@ -736,16 +740,20 @@ class SoftGRPOTrainer(GRPOTrainer):
                 log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0))[:, None]
             per_token_kl = per_token_kl * torch.exp(log_ratio)
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl.detach(), mask))
-        self._metrics[mode]["soft/kl"].append(
-            self._global_masked_mean(per_token_kl.detach(), mask * thinking.to(mask.dtype))
+        kl, thinking_kl = self._global_masked_means(
+            (per_token_kl.detach(), mask), (per_token_kl.detach(), mask * thinking.to(mask.dtype))
         )
+        self._metrics[mode]["kl"].append(kl)
+        self._metrics[mode]["soft/kl"].append(thinking_kl)
         return self._aggregate_like_loss(per_token_kl, mask, inputs)
 
-    def _global_masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
-        totals = torch.stack([(values * mask).sum(), mask.sum().float()])
-        totals = self.accelerator.reduce(totals, reduction="sum")
-        return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+    def _global_masked_means(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[float]:
+        """The mean of each `(values, mask)` pair's values over its mask, across processes (NaN where the mask
+        is empty everywhere): one all-reduce and one device sync for all the pairs."""
+        sums = [((values * mask).sum(), mask.sum()) for values, mask in pairs]
+        totals = torch.stack([total.float() for pair in sums for total in pair])
+        totals = self.accelerator.reduce(totals, reduction="sum").view(-1, 2)
+        return torch.where(totals[:, 1] > 0, totals[:, 0] / totals[:, 1], math.nan).tolist()
 
     def _aggregate_like_loss(self, per_token: torch.Tensor, mask: torch.Tensor, inputs) -> torch.Tensor:
         """Reduce a per-token term exactly as `GRPOTrainer._compute_loss` reduces its loss (TRL 1.16)."""
