@@ -881,18 +881,15 @@ class SoftGRPOTrainer(GRPOTrainer):
                 )
 
         def feed(module, args, output):
-            if scored.get("embedded") or scored.get("feeding"):  # only the model's own embedding of the inputs
+            # only the model's own embedding of the inputs: not concept_embedding's lookups below
+            if scored.get("embedded"):
                 return None
             scored["embedded"] = True
             result = output
             if any_soft:
-                scored["feeding"] = True
-                try:
-                    fed = soft["soft_embeds"][mask] if "soft_embeds" in soft else None
-                    if fed is None:
-                        fed = concept_embedding(module, ids, log_weights.exp())
-                finally:
-                    scored["feeding"] = False
+                fed = soft["soft_embeds"][mask] if "soft_embeds" in soft else None
+                if fed is None:
+                    fed = concept_embedding(module, ids, log_weights.exp())
                 scored["fed"] = fed
                 completion = output[:, completion_start:].masked_scatter(mask[..., None], fed.to(output.dtype))
                 result = torch.cat([output[:, :completion_start], completion], dim=1)
