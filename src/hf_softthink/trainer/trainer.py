@@ -313,10 +313,6 @@ class SoftGRPOTrainer(GRPOTrainer):
             unwrapped = self.accelerator.unwrap_model(self.model)
             enable_soft_thinking(unwrapped, tokenizer=self._tokenizer)
             vocab_size = unwrapped.config.get_text_config().vocab_size
-            warn_on_rollout_settings(
-                self.rollout_soft_config, args.max_completion_length, self._tokenizer, self.eos_token_ids,
-                vocab_size,
-            )
             try:
                 self.think_end = resolve_think_end(
                     self.rollout_soft_config.think_end, self._tokenizer, vocab_size
@@ -329,6 +325,9 @@ class SoftGRPOTrainer(GRPOTrainer):
                     "model.resize_token_embeddings), choose a marker the tokenizer can spell, or set "
                     "think_end=None (every step soft)."
                 ) from error
+            warn_on_rollout_settings(
+                self.rollout_soft_config, args.max_completion_length, self.think_end, self.eos_token_ids
+            )
             #: the stop set S of a thinking step: EOS ids and the first token of the think-end marker
             self.stop_ids = stop_token_ids(self.eos_token_ids, self.think_end)
             try:  # everything the rollouts' generate resolves, checked as generate checks it
