@@ -579,11 +579,10 @@ class SoftGRPOTrainer(GRPOTrainer):
         rewards_per_func, self._rewards_per_func = self._rewards_per_func, None
         if self.args.advantage_estimator != "rloo":
             return output
-        if rewards_per_func is None:
-            raise ValueError(
-                "SoftGRPOConfig.advantage_estimator='rloo' takes the leave-one-out baseline of the rewards of the "
-                "trainer's reward functions, and this batch's rewards did not come from them (environment-owned "
-                "rewards or a rollout_func). Use advantage_estimator='grpo' with them."
+        if rewards_per_func is None:  # TRL 1.16 scores every batch through _calculate_rewards (environments too)
+            raise RuntimeError(
+                "SoftGRPOTrainer: advantage_estimator='rloo' found no rewards for this batch: _calculate_rewards did "
+                "not run before its advantages (a subclass that overrides it must call super()._calculate_rewards)."
             )
         local = output["advantages"]
         advantages = self.rloo_advantages(rewards_per_func)
