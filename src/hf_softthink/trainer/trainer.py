@@ -1062,7 +1062,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         vocabulary (the thinking warpers applied to the policy's `(n, V)` logits, as the decoder applies them):
         a stop step scores $\log p_\theta(x)$, a continue step
         $\log(1 - p_\theta(S)) + \log \mathcal N(h;\ p'_\theta E, s^2 I)$ with $E$ the `(V, d)` effective
-        embedding matrix (not differentiated, as in the top-K case). Memory: O(n x V).
+        embedding matrix (not differentiated, as in the top-K case). Memory: O(n x V), plus that `(V, d)` matrix
+        built in float32 by every scoring call (e.g. 2.5 GB for a 152k x 4096 vocabulary).
         """
         config = self.rollout_soft_config
         logits = thinking_warpers(config)(None, shift_to_zero_max(self.candidate_logits(model, hidden, None)))
