@@ -11,12 +11,15 @@ releases (hence `trl>=1.16,<1.17` in the package requirements):
   log-density (hard steps keep the token log-prob of TRL's fused LM head);
 * `_compute_loss` -- hands the batch's soft tensors to the seam above; TRL's loss is unchanged except that
   with `beta > 0` gaussian / fuzzy thinking steps use the exact per-step KL instead of k3;
-* `_calculate_rewards` -- TRL's rewards, kept for the RLOO advantages (`advantage_estimator="rloo"`);
+* `_calculate_rewards` -- TRL's rewards, checked (an infinite reward, or a weighted sum beyond float32, names
+  the function and the row) and kept for the RLOO advantages (`advantage_estimator="rloo"`);
+* `train`, `_save_checkpoint` and the `_load_*` methods -- resume only from a complete checkpoint, name a
+  damaged file, and save / restore the rollouts buffered for reuse (`trainer/checkpoints.py`);
 * `_save` / `create_model_card` -- the saved folder carries the soft-thinking config and a model card
   (`hf_softthink.hub`).
 
 With `soft_rollout="hard"` (and `advantage_estimator="grpo"`) none of the soft code runs: every seam defers to
-`GRPOTrainer`.
+`GRPOTrainer`, after the checks of rewards, prompts and checkpoints above.
 
 **What is stored per completion position** (right-padded to the completion length): which steps the thinking
 policy took (`soft_mask`: continue steps and sampled stop decisions) and which of them stopped (`soft_stop`),
