@@ -433,3 +433,11 @@ def test_dirichlet_score_identity():
     se = per_sample.std(0) / math.sqrt(n)
     assert (per_sample.mean(0).abs() < 5 * se).all()
     del g
+
+
+def test_every_density_is_exported_by_the_trainer_package():
+    import hf_softthink.trainer as trainer
+    from hf_softthink.trainer import densities
+
+    assert set(densities.__all__) <= set(trainer.__all__)
+    assert all(getattr(trainer, name) is getattr(densities, name) for name in densities.__all__)

@@ -214,7 +214,7 @@ def test_model_card_maps_packaged_models_to_hub_ids(tmp_path):
         soft_rollout="gumbel",
         soft_thinking=SOFT,
         datasets=["reasoning-gym (chain_sum)"],
-        soft_density="soft_grpo_approx",
+        soft_density="soft_grpo",
     )
     assert card.data.base_model is None  # not an existing folder
     (tmp_path / "smollm2-135m").mkdir()

@@ -1,5 +1,6 @@
 """The papers' recipes as presets (SofT-GRPO, Soft Tokens Hard Truths) and the lower-variance estimators (issue 16)."""
 
+import json
 import math
 import random
 
@@ -86,6 +87,18 @@ def test_preset_overrides_replace_fields_and_merge_decoder_settings(tmp_path):
         SoftGRPOConfig.stht(output_dir=str(tmp_path), use_cpu=True, soft_thinking=3)
     assert SoftGRPOConfig(output_dir=str(tmp_path), use_cpu=True).recipe is None
     assert args.to_dict()["recipe"] == "softgrpo"
+
+
+def test_preset_merges_a_json_soft_thinking_string_as_its_dict(tmp_path):
+    """A JSON string of decoder fields is merged as the dict it holds: the preset keeps its own decoder settings
+    (SofT-GRPO's top-5 support, tau 0.1 and noise clamp)."""
+    fields = {"max_thinking_tokens": 64, "gumbel_tau": 0.2}
+    from_dict = SoftGRPOConfig.softgrpo(output_dir=str(tmp_path), use_cpu=True, soft_thinking=fields)
+    from_json = SoftGRPOConfig.softgrpo(output_dir=str(tmp_path), use_cpu=True, soft_thinking=json.dumps(fields))
+    assert from_json.rollout_config() == from_dict.rollout_config()
+    assert from_json.rollout_config().gumbel_noise_clamp == (-1.5, 3.0)
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        SoftGRPOConfig.stht(output_dir=str(tmp_path), use_cpu=True, soft_thinking='{"max_topk": 3')
 
 
 @pytest.mark.parametrize(

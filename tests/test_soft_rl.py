@@ -247,6 +247,23 @@ def test_gaussian_kl_penalty_is_exact_and_stays_finite(tmp_path):
     assert all(math.isfinite(e["loss"]) for e in logs)
 
 
+def test_gaussian_kl_penalty_is_not_masked_by_top_entropy_quantile(tmp_path):
+    """TRL 1.16 adds its KL term after the high-entropy mask (`top_entropy_quantile`) has masked the policy loss,
+    and aggregates over every completion token: the gaussian penalty does the same (here at answer tokens, where
+    it is TRL's k3)."""
+    args = make_args(tmp_path, "gaussian", beta=0.04, top_entropy_quantile=0.5, loss_type="grpo")
+    trainer = make_trainer(args)
+    trainer.model.eval()  # no gradient-accumulation scaling
+    logps = torch.log(torch.tensor([[0.5, 0.4, 0.3, 0.2], [0.6, 0.1, 0.7, 0.9]]))
+    ref = torch.log(torch.tensor([[0.4, 0.4, 0.5, 0.1], [0.3, 0.2, 0.7, 0.8]]))
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    inputs = {"completion_mask": mask, "ref_per_token_logps": ref, "soft_mask": torch.zeros(2, 4, dtype=torch.bool)}
+    terms = {"logps": logps, "entropies": torch.tensor([[0.1, 2.0, 0.2, 3.0], [1.5, 0.1, 2.5, 0.3]])}
+    k3 = torch.exp(ref - logps) - (ref - logps) - 1
+    expected = ((k3 * mask).sum(-1) / mask.sum(-1)).mean()  # TRL's "grpo" aggregation over the completion mask
+    torch.testing.assert_close(trainer._gaussian_kl_loss(inputs, terms), expected)
+
+
 @pytest.mark.parametrize("mode", ["gaussian", "dirichlet"])
 def test_thinking_step_metrics_and_gradient_norm_split_are_logged(tmp_path, mode):
     trainer = make_trainer(make_args(tmp_path, mode, beta=0.04, log_soft_grad_norms=True))

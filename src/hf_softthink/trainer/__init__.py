@@ -15,6 +15,8 @@ from .densities import (
     dirichlet_log_density,
     gaussian_log_density,
     gaussian_step_kl,
+    gumbel_max_log_density,
+    logistic_normal_log_density,
     soft_grpo_gumbel_log_density,
 )
 
@@ -33,6 +35,8 @@ __all__ = [
     "dirichlet_log_density",
     "gaussian_log_density",
     "gaussian_step_kl",
+    "gumbel_max_log_density",
+    "logistic_normal_log_density",
     "soft_grpo_gumbel_log_density",
     *_LAZY,
 ]

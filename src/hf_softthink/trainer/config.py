@@ -370,8 +370,9 @@ class SoftGRPOConfig(GRPOConfig):
         `per_device_train_batch_size=256 // num_processes`, `steps_per_generation=2`,
         `max_completion_length=8192`.
 
-        `overrides` replace any field; `soft_thinking=` as a dict is merged into the preset's decoder
-        settings (e.g. `{"max_thinking_tokens": 1024}`), as a `SoftThinkingConfig` it replaces them.
+        `overrides` replace any field; `soft_thinking=` as a dict (or its JSON string) is merged into the
+        preset's decoder settings (e.g. `{"max_thinking_tokens": 1024}`), as a `SoftThinkingConfig` it replaces
+        them.
 
         Example:
 
@@ -444,16 +445,17 @@ class SoftGRPOConfig(GRPOConfig):
     def _from_preset(cls, values: dict[str, Any], soft: dict[str, Any], overrides: dict[str, Any]) -> SoftGRPOConfig:
         overrides = dict(overrides)
         user_soft = overrides.pop("soft_thinking", None)
-        if isinstance(user_soft, str):
-            user_soft = SoftThinkingConfig.from_json(user_soft).to_dict()
+        if isinstance(user_soft, str):  # a JSON object of fields, merged as the dict it holds
+            SoftThinkingConfig.from_json(user_soft)  # a ValueError naming bad JSON or a bad field
+            user_soft = json.loads(user_soft)
         if isinstance(user_soft, SoftThinkingConfig):
             soft = user_soft.to_dict()
         elif isinstance(user_soft, dict):
             soft = {**soft, **user_soft}
         elif user_soft is not None:
             raise TypeError(
-                "soft_thinking= of a SoftGRPOConfig preset must be a dict of SoftThinkingConfig fields (merged "
-                f"into the preset's), a SoftThinkingConfig (replacing them) or a JSON string, got "
+                "soft_thinking= of a SoftGRPOConfig preset must be a dict of SoftThinkingConfig fields or its JSON "
+                f"string (merged into the preset's), or a SoftThinkingConfig (replacing them), got "
                 f"{type(user_soft).__name__}."
             )
         return cls(**{**values, **overrides, "soft_thinking": soft})

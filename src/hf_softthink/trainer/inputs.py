@@ -28,7 +28,7 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from trl.trainer.utils import get_callable_name, is_async_callable
 
 from ..checks import prepare_output_dir, warn_if_budget_fills_length, warn_if_think_end_is_eos
 from ..config import SoftThinkingConfig
+
+if TYPE_CHECKING:
+    from ..generation import ThinkEnd
 
 __all__ = [
     "check_combined_rewards",
@@ -339,13 +342,11 @@ def check_trainer_inputs(args: Any, train_dataset: Any = None, eval_dataset: Any
 def warn_on_rollout_settings(
     config: SoftThinkingConfig,
     max_completion_length: int,
-    tokenizer: Any,
+    think_end: ThinkEnd | None,
     eos_ids: Iterable[int],
-    vocab_size: int,
 ) -> None:
-    """Warn when the rollouts cannot do what the settings say (module docstring)."""
-    from ..generation import resolve_think_end
-
+    """Warn when the rollouts cannot do what the settings say (module docstring); `think_end` is the config's
+    marker as the trainer resolved it (`hf_softthink.generation.resolve_think_end`)."""
     warn_if_budget_fills_length(
         config.max_thinking_tokens,
         max_completion_length,
@@ -353,10 +354,5 @@ def warn_on_rollout_settings(
         length_name="max_completion_length",
         stacklevel=4,
     )
-    if config.think_end is None:
-        return
-    try:
-        marker = resolve_think_end(config.think_end, tokenizer, vocab_size)
-    except ValueError:  # the trainer reports an unusable marker itself
-        return
-    warn_if_think_end_is_eos(config.think_end, marker.token_ids, eos_ids, stacklevel=4)
+    if think_end is not None:
+        warn_if_think_end_is_eos(config.think_end, think_end.token_ids, eos_ids, stacklevel=4)

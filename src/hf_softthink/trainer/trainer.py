@@ -11,12 +11,15 @@ releases (hence `trl>=1.16,<1.17` in the package requirements):
   log-density (hard steps keep the token log-prob of TRL's fused LM head);
 * `_compute_loss` -- hands the batch's soft tensors to the seam above; TRL's loss is unchanged except that
   with `beta > 0` gaussian / fuzzy thinking steps use the exact per-step KL instead of k3;
-* `_calculate_rewards` -- TRL's rewards, kept for the RLOO advantages (`advantage_estimator="rloo"`);
+* `_calculate_rewards` -- TRL's rewards, checked (an infinite reward, or a weighted sum beyond float32, names
+  the function and the row) and kept for the RLOO advantages (`advantage_estimator="rloo"`);
+* `train`, `_save_checkpoint` and the `_load_*` methods -- resume only from a complete checkpoint, name a
+  damaged file, and save / restore the rollouts buffered for reuse (`trainer/checkpoints.py`);
 * `_save` / `create_model_card` -- the saved folder carries the soft-thinking config and a model card
   (`hf_softthink.hub`).
 
 With `soft_rollout="hard"` (and `advantage_estimator="grpo"`) none of the soft code runs: every seam defers to
-`GRPOTrainer`.
+`GRPOTrainer`, after the checks of rewards, prompts and checkpoints above.
 
 **What is stored per completion position** (right-padded to the completion length): which steps the thinking
 policy took (`soft_mask`: continue steps and sampled stop decisions) and which of them stopped (`soft_stop`),
@@ -313,10 +316,6 @@ class SoftGRPOTrainer(GRPOTrainer):
             unwrapped = self.accelerator.unwrap_model(self.model)
             enable_soft_thinking(unwrapped, tokenizer=self._tokenizer)
             vocab_size = unwrapped.config.get_text_config().vocab_size
-            warn_on_rollout_settings(
-                self.rollout_soft_config, args.max_completion_length, self._tokenizer, self.eos_token_ids,
-                vocab_size,
-            )
             try:
                 self.think_end = resolve_think_end(
                     self.rollout_soft_config.think_end, self._tokenizer, vocab_size
@@ -329,6 +328,9 @@ class SoftGRPOTrainer(GRPOTrainer):
                     "model.resize_token_embeddings), choose a marker the tokenizer can spell, or set "
                     "think_end=None (every step soft)."
                 ) from error
+            warn_on_rollout_settings(
+                self.rollout_soft_config, args.max_completion_length, self.think_end, self.eos_token_ids
+            )
             #: the stop set S of a thinking step: EOS ids and the first token of the think-end marker
             self.stop_ids = stop_token_ids(self.eos_token_ids, self.think_end)
             try:  # everything the rollouts' generate resolves, checked as generate checks it
@@ -580,11 +582,10 @@ class SoftGRPOTrainer(GRPOTrainer):
         rewards_per_func, self._rewards_per_func = self._rewards_per_func, None
         if self.args.advantage_estimator != "rloo":
             return output
-        if rewards_per_func is None:
-            raise ValueError(
-                "SoftGRPOConfig.advantage_estimator='rloo' takes the leave-one-out baseline of the rewards of the "
-                "trainer's reward functions, and this batch's rewards did not come from them (environment-owned "
-                "rewards or a rollout_func). Use advantage_estimator='grpo' with them."
+        if rewards_per_func is None:  # TRL 1.16 scores every batch through _calculate_rewards (environments too)
+            raise RuntimeError(
+                "SoftGRPOTrainer: advantage_estimator='rloo' found no rewards for this batch: _calculate_rewards did "
+                "not run before its advantages (a subclass that overrides it must call super()._calculate_rewards)."
             )
         local = output["advantages"]
         advantages = self.rloo_advantages(rewards_per_func)
@@ -682,11 +683,15 @@ class SoftGRPOTrainer(GRPOTrainer):
             old = inputs.get("old_per_token_logps")
             log_ratio = (logps - old) if old is not None else torch.zeros_like(logps)
             outside = (log_ratio.exp() < 1 - self.epsilon_low) | (log_ratio.exp() > 1 + self.epsilon_high)
-            metrics["soft/log_ratio_abs_mean"].append(self._global_masked_mean(log_ratio.abs(), thinking))
-            metrics["soft/ratio_clip_frac"].append(self._global_masked_mean(outside.float(), thinking))
+            means = {
+                "soft/log_ratio_abs_mean": (log_ratio.abs(), thinking),
+                "soft/ratio_clip_frac": (outside.float(), thinking),
+            }
             if self.beta != 0.0 and self.rollout_soft_config.noise != "gaussian":
                 diff = inputs["ref_per_token_logps"] - logps
-                metrics["soft/k3"].append(self._global_masked_mean(diff.exp() - diff - 1, thinking))
+                means["soft/k3"] = (diff.exp() - diff - 1, thinking)
+            for name, mean in zip(means, self._global_masked_means(*means.values()), strict=True):
+                metrics[name].append(mean)
         if self.args.log_soft_grad_norms and mode == "train" and logps.requires_grad:
             params = [p for p in model.parameters() if p.requires_grad]
             (upstream,) = torch.autograd.grad(loss, logps, retain_graph=True)
@@ -699,6 +704,9 @@ class SoftGRPOTrainer(GRPOTrainer):
 
     def _gaussian_kl_loss(self, inputs, terms) -> torch.Tensor:
         r"""The KL penalty of gaussian / fuzzy rollouts, aggregated as TRL aggregates its loss (`loss_type`).
+
+        As TRL's k3 term, it covers every completion token the loss does: `top_entropy_quantile` masks the policy
+        term only (TRL adds the KL after that mask).
 
         At answer tokens, TRL's k3 estimate $e^{r - l} - (r - l) - 1$ ($l$, $r$: policy and reference
         log-probs). At thinking steps the exact KL of the step's distribution given its prefix: with $p$, $q$
@@ -732,19 +740,21 @@ class SoftGRPOTrainer(GRPOTrainer):
             if self.importance_sampling_level == "sequence":
                 log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0))[:, None]
             per_token_kl = per_token_kl * torch.exp(log_ratio)
-        if self.top_entropy_quantile < 1.0:
-            mask = mask * self.get_high_entropy_mask(terms["entropies"], mask, 1 - self.top_entropy_quantile)
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl.detach(), mask))
-        self._metrics[mode]["soft/kl"].append(
-            self._global_masked_mean(per_token_kl.detach(), mask * thinking.to(mask.dtype))
+        kl, thinking_kl = self._global_masked_means(
+            (per_token_kl.detach(), mask), (per_token_kl.detach(), mask * thinking.to(mask.dtype))
         )
+        self._metrics[mode]["kl"].append(kl)
+        self._metrics[mode]["soft/kl"].append(thinking_kl)
         return self._aggregate_like_loss(per_token_kl, mask, inputs)
 
-    def _global_masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
-        totals = torch.stack([(values * mask).sum(), mask.sum().float()])
-        totals = self.accelerator.reduce(totals, reduction="sum")
-        return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+    def _global_masked_means(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[float]:
+        """The mean of each `(values, mask)` pair's values over its mask, across processes (NaN where the mask
+        is empty everywhere): one all-reduce and one device sync for all the pairs."""
+        sums = [((values * mask).sum(), mask.sum()) for values, mask in pairs]
+        totals = torch.stack([total.float() for pair in sums for total in pair])
+        totals = self.accelerator.reduce(totals, reduction="sum").view(-1, 2)
+        return torch.where(totals[:, 1] > 0, totals[:, 0] / totals[:, 1], math.nan).tolist()
 
     def _aggregate_like_loss(self, per_token: torch.Tensor, mask: torch.Tensor, inputs) -> torch.Tensor:
         """Reduce a per-token term exactly as `GRPOTrainer._compute_loss` reduces its loss (TRL 1.16)."""
@@ -872,18 +882,15 @@ class SoftGRPOTrainer(GRPOTrainer):
                 )
 
         def feed(module, args, output):
-            if scored.get("embedded") or scored.get("feeding"):  # only the model's own embedding of the inputs
+            # only the model's own embedding of the inputs: not concept_embedding's lookups below
+            if scored.get("embedded"):
                 return None
             scored["embedded"] = True
             result = output
             if any_soft:
-                scored["feeding"] = True
-                try:
-                    fed = soft["soft_embeds"][mask] if "soft_embeds" in soft else None
-                    if fed is None:
-                        fed = concept_embedding(module, ids, log_weights.exp())
-                finally:
-                    scored["feeding"] = False
+                fed = soft["soft_embeds"][mask] if "soft_embeds" in soft else None
+                if fed is None:
+                    fed = concept_embedding(module, ids, log_weights.exp())
                 scored["fed"] = fed
                 completion = output[:, completion_start:].masked_scatter(mask[..., None], fed.to(output.dtype))
                 result = torch.cat([output[:, :completion_start], completion], dim=1)
@@ -1058,7 +1065,8 @@ class SoftGRPOTrainer(GRPOTrainer):
         vocabulary (the thinking warpers applied to the policy's `(n, V)` logits, as the decoder applies them):
         a stop step scores $\log p_\theta(x)$, a continue step
         $\log(1 - p_\theta(S)) + \log \mathcal N(h;\ p'_\theta E, s^2 I)$ with $E$ the `(V, d)` effective
-        embedding matrix (not differentiated, as in the top-K case). Memory: O(n x V).
+        embedding matrix (not differentiated, as in the top-K case). Memory: O(n x V), plus that `(V, d)` matrix
+        built in float32 by every scoring call (e.g. 2.5 GB for a 152k x 4096 vocabulary).
         """
         config = self.rollout_soft_config
         logits = thinking_warpers(config)(None, shift_to_zero_max(self.candidate_logits(model, hidden, None)))
