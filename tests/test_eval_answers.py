@@ -122,6 +122,9 @@ def test_without_a_thinking_prompt_the_whole_completion_is_the_answer(tok):
         result = evaluate_modes(ScriptedModel(tok, script), tok, ds, "hard-greedy", max_new_tokens=MAX_NEW_TOKENS,
                                 max_thinking_tokens=None, thinking_instruction=None, progress=False)
     assert [r["endings"] for r in result.records["hard-greedy"]] == [["answer"], ["answer"]]
+    for record in result.records["hard-greedy"]:  # no thinking asked: every token is answer, none thinking
+        assert record["thinking_tokens"] == [0] and record["answer_tokens"][0] > 0
+    assert result.summary["hard-greedy"]["mean_thinking_tokens"] == 0.0
 
 
 def test_records_hold_the_question_and_the_gold_answer(tok, tmp_path):

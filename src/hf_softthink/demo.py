@@ -382,11 +382,6 @@ def run_demo(
             thinking_instruction=prompt, max_thinking_tokens=budget, **common,
         )
     summary = {**standard.summary, **thinking.summary}
-    # the standard prompt asks for no thinking: every token it wrote is answer (evaluate_modes counts a
-    # completion without think-end as unclosed thinking)
-    plain = summary["standard"]
-    plain["mean_answer_tokens"] += plain["mean_thinking_tokens"]
-    plain["mean_thinking_tokens"] = 0.0
     records = {**standard.records, **thinking.records}
     answers = {label: [(r["answers"][0], r["correct"][0]) for r in records[label]] for label in MODE_LABELS}
     unanswered = {label: [r["endings"][0] != ANSWERED for r in records[label]] for label in MODE_LABELS}
