@@ -21,8 +21,7 @@ Selection, in two stages fixed before measuring:
    alone, or the marker and an answer prefix, so a small model that stops right after a forced marker is led
    into its answer): hard-greedy forces it through the hard budget (`DecodingMode.forced_end_text`),
    soft-greedy through the soft decoder's `SoftThinkingConfig.forced_end_text`. The best mean accuracy of the
-   two wins (ties: the first listed, the marker alone). Stage 3 chooses only when the installed
-   `SoftThinkingConfig` has that field; without it, it measures hard-greedy and says so.
+   two wins (ties: the first listed, the marker alone).
 
 Standard decoding (no thinking prompt, no budget, the same total token limit) is measured once as a
 reference. Everything prints as Markdown tables; figures are from this run only. The result, and the settings
@@ -32,7 +31,6 @@ reference. Everything prints as Markdown tables; figures are from this run only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import time
 
@@ -66,8 +64,6 @@ ANSWER_TOKENS = 48
 #: candidate texts of a forced end of thinking (stage 3): None is the marker alone
 FORCED_END_TEXTS = (None, "</think>\n\n", "</think>\nThe answer is ", "</think>\nThe answer is \\boxed{",
                     "</think>\n\\boxed{")
-#: the SoftThinkingConfig field of the soft decoder's forced end text
-SOFT_FORCED_END_FIELD = "forced_end_text"
 
 NAMES = ("Lena", "Omar", "Priya", "Jonas", "Mei", "Carlos", "Ines", "Kofi")
 TEMPLATES = (
@@ -128,41 +124,29 @@ def measure(model, tokenizer, rows, modes, *, prompt: str | None, budget: int | 
     }
 
 
-def soft_forced_end_supported() -> bool:
-    """Whether the installed `SoftThinkingConfig` has the soft decoder's forced end text."""
-    return SOFT_FORCED_END_FIELD in {f.name for f in dataclasses.fields(SoftThinkingConfig)}
-
-
 def stage_forced_end(model, tokenizer, rows, *, prompt: str, budget: int, cold_stop) -> str | None:
-    """Stage 3: hard-greedy and (when the decoder supports it) soft-greedy with each forced end text; prints a
-    table and returns the chosen text (None: the marker alone), or None without a choice."""
-    soft_ok = soft_forced_end_supported()
+    """Stage 3: hard-greedy and soft-greedy with each forced end text; prints a table and returns the chosen
+    text (None: the marker alone)."""
     entropy, patience = cold_stop or (None, SoftThinkingConfig().cold_stop_patience)
     print("## Stage 3: what a forced end of thinking writes (hard-greedy and soft-greedy)\n")
-    if not soft_ok:
-        print(f"(soft-greedy not measured: this SoftThinkingConfig has no `{SOFT_FORCED_END_FIELD}` field)\n")
     print("| forced end text | hard acc. | soft acc. | mean | hard / soft no answer | hard / soft think/answer tok. |")
     print("|---|---:|---:|---:|---|---|")
     stage3 = {}
     for rank, text in enumerate(FORCED_END_TEXTS):
-        modes = [DecodingMode("hard", forced_end_text=text)]
-        if soft_ok:
-            extra = {SOFT_FORCED_END_FIELD: text} if text is not None else {}
-            modes.append(DecodingMode("soft", SoftThinkingConfig(
-                cold_stop_entropy=entropy, cold_stop_patience=patience, **extra)))
+        modes = [
+            DecodingMode("hard", forced_end_text=text),
+            DecodingMode("soft", SoftThinkingConfig(cold_stop_entropy=entropy, cold_stop_patience=patience,
+                                                    forced_end_text=text)),
+        ]
         m = measure(model, tokenizer, rows, modes, prompt=prompt, budget=budget,
                     max_new_tokens=budget + ANSWER_TOKENS)
-        hard, soft = m["hard"], m.get("soft")
-        mean = (hard["accuracy"] + soft["accuracy"]) / 2 if soft else float("nan")
+        hard, soft = m["hard"], m["soft"]
+        mean = (hard["accuracy"] + soft["accuracy"]) / 2
         stage3[text] = (mean, -rank)
-        soft_cells = (f"{soft['accuracy']:.3f} | {mean:.3f} | {hard['no_answer']} / {soft['no_answer']} | "
-                      f"{hard['thinking']:.1f} / {hard['answer']:.1f}, {soft['thinking']:.1f} / {soft['answer']:.1f}"
-                      if soft else f"- | - | {hard['no_answer']} / - | {hard['thinking']:.1f} / {hard['answer']:.1f}")
         label = "(the marker alone)" if text is None else repr(text)
-        print(f"| {label} | {hard['accuracy']:.3f} | {soft_cells} |", flush=True)
-    if not soft_ok:
-        print("\nnot chosen: soft thinking was not measured\n")
-        return None
+        print(f"| {label} | {hard['accuracy']:.3f} | {soft['accuracy']:.3f} | {mean:.3f} | {hard['no_answer']} / "
+              f"{soft['no_answer']} | {hard['thinking']:.1f} / {hard['answer']:.1f}, {soft['thinking']:.1f} / "
+              f"{soft['answer']:.1f} |", flush=True)
     chosen = max(stage3, key=stage3.get)
     print(f"\nchosen: forced end text {'(the marker alone)' if chosen is None else repr(chosen)}\n")
     return chosen

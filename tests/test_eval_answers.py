@@ -122,6 +122,9 @@ def test_without_a_thinking_prompt_the_whole_completion_is_the_answer(tok):
         result = evaluate_modes(ScriptedModel(tok, script), tok, ds, "hard-greedy", max_new_tokens=MAX_NEW_TOKENS,
                                 max_thinking_tokens=None, thinking_instruction=None, progress=False)
     assert [r["endings"] for r in result.records["hard-greedy"]] == [["answer"], ["answer"]]
+    for record in result.records["hard-greedy"]:  # no thinking asked: every token is answer, none thinking
+        assert record["thinking_tokens"] == [0] and record["answer_tokens"][0] > 0
+    assert result.summary["hard-greedy"]["mean_thinking_tokens"] == 0.0
 
 
 def test_records_hold_the_question_and_the_gold_answer(tok, tmp_path):
@@ -220,8 +223,8 @@ def test_a_hard_mode_with_a_forced_end_text_and_its_fingerprint(tok):
 
 
 def test_demo_settings_compares_forced_end_texts_on_its_dev_questions(capsys):
-    """benchmarks/demo_settings.py stage 3, at smoke size: one row per candidate; a choice only once the soft
-    decoder has a forced end text (SoftThinkingConfig.forced_end_text)."""
+    """benchmarks/demo_settings.py stage 3, at smoke size: one row per candidate, hard and soft (the soft decoder's
+    SoftThinkingConfig.forced_end_text), and a choice among the candidates."""
     import importlib.util
     from pathlib import Path
 
@@ -237,8 +240,4 @@ def test_demo_settings_compares_forced_end_texts_on_its_dev_questions(capsys):
     table = [line for line in out.splitlines() if line.startswith("| ") and "forced end text" not in line]
     assert len(table) == len(script.FORCED_END_TEXTS)
     assert table[0].startswith("| (the marker alone) |") and repr(script.FORCED_END_TEXTS[1]) in table[1]
-    if script.soft_forced_end_supported():
-        assert chosen in script.FORCED_END_TEXTS and "chosen: forced end text" in out
-    else:
-        assert chosen is None and "not chosen: soft thinking was not measured" in out
-        assert "no `forced_end_text` field" in out
+    assert chosen in script.FORCED_END_TEXTS and "chosen: forced end text" in out

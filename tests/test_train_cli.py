@@ -318,6 +318,28 @@ def test_ctrl_c_finishes_the_step_saves_a_checkpoint_and_the_run_resumes(tiny_di
     assert len(calls) == 3
 
 
+def test_a_second_ctrl_c_names_the_last_complete_checkpoint(tiny_dir, tmp_path, capsys, monkeypatch):
+    """A second Ctrl-C often lands in a save: the newest checkpoint folder is then incomplete, and the message
+    names the newest complete one instead."""
+    from hf_softthink.trainer import SoftGRPOTrainer
+
+    real_train = SoftGRPOTrainer.train
+
+    def train_then_stop_in_a_save(self, *args, **kwargs):
+        real_train(self, *args, **kwargs)  # one step, saved as checkpoint-1
+        (tmp_path / "run" / "checkpoint-2").mkdir()  # a save cut short: no trainer_state.json, no weights
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SoftGRPOTrainer, "train", train_then_stop_in_a_save)
+    out = tmp_path / "run"
+    argv = tiny_run(tiny_dir, out, "--no-progress", "--save-steps", "1")
+    argv[argv.index("--max-steps") + 1] = "1"
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"saved before: the last complete checkpoint, {out / 'checkpoint-1'}" in err
+    assert "checkpoint-2" not in err
+
+
 def test_a_second_ctrl_c_stops_at_once():
     callback = InterruptCallback()
     with callback.catch_sigint():

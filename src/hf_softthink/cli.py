@@ -944,14 +944,16 @@ def _train(args: argparse.Namespace) -> int:
     print(f"hf-softthink train: {model_name}, {config.soft_rollout} rollouts, {adapter_text}, {config.max_steps} steps "
           f"of {prompts} prompt{'s' if prompts != 1 else ''} x {config.num_generations} completions, {len(dataset)} "
           f"training problems; {device}; saving to {config.output_dir}", file=sys.stderr)
-    saved = "nothing"
     try:
         with interrupt.catch_sigint():
             trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     except KeyboardInterrupt:
-        checkpoints = sorted(Path(config.output_dir).glob("checkpoint-*"), key=lambda p: p.stat().st_mtime)
-        if checkpoints:
-            saved = f"the last checkpoint, {checkpoints[-1]}"
+        from .trainer.checkpoints import newest_complete_checkpoint
+
+        try:  # a second Ctrl-C often lands in a save: the newest checkpoint folder may be incomplete
+            saved = f"the last complete checkpoint, {newest_complete_checkpoint(config.output_dir)[0]}"
+        except ValueError:  # no checkpoint, or none complete
+            saved = "nothing"
         print(f"\nhf-softthink: stopped at once by a second Ctrl-C, unsaved; saved before: {saved}", file=sys.stderr)
         return 130
     trainer.save_model(config.output_dir)  # with --push-to-hub, also uploads the folder

@@ -193,21 +193,20 @@ def trace_soft_thinking(
     new = new[: next((i for i, token in enumerate(new.tolist()) if token in eos), len(new))]
     soft = out.thinking_mask[0, : len(new)]
     thinking_steps = int(soft.sum())
-    # the trace runs up to and including think-end; every later step is the answer
-    thinking_end = int(soft.nonzero().max()) + 1 if thinking_steps else 0
-    end_marker = config.think_end if isinstance(config.think_end, str) else ""
-    while thinking_end < len(new) and end_marker and not tokenizer.decode(new[:thinking_end]).endswith(end_marker):
-        thinking_end += 1
-    if end_marker and not tokenizer.decode(new[:thinking_end]).endswith(end_marker):
-        thinking_end = len(new)  # never reached think-end: everything is thinking
+    # the trace runs up to and including think-end (as evaluate_modes counts it); every later step is the answer
+    span = None
+    if isinstance(config.think_end, str):
+        span = _think_end_span(tokenizer, new.tolist(), config.think_end)
+        thinking_end = span[1] if span is not None else len(new)  # never reached think-end: everything is thinking
+    else:  # a marker given as a token id: thinking is the soft steps
+        thinking_end = int(soft.nonzero().max()) + 1 if thinking_steps else 0
     trace = render_trace(tokenizer, out.soft_topk_ids[0, :thinking_end], out.soft_topk_weights[0, :thinking_end],
                          soft[:thinking_end])
     answer = tokenizer.decode(new[thinking_end:], skip_special_tokens=True)
     end = thinking_end_reason(out.step_events[0, : len(new)])
     marker_tokens = 0
     if end is not None:
-        span = _think_end_span(tokenizer, new[:thinking_end].tolist(), end_marker or None)
-        marker_tokens = span[1] - span[0] if span else 1
+        marker_tokens = span[1] - span[0] if span is not None else 1
     return TraceResult(trace, answer.strip(), thinking_end, len(new) - thinking_end, seconds, out,
                        end_event=end[1] if end else None, marker_tokens=marker_tokens, soft_steps=thinking_steps)
 
@@ -382,11 +381,6 @@ def run_demo(
             thinking_instruction=prompt, max_thinking_tokens=budget, **common,
         )
     summary = {**standard.summary, **thinking.summary}
-    # the standard prompt asks for no thinking: every token it wrote is answer (evaluate_modes counts a
-    # completion without think-end as unclosed thinking)
-    plain = summary["standard"]
-    plain["mean_answer_tokens"] += plain["mean_thinking_tokens"]
-    plain["mean_thinking_tokens"] = 0.0
     records = {**standard.records, **thinking.records}
     answers = {label: [(r["answers"][0], r["correct"][0]) for r in records[label]] for label in MODE_LABELS}
     unanswered = {label: [r["endings"][0] != ANSWERED for r in records[label]] for label in MODE_LABELS}

@@ -56,6 +56,7 @@ import torch
 
 from .evaluation_metrics import extract_answer, grade_completion
 from .events import FORCED_EVENTS, StepEvent, thinking_end_reason
+from .processors import full_entropy
 
 #: why thinking ended, by the event that ended it
 END_REASONS = {
@@ -377,8 +378,8 @@ class SoftThinkingTrace:
         piece when the model wrote it; `FORCED_BUDGET` then `FORCED_SPELLING` when it starts at
         `max_thinking_tokens`, where `hf_softthink.processors.HardThinkingBudgetProcessor` forces it), then the
         answer. With `output.logits` (`generate(..., output_logits=True, return_dict_in_generate=True)`) each step
-        gets the full-vocabulary entropy of softmax(logits / `temperature`), the soft trace's thinking temperature
-        for a like-for-like curve.
+        gets the full-vocabulary entropy of softmax(logits / `temperature`) as the soft decoder computes it
+        (`hf_softthink.processors.full_entropy`), at the soft trace's thinking temperature for a like-for-like curve.
 
         Args:
             output: the `generate` output (with `return_dict_in_generate=True`) or its `sequences` tensor.
@@ -410,9 +411,8 @@ class SoftThinkingTrace:
                     events[span[1] - 1] = StepEvent.THINK_END
             entropies: list[float | None] = [None] * length
             if logits:
-                for step in range(min(length, len(logits))):
-                    log_p = torch.log_softmax(logits[step][row].float() / temperature, dim=-1)
-                    entropies[step] = float(-(log_p.exp() * log_p).nan_to_num(0.0).sum())
+                scored = min(length, len(logits))
+                entropies[:scored] = full_entropy(torch.stack([s[row] for s in logits[:scored]]), temperature).tolist()
             steps = [TraceStep(tokenizer.decode([token]), event, entropy, token_id=token)
                      for token, event, entropy in zip(new, events, entropies, strict=True)]
             prompt = _prompt_text(tokenizer, sequences[row], prompt_length) if show_prompt else None

@@ -45,7 +45,8 @@ Every mode gets the same thinking budget (``max_thinking_tokens``): soft modes t
 has no think tokens: the marker is matched on the decoded text) still reaches an answer phase, and hard
 and soft modes are compared at the same budget. Thinking tokens are the generated tokens before the
 first think-end marker; answer tokens those after it (up to end-of-sequence). A completion that never
-closes its thinking counts all its tokens as thinking, and its answer is read from the whole text.
+closes its thinking counts all its tokens as thinking (all as answer when the prompts ask for no thinking:
+neither a thinking instruction nor a budget), and its answer is read from the whole text.
 
 Scoring is the dataset's verifier (:func:`hf_softthink.data.grade_sample`): reasoning-gym's
 ``score_answer`` for reasoning-gym rows, math-verify against the ``answer`` column otherwise.

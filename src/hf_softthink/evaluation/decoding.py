@@ -152,7 +152,10 @@ def _generate(
         stopped = length < len(ids)
         ids = ids[:length]
         span = _think_end_span(tokenizer, ids, marker)
-        thinking_tokens, answer = (len(ids), 0) if span is None else (span[0], length - span[1])
+        if span is not None:
+            thinking_tokens, answer = span[0], length - span[1]
+        else:  # no marker: unclosed thinking where the prompt asked for thinking, else all answer
+            thinking_tokens, answer = (length, 0) if thinking else (0, length)
         text = tokenizer.decode(ids, skip_special_tokens=True)
         if span is not None or not thinking:
             answer_text = text if span is None else tokenizer.decode(ids[span[1]:], skip_special_tokens=True)

@@ -149,7 +149,7 @@ def generation_config_digest(generation_config: Any) -> str | None:
 
 def changed_parts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """How the parts of two identities differ, in words (``[]``: the same)."""
-    return [IDENTITY_PARTS.get(key, key) for key in IDENTITY_PARTS if saved.get(key) != current.get(key)]
+    return [text for key, text in IDENTITY_PARTS.items() if saved.get(key) != current.get(key)]
 
 
 def _jsonable(value: Any) -> Any:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..data import grade_sample
 from .decoding import ENDINGS, _DecodeSettings
-from .identity import IDENTITY_PARTS
+from .identity import changed_parts
 from .modes import DecodingMode
 
 RECORDS_FILE = "samples.jsonl"
@@ -69,8 +69,7 @@ def _run_key(fingerprint: Mapping[str, Any]) -> str:
 
 def describe_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """How the fingerprint of saved records differs from the current one, in words."""
-    saved_identity, identity = saved.get("identity") or {}, current["identity"]
-    changes = [text for key, text in IDENTITY_PARTS.items() if saved_identity.get(key) != identity.get(key)]
+    changes = changed_parts(saved.get("identity") or {}, current["identity"])
     saved_settings, settings = saved.get("settings") or {}, current["settings"]
     for key, value in settings.items():
         if saved_settings.get(key) != value:
@@ -113,14 +112,6 @@ class _RecordsLog:
         """``file:line`` of a saved record (``"this run"`` for one added by this run)."""
         line = self.lines.get(key)
         return f"{self.path}:{line}" if line is not None else "this run"
-
-    def saved_fingerprints(self, mode_name: str) -> list[dict[str, Any]]:
-        """The distinct fingerprints of the records saved for a mode of this name (any run)."""
-        out: dict[str, dict[str, Any]] = {}
-        for (run, _), record in self.saved.items():
-            if record.get("mode") == mode_name and isinstance(record.get("fingerprint"), dict):
-                out.setdefault(run, record["fingerprint"])
-        return list(out.values())
 
     def add(self, record: dict[str, Any]) -> None:
         """Keep ``record`` and append it to the file at once (an interruption loses nothing added)."""
