@@ -222,6 +222,19 @@ def test_targets_block(grid):
     assert grid.paired_gap({**evals, "gumbel": other}, "gumbel", "hard-sample", 1) is None
 
 
+def test_rows_table_names_each_rows_score_and_learning_rate(grid):
+    run = {"rollout_config": None, "config": {"soft_rollout": "hard", "learning_rate": 1e-4, "temperature": 1.0}}
+    residual = {
+        "rollout_config": {"noise": "gumbel", "gumbel_tau": 0.5, "max_topk": 10, "temperature": 1.0},
+        "config": {"soft_rollout": "gumbel", "soft_density": "gumbel_max", "soft_density_residual": 0.1,
+                   "learning_rate": 3e-5, "beta": 0.0, "scale_rewards": "group", "loss_type": "dapo"},
+    }
+    table = grid.rows_table({"hard": [run], "gumbel-max-r0.1": [residual]}).splitlines()
+    assert table[2].startswith("| hard | hard | – | – | 1 | 0.0001 |")
+    assert table[3].startswith("| soft (gumbel, gumbel_max + 0.1 residual) | gumbel | gumbel_max + 0.1 residual | "
+                               "gumbel tau 0.5, top-10 | – | 3e-05 | 0 | grpo, scaled by group | dapo |")
+
+
 def test_merge_section_keeps_text_outside_markers(grid):
     first = grid.merge_section(None, "table v1")
     assert grid.BEGIN in first and "table v1" in first
