@@ -32,7 +32,8 @@ hard 96 s, gumbel 194 s; the SFT start on the 300 dev problems 63 s. Extrapolate
 rollouts cost: measure one run before adding several.
 
 The grid before issue 16 (chain_sum, 64 test problems, the six inference presets) is
-``--task chain_sum --test-problems 64 --dev-problems 100 --sft-max-steps 1500
+``--task chain_sum --test-problems 64 --dev-problems 100 --sft-max-steps 1500 --train-modes
+hard,gaussian,fuzzy,gumbel,dirichlet --rl-lr 1e-4
 --inference-modes hard-greedy,hard-sample,soft-greedy,soft-sample,fuzzy-greedy,fuzzy-sample`` (its rows are now
 named ``gaussian`` for ``soft``; the reward is now 1/0 and the splits a random partition of distinct problems, so
 its figures will not repeat the old block's to the digit: not rerun).
@@ -49,9 +50,10 @@ its figures will not repeat the old block's to the digit: not rerun).
    ``--sft-max-steps``). The distinct problems of one pool are split at random into test, dev and train, so
    the evaluation is on problems never trained on.
 2. **RL.** From the SFT checkpoint, `SoftGRPOTrainer` (full fine-tune, the model is 0.7M parameters) for the
-   same number of steps in each row of ``grid_stages/rows.py`` (today: ``hard`` = plain GRPO, ``gumbel``,
-   ``dirichlet``, ``gaussian``, ``fuzzy`` soft rollouts with the grid's recipe, the ``--rl-*`` flags), for
-   each seed. Reward: 1 when reasoning-gym's verifier gives full marks, else 0.
+   same number of steps in each row of ``grid_stages/rows.py`` (the default rows: ``hard`` = plain GRPO, the
+   presets ``softgrpo``, ``stht`` and ``stht-fuzzy``, and ``gumbel-max`` and ``logistic-normal`` on the grid's
+   recipe, the ``--rl-*`` flags; each row with its own learning rate, chosen on dev), for each seed. Reward: 1
+   when reasoning-gym's verifier gives full marks, else 0.
 3. **Evaluation.** Every model (the SFT start and each RL run) in the ``--inference-modes`` (default
    ``hard-greedy``, ``hard-sample`` and ``own``: the model's own rollout noise) on the same held-out
    problems, ``--samples`` completions per problem, pass@1 and pass@k (unbiased estimator); the number of
@@ -74,7 +76,9 @@ recomputes what it affects and reuses the rest. The hash covers:
   its own-noise mode decodes with;
 * for an RL run, the `SoftGRPOConfig` its row built (``to_dict()`` less the output paths), not the source of
   ``grid_stages/rows.py``: the row table is in no stage's code digest, so adding or editing a row reruns that
-  row only;
+  row only; the recipe flags (``RECIPE_KEYS``: ``--rl-lr``, ``--rl-sigma``, ...) reach a run only through that
+  config, so a flag a row ignores reruns nothing of it, and ``--rl-lr`` at a row's own learning rate reuses
+  the row's run (the seed-0 runs of a dev sweep are the grid's);
 * the code: a digest of the source of every module the stage runs, in ``grid_stages`` and ``hf_softthink``
   (its import closure, e.g. ``hf_softthink/trainer/`` for RL, ``hf_softthink/evaluation/`` for the
   evaluation), and of the versions of the libraries those modules import
@@ -149,6 +153,7 @@ from grid_stages.settings import (  # noqa: E402
     EVAL_KEYS,
     INFERENCE_MODES,
     OWN,
+    RECIPE_KEYS,
     RL_KEYS,
     SFT_KEYS,
     START,
@@ -176,6 +181,7 @@ __all__ = [
     "INFERENCE_MODES",
     "OWN",
     "OWN_NOISE",
+    "RECIPE_KEYS",
     "RL_KEYS",
     "ROWS",
     "SFT_KEYS",

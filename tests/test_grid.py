@@ -222,6 +222,19 @@ def test_targets_block(grid):
     assert grid.paired_gap({**evals, "gumbel": other}, "gumbel", "hard-sample", 1) is None
 
 
+def test_rows_table_names_each_rows_score_and_learning_rate(grid):
+    run = {"rollout_config": None, "config": {"soft_rollout": "hard", "learning_rate": 1e-4, "temperature": 1.0}}
+    residual = {
+        "rollout_config": {"noise": "gumbel", "gumbel_tau": 0.5, "max_topk": 10, "temperature": 1.0},
+        "config": {"soft_rollout": "gumbel", "soft_density": "gumbel_max", "soft_density_residual": 0.1,
+                   "learning_rate": 3e-5, "beta": 0.0, "scale_rewards": "group", "loss_type": "dapo"},
+    }
+    table = grid.rows_table({"hard": [run], "gumbel-max-r0.1": [residual]}).splitlines()
+    assert table[2].startswith("| hard | hard | – | – | 1 | 0.0001 |")
+    assert table[3].startswith("| soft (gumbel, gumbel_max + 0.1 residual) | gumbel | gumbel_max + 0.1 residual | "
+                               "gumbel tau 0.5, top-10 | – | 3e-05 | 0 | grpo, scaled by group | dapo |")
+
+
 def test_merge_section_keeps_text_outside_markers(grid):
     first = grid.merge_section(None, "table v1")
     assert grid.BEGIN in first and "table v1" in first
@@ -268,7 +281,10 @@ def test_parse_args(grid, tmp_path):
     full = grid.parse_args(["--seeds", "0,1", "--train-modes", "hard,fuzzy", "--rl-lr", "1e-4"])
     assert full.seeds == (0, 1) and full.train_modes == ("hard", "fuzzy") and full.rl_lr == 1e-4
     assert full.results.endswith("benchmarks/RESULTS_grid.md") and not full.smoke
-    assert grid.parse_args([]).train_modes == ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
+    assert grid.parse_args([]).train_modes == (
+        "hard", "softgrpo", "stht", "stht-fuzzy", "gumbel-max", "logistic-normal"
+    )
+    assert grid.parse_args([]).rl_lr is None  # each row's own, chosen on dev
     assert grid.parse_args([]).inference_modes == ("hard-greedy", "hard-sample", "own")
     assert grid.parse_args([]).task == "countdown" and grid.parse_args([]).test_problems >= 500
     assert grid.parse_args(["--train-modes", "gumbel,dirichlet"]).train_modes == ("gumbel", "dirichlet")
@@ -288,11 +304,8 @@ def test_parse_args(grid, tmp_path):
             grid.parse_args([flag, bad])
     # stage folders are keyed by the settings they depend on
     base = grid.settings_hash(full, grid.RL_KEYS, "sft-x")
-    assert (
-        grid.settings_hash(grid.parse_args(["--rl-lr", "1e-4", "--seeds", "5"]), grid.RL_KEYS, "sft-x")
-        == base
-    )
-    assert grid.settings_hash(grid.parse_args(["--rl-lr", "2e-4"]), grid.RL_KEYS, "sft-x") != base
+    assert grid.settings_hash(grid.parse_args(["--seeds", "5"]), grid.RL_KEYS, "sft-x") == base
+    assert grid.settings_hash(grid.parse_args(["--rl-steps", "7"]), grid.RL_KEYS, "sft-x") != base
 
 
 # ------------------------------------------------------------------------------------- stage cache keys
@@ -315,8 +328,11 @@ def test_each_stage_key_covers_the_settings_the_stage_reads(grid):
     where = {"out"}  # the output folder: where, not what
     assert _settings_read(stages / "sft.py") - where <= set(grid.SFT_KEYS)
     assert _settings_read(stages / "rl.py") - where <= set(grid.RL_KEYS)
-    # the row table builds the run's config: its settings are RL settings (and the config is in the RL key)
-    assert _settings_read(stages / "rows.py") <= set(grid.RL_KEYS)
+    # the row table builds the run's config from the run sizes and the shared recipe; the config is in the RL
+    # key, the recipe flags reach a run only through it (no stage reads them)
+    assert _settings_read(stages / "rows.py") <= set(grid.RL_KEYS) | set(grid.RECIPE_KEYS)
+    for stage in ("sft.py", "rl.py", "evaluate.py", "task.py"):
+        assert not _settings_read(stages / stage) & set(grid.RECIPE_KEYS), stage
     assert _settings_read(stages / "evaluate.py") - where <= set(grid.EVAL_KEYS)
     # the splits are made once for all stages (SFT_KEYS; RL and evaluation name the SFT folder), the OOD
     # texts are the evaluation's
@@ -324,7 +340,7 @@ def test_each_stage_key_covers_the_settings_the_stage_reads(grid):
     assert "ood_size" in grid.EVAL_KEYS
     # every setting of the grid is in some key, or is one of those that change where/how fast
     fields = {f.name for f in dataclasses.fields(grid.GridSettings)}
-    in_keys = set(grid.SFT_KEYS) | set(grid.RL_KEYS) | set(grid.EVAL_KEYS)
+    in_keys = set(grid.SFT_KEYS) | set(grid.RL_KEYS) | set(grid.EVAL_KEYS) | set(grid.RECIPE_KEYS)
     assert fields - in_keys == {"out", "results", "plot", "section", "threads", "train_modes", "seeds", "smoke"}
 
 
@@ -401,6 +417,64 @@ def test_a_row_is_keyed_by_the_config_it_builds(grid, tmp_path, monkeypatch):
     assert args.soft_thinking["max_thinking_tokens"] == settings.max_thinking_tokens
     with pytest.raises(KeyError, match="grid_stages/rows.py"):
         grid.training_config(settings, "no-such-row", 0)
+
+
+#: the learning rate of each of issue 16's rows, chosen on the dev split (RESULTS_grid.md, "Settings chosen on the
+#: dev split": the best dev mean@32 of 3e-5, 1e-4 and 3e-4, seed 0)
+DEV_CHOSEN_LR = {
+    "hard": 1e-4, "softgrpo": 1e-4, "stht": 1e-4, "stht-fuzzy": 1e-4, "gumbel-max": 1e-4, "logistic-normal": 1e-4,
+}
+
+
+def test_issue16_rows_build_their_recipes_with_the_dev_chosen_learning_rates(grid, tmp_path):
+    from hf_softthink.trainer import SoftGRPOConfig
+
+    settings = grid.parse_args(["--out", str(tmp_path)])
+    assert settings.train_modes == tuple(DEV_CHOSEN_LR)
+    limits = {"think_end": "</think>", "max_thinking_tokens": settings.max_thinking_tokens}
+    run = grid.run_kwargs(settings, 0)
+
+    def settings_of(args):
+        return {k: v for k, v in args.to_dict().items() if k not in ("output_dir", "logging_dir", "run_name")}
+
+    configs = {row: grid.training_config(settings, row, 0) for row in DEV_CHOSEN_LR}
+    for row, args in configs.items():
+        assert args.learning_rate == DEV_CHOSEN_LR[row], row
+        assert (args.max_steps, args.per_device_train_batch_size, args.num_generations) == (120, 64, 8)
+    # a preset row is its preset with the grid's run size, the task's limits and the row's learning rate only
+    presets = {
+        "softgrpo": SoftGRPOConfig.softgrpo,
+        "stht": SoftGRPOConfig.stht,
+        "stht-fuzzy": lambda **kw: SoftGRPOConfig.stht(fuzzy=True, **kw),
+    }
+    for row, preset in presets.items():
+        expected = preset(**run, learning_rate=DEV_CHOSEN_LR[row], soft_thinking=limits)
+        assert settings_of(configs[row]) == settings_of(expected), row
+    softgrpo = configs["softgrpo"].rollout_config()
+    assert configs["softgrpo"].soft_density == "soft_grpo" and configs["softgrpo"].beta == 0.001
+    assert (softgrpo.max_topk, softgrpo.gumbel_tau, softgrpo.gumbel_noise_clamp) == (5, 0.1, (-1.5, 3.0))
+    stht, fuzzy = configs["stht"].rollout_config(), configs["stht-fuzzy"].rollout_config()
+    assert stht.max_topk is None and stht.temperature == 0.5 and configs["stht"].advantage_estimator == "rloo"
+    assert configs["stht-fuzzy"].soft_rollout == "fuzzy" and fuzzy.temperature == 1e-4 and fuzzy.max_topk is None
+    # the lower-variance estimators on the grid's recipe (top-10, T 1, GRPO advantages, beta 0)
+    gumbel_max, logistic = configs["gumbel-max"], configs["logistic-normal"]
+    assert (gumbel_max.soft_rollout, gumbel_max.soft_density) == ("gumbel", "gumbel_max")
+    assert gumbel_max.rollout_config().gumbel_tau == settings.rl_gumbel_tau
+    assert logistic.soft_rollout == "logistic_normal" and logistic.rollout_config().logistic_normal_sigma == 3.0
+    for args in (configs["hard"], gumbel_max, logistic):
+        assert (args.beta, args.scale_rewards, args.lr_scheduler_type) == (0.0, "group", "constant")
+    for args in (gumbel_max, logistic):
+        rollout = args.rollout_config()
+        assert (rollout.max_topk, rollout.temperature, rollout.think_end) == (10, 1.0, "</think>")
+    # --rl-lr sets every row's learning rate (a sweep on dev); at a row's own value it names the same RL folder,
+    # so the dev sweep's seed-0 run of the chosen value is the grid's
+    sft = grid.sft_run_folder(settings)
+    for row, lr in DEV_CHOSEN_LR.items():
+        swept = grid.parse_args(["--out", str(tmp_path), "--rl-lr", "3e-5"])
+        assert grid.training_config(swept, row, 0).learning_rate == 3e-5
+        same = grid.parse_args(["--out", str(tmp_path), "--rl-lr", repr(lr)])
+        assert _rl_folder(grid, same, row, 0, sft) == _rl_folder(grid, settings, row, 0, sft), row
+        assert _rl_folder(grid, swept, row, 0, sft) != _rl_folder(grid, settings, row, 0, sft), row
 
 
 @pytest.fixture(scope="module")
@@ -489,6 +563,14 @@ def _run_grid(out: Path, *flags: str) -> str:
     return done.stdout
 
 
+#: the rows of the smoke grid (the default rows) and the noise each soft-trained model is decoded with
+SMOKE_ROWS = ("hard", "softgrpo", "stht", "stht-fuzzy", "gumbel-max", "logistic-normal")
+ROLLOUT_NOISE = {
+    "hard": None, "softgrpo": "gumbel", "stht": "gaussian", "stht-fuzzy": "gaussian", "gumbel-max": "gumbel",
+    "logistic-normal": "logistic_normal",
+}
+
+
 @pytest.fixture(scope="module")
 def smoke_grid(tmp_path_factory):
     """One smoke-size grid with every training mode (the folder is shared by the tests below)."""
@@ -497,31 +579,27 @@ def smoke_grid(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_smoke_end_to_end(smoke_grid):
+def test_smoke_end_to_end(grid, smoke_grid):
     out, _ = smoke_grid
     results = (out / "RESULTS_grid.md").read_text(encoding="utf-8")
-    for label in (
-        "SFT start (no RL)",
-        "hard",
-        "soft (gaussian)",
-        "fuzzy",
-        "soft (gumbel)",
-        "soft (dirichlet)",
-    ):
-        assert f"| {label} |" in results
+    for row in ("sft", *SMOKE_ROWS):
+        assert f"| {grid.row_label(row)} |" in results
     assert "own-noise pass@1 (mean@4)" in results and "**Targets**" in results and "OOD KL" in results
     assert "The SFT start on the dev split (8 problems): hard-greedy pass@1" in results
     png = (out / "grid_results.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     runs = [json.loads(p.read_text()) for p in (out / "rl").glob("*/run.json")]
-    assert sorted(r["soft_rollout"] for r in runs) == ["dirichlet", "fuzzy", "gaussian", "gumbel", "hard"]
+    assert {r["mode"]: r["soft_rollout"] for r in runs} == {
+        "hard": "hard", "softgrpo": "gumbel", "stht": "gaussian", "stht-fuzzy": "fuzzy", "gumbel-max": "gumbel",
+        "logistic-normal": "logistic_normal",
+    }
 
 
 @pytest.mark.slow
 def test_smoke_rerun_reuses_every_stage(smoke_grid):
     out, first = smoke_grid
     again = _run_grid(out)
-    modes = ("hard", "gumbel", "dirichlet", "gaussian", "fuzzy")
+    modes = SMOKE_ROWS
     assert first.count("reusing") == 0
     # SFT, RL runs, evaluations (the SFT start on test and on dev, and each RL model)
     assert again.count("reusing") == 1 + len(modes) + (2 + len(modes)), again
@@ -532,16 +610,18 @@ def test_smoke_rerun_reuses_every_stage(smoke_grid):
 def test_smoke_changed_rl_setting_redoes_rl_and_its_evaluation(smoke_grid):
     out, _ = smoke_grid
     before = json.loads((out / "grid.json").read_text())
-    changed = _run_grid(out, "--train-modes", "gaussian", "--rl-max-topk", "1")
+    changed = _run_grid(out, "--train-modes", "gumbel-max,stht", "--rl-max-topk", "1")
     # the SFT start and its evaluation do not depend on the RL settings: reused
     assert "SFT: reusing" in changed and "eval sft: reusing" in changed and "eval sft-dev: reusing" in changed
-    # the RL run and the evaluation of the model it made are redone
-    assert "RL gaussian seed 0: reusing" not in changed and "eval gaussian-s0: reusing" not in changed
-    assert changed.count("reusing") == 3, changed
+    # the RL run of a row on the grid's recipe and the evaluation of the model it made are redone
+    assert "RL gumbel-max seed 0: reusing" not in changed and "eval gumbel-max-s0: reusing" not in changed
+    # a preset row keeps its own support: the flag changes nothing it builds, so it is reused
+    assert "RL stht seed 0: reusing" in changed and "eval stht-s0: reusing" in changed
+    assert changed.count("reusing") == 5, changed
     after = json.loads((out / "grid.json").read_text())
-    new_eval, old_eval = after["evals"]["gaussian"][0], before["evals"]["gaussian"][0]
+    new_eval, old_eval = after["evals"]["gumbel-max"][0], before["evals"]["gumbel-max"][0]
     assert new_eval["model"] != old_eval["model"] and Path(new_eval["model"]).parent.is_dir()
-    assert after["settings"]["rl_max_topk"] == 1
+    assert after["settings"]["rl_max_topk"] == 1 and after["runs"]["gumbel-max"][0]["rollout_config"]["max_topk"] == 1
 
 
 @pytest.mark.slow
@@ -563,8 +643,11 @@ def test_smoke_own_noise_and_mean_at_k_records(smoke_grid):
                 continue
             mode = evaluated["own-noise"]["mode"]
             rollout = run["rollout_config"]
-            assert mode["soft_thinking"]["noise"] == rollout["noise"] == {"fuzzy": "gaussian"}.get(row, row)
-            for key in ("gumbel_tau", "gaussian_sigma", "dirichlet_alpha", "max_topk", "top_p", "min_p"):
+            assert mode["soft_thinking"]["noise"] == rollout["noise"] == ROLLOUT_NOISE[row]
+            for key in (
+                "gumbel_tau", "gaussian_sigma", "dirichlet_alpha", "logistic_normal_sigma", "gumbel_noise_clamp",
+                "max_topk", "top_k", "top_p", "min_p",
+            ):
                 assert mode["soft_thinking"][key] == rollout[key], (row, key)
             assert mode["soft_thinking"]["temperature"] == min(rollout["temperature"], 0.6)
             assert mode["do_sample"] and mode["temperature"] == 0.6

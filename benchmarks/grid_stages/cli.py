@@ -53,6 +53,8 @@ HELP = {
     "sft_target": "stop SFT at the first dev greedy accuracy at or above this",
     "samples": "completions per problem of a sampled mode (pass@1 is their mean: mean@samples)",
     "eval_split": "the problems the models are evaluated on: test (the grid) or dev (to choose settings on)",
+    "rl_lr": "the learning rate of every row (e.g. a sweep on dev); default: each row's own, chosen on dev "
+    "(grid_stages/rows.py)",
 }
 #: flags with a fixed set of values
 CHOICES = {"eval_split": EVAL_SPLITS, "rl_scale_rewards": SCALE_REWARDS, "task": TASKS}
@@ -118,6 +120,8 @@ def parse_args(
             )
         elif f.name in CHOICES:
             parser.add_argument(flag, choices=CHOICES[f.name], default=None, help=text(f.name, default))
+        elif f.name == "rl_lr":
+            parser.add_argument(flag, type=float, default=None, help=HELP[f.name])
         elif f.name == "section":
             parser.add_argument(
                 flag,

@@ -418,6 +418,15 @@ def merge_section(existing: str | None, section: str, name: str = "") -> str:
     return existing.rstrip() + "\n\n" + block + "\n"
 
 
+def density_label(config: Mapping[str, Any]) -> str:
+    """The score of a row's soft steps: ``soft_density``, with its residual weight where it has one (``"–"``
+    for hard rows)."""
+    if config.get("soft_rollout", "hard") == "hard":
+        return "–"
+    residual = config.get("soft_density_residual") or 0.0
+    return str(config.get("soft_density", "–")) + (f" + {residual:g} residual" if residual else "")
+
+
 def rows_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     """Markdown table: what each row trained with, read from its runs' configs (``run.json``)."""
     headers = [
@@ -438,7 +447,7 @@ def rows_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
             [
                 row_label(train),
                 str(config.get("soft_rollout", "–")),
-                str(config.get("soft_density", "–")) if config.get("soft_rollout") != "hard" else "–",
+                density_label(config),
                 noise_label(trained[0].get("rollout_config") if trained else None),
                 f"{config['temperature']:g}" if "temperature" in config else "–",
                 f"{config['learning_rate']:g}" if "learning_rate" in config else "–",

@@ -70,7 +70,7 @@ class GridSettings:
     rl_steps: int = 120
     rl_prompts: int = 8
     rl_generations: int = 8
-    rl_lr: float = 1e-4
+    rl_lr: float | None = None  # None: each row's own learning rate, chosen on dev (rows.py); a number: every row's
     rl_temperature: float = 1.0
     rl_sigma: float = 0.33
     rl_max_topk: int = 10
@@ -129,6 +129,14 @@ RL_KEYS = (
     "rl_steps",
     "rl_prompts",
     "rl_generations",
+    "max_new_tokens",
+    "max_thinking_tokens",
+)
+#: the grid's shared recipe (the ``--rl-*`` flags a row may take: ``rows.recipe_kwargs``). No stage reads them:
+#: they reach a run only through the config its row builds, which is in the RL key (``rl.config_digest``), so
+#: a flag that a row ignores (a preset's own temperature, another row's noise scale) does not rerun that row,
+#: and a learning rate given with ``--rl-lr`` keys the same folder as the row's own equal learning rate
+RECIPE_KEYS = (
     "rl_lr",
     "rl_temperature",
     "rl_sigma",
@@ -136,8 +144,6 @@ RL_KEYS = (
     "rl_gumbel_tau",
     "rl_dirichlet_alpha",
     "rl_scale_rewards",
-    "max_new_tokens",
-    "max_thinking_tokens",
 )
 EVAL_KEYS = (
     "inference_modes",
