@@ -64,6 +64,29 @@ def test_recipe_choices_are_the_presets():
     assert RECIPE_CHOICES == RECIPES
 
 
+def test_soft_density_choices_are_the_configs():
+    from hf_softthink.cli import SOFT_DENSITY_CHOICES
+    from hf_softthink.trainer.config import SOFT_DENSITIES
+
+    assert SOFT_DENSITY_CHOICES == SOFT_DENSITIES
+
+
+def test_gumbel_rollouts_default_to_the_gumbel_max_score_and_others_to_the_exact_density():
+    """The command's gumbel default is the grid's best soft row on dev (gumbel_max); a rollout the score does not
+    fit keeps its exact density, and a given --soft-density is kept as given."""
+    assert train_config_from_arguments(parse("--output-dir", "o")).soft_density == "gumbel_max"
+    for rollout in ("hard", "gaussian", "dirichlet"):
+        assert train_config_from_arguments(parse("--soft-rollout", rollout, "--output-dir", "o")).soft_density == "exact"
+    given = train_config_from_arguments(parse("--soft-density", "exact", "--output-dir", "o"))
+    assert (given.soft_rollout, given.soft_density) == ("gumbel", "exact")
+    with pytest.raises(ValueError, match="needs soft_rollout='gumbel'"):
+        train_config_from_arguments(parse("--soft-rollout", "gaussian", "--soft-density", "gumbel_max", "--output-dir", "o"))
+    # a recipe keeps its own score unless the flag is given
+    assert train_config_from_arguments(parse("--recipe", "softgrpo", "--output-dir", "o")).soft_density == "soft_grpo"
+    chosen = train_config_from_arguments(parse("--recipe", "softgrpo", "--soft-density", "gumbel_max", "--output-dir", "o"))
+    assert chosen.soft_density == "gumbel_max"
+
+
 def test_a_recipe_sets_the_algorithm_and_the_command_sizes_the_run():
     softgrpo = train_config_from_arguments(parse("--recipe", "softgrpo", "--max-steps", "7", "--output-dir", "o"))
     rollout = softgrpo.rollout_config()

@@ -441,6 +441,11 @@ TRAIN_DEFAULTS: dict[str, object] = {
 #: `SoftGRPOConfig.soft_rollout`'s values (`hf_softthink.trainer.SOFT_ROLLOUTS`, which imports TRL: slow to load
 #: for every command's parser)
 SOFT_ROLLOUT_CHOICES = ("hard", "gaussian", "fuzzy", "gumbel", "dirichlet", "logistic_normal")
+#: `SoftGRPOConfig.soft_density`'s values (`hf_softthink.trainer.config.SOFT_DENSITIES`)
+SOFT_DENSITY_CHOICES = ("exact", "soft_grpo", "gumbel_max")
+#: the command's score of a Gumbel soft step when --soft-density is not given: log p of the step's Gumbel-max id,
+#: the soft row with the best dev pass@1 of the issue-16 grid (benchmarks/RESULTS_grid.md); other rollouts: "exact"
+GUMBEL_SOFT_DENSITY = "gumbel_max"
 #: `--recipe`'s values (`hf_softthink.trainer.config.RECIPES`): the presets `SoftGRPOConfig.softgrpo()`, `.stht()` and
 #: `.stht(fuzzy=True)`
 RECIPE_CHOICES = ("softgrpo", "stht", "stht-fuzzy")
@@ -457,7 +462,7 @@ _SOFT_FLAGS = {
 }
 #: flag -> SoftGRPOConfig field, for the flags that are one
 _TRAINING_FLAGS = (
-    "soft_rollout", "max_steps", "learning_rate", "num_generations", "per_device_train_batch_size",
+    "soft_rollout", "soft_density", "max_steps", "learning_rate", "num_generations", "per_device_train_batch_size",
     "max_completion_length", "temperature", "seed",
 )
 _REWARDS = ("math_answer_reward", "reasoning_gym_reward", "format_reward")
@@ -625,6 +630,12 @@ loss_type, gradient_accumulation_steps, soft_thinking: {{...}}); flags on the co
                           help="the rollouts' thinking: hard (plain GRPO), gumbel (Gumbel-Softmax weights, SofT-GRPO), "
                           "dirichlet, gaussian (noisy concept-token embeddings, Soft Tokens Hard Truths), fuzzy "
                           f"(default: {d['soft_rollout']}, the soft mode that raised the quickstart's reward)")
+    training.add_argument("--soft-density", "--soft_density", dest="soft_density", choices=SOFT_DENSITY_CHOICES,
+                          help="the loss's score of a soft thinking step: exact (the density of the fed mixture), "
+                          "gumbel_max (gumbel only: log p of the step's Gumbel-max id; lower variance, biased when "
+                          "the mixture weights and not only the chosen ids move the reward), soft_grpo (gumbel only: "
+                          f"SofT-GRPO's clamped score) (default: {GUMBEL_SOFT_DENSITY} for gumbel rollouts, the best "
+                          "soft row on the dev split of benchmarks/RESULTS_grid.md; exact for the others)")
     training.add_argument("--max-steps", "--max_steps", dest="max_steps", type=int, metavar="N",
                           help=f"training steps (default: {d['max_steps']})")
     training.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float, metavar="LR",
@@ -773,6 +784,8 @@ def train_config_from_arguments(args: argparse.Namespace, *, on_gpu: bool = Fals
         presets = {"softgrpo": SoftGRPOConfig.softgrpo, "stht": SoftGRPOConfig.stht,
                    "stht-fuzzy": functools.partial(SoftGRPOConfig.stht, fuzzy=True)}
         return presets[args.recipe](**{**run, **sizes, **given, "soft_thinking": soft})
+    if given.get("soft_rollout", defaults["soft_rollout"]) == "gumbel":
+        defaults["soft_density"] = GUMBEL_SOFT_DENSITY
     return SoftGRPOConfig(**{**run, **defaults, **given, "soft_thinking": {**defaults["soft_thinking"], **soft}})
 
 
