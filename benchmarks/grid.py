@@ -1,13 +1,13 @@
 """Train x inference grid of "Soft Tokens, Hard Truths" (arXiv:2509.19170) at the scale of a CPU.
 
-    python benchmarks/grid.py --threads 1     # the issue-16 grid (below): about 1.5 h on one quiet core
+    python benchmarks/grid.py --threads 1     # the issue-16 grid (below): 105 min of stage time on one core
     python benchmarks/grid.py --smoke         # ~1 minute end-to-end check (used by tests/test_grid.py)
     python benchmarks/grid.py --help          # this text and every knob
 
 **How to run the issue-16 grid.** The defaults are that grid: reasoning-gym ``countdown`` (3 numbers in 1..12,
 ``+ - *``; its thinking branches: a test problem has 1.86 solutions on average, 46% more than one, and the SFT
 trace is drawn from all of them; the SFT start stops at dev greedy 0.40, mean@32 0.36), 500 held-out test
-problems and 300 dev problems, 5 rows x 3 seeds, each model evaluated greedy, with 32 samples at T 0.6 (pass@1 =
+problems and 300 dev problems, 6 rows x 3 seeds, each model evaluated greedy, with 32 samples at T 0.6 (pass@1 =
 mean@32, pass@32), and the soft rows also with their own training noise; cells with standard errors over seeds
 and over problems, and a targets block (each row against hard, paired by seed and problem).
 
@@ -28,7 +28,9 @@ splits 9 s; SFT 618 s (2200 steps); RL, 120 steps: hard 118 s, gumbel 133 s; eva
 problems (greedy once, 16,000 hard-sample sequences, and for a soft row 16,000 own-noise ones): SFT start 94 s,
 hard 96 s, gumbel 194 s; the SFT start on the 300 dev problems 63 s. Extrapolated to the whole grid (3 seeds x
 5 rows; dirichlet's RL taken as 1.3x gumbel's, its ratio in the chain_sum grid): SFT 10 min + RL 15 runs 35 min
-+ 17 evaluations 46 min = about 91 min. Rows built otherwise (a preset's support or estimator) cost what their
++ 17 evaluations 46 min = about 91 min. Measured, the grid of 6 rows x 3 seeds (``benchmarks/RESULTS_grid.md``):
+105 min of stage time, 96.6 min CPU (SFT 524 s; RL 99-124 s a run; evaluation 91 s for hard, 176-208 s for a
+soft row with its own-noise column). Rows built otherwise (a preset's support or estimator) cost what their
 rollouts cost: measure one run before adding several.
 
 The grid before issue 16 (chain_sum, 64 test problems, the six inference presets) is
